@@ -1,0 +1,59 @@
+import { Command, CommanderError } from "@commander-js/extra-typings";
+import { OcibootError } from "../errors.ts";
+import { VERSION } from "../version.ts";
+import type { CliContext } from "./context.ts";
+import { COMMANDS } from "./commands/index.ts";
+
+/** Builds the command tree; each command lives in its own file under `commands/`. */
+export function buildProgram(context: CliContext): Command {
+  const program = new Command()
+    .name("ociboot")
+    .description("Fetch, verify, store and move OS boot images published as OCI artifacts.")
+    .version(VERSION, "-V, --version", "print the version")
+    .option("--store-path <dir>", "local store directory (default: $OCIBOOT_STORE or ~/.onmetal)")
+    .option("--ca-file <file>", "trust this CA certificate (PEM) for registry TLS")
+    .option("--insecure", "skip TLS certificate verification (dangerous)")
+    .option("--plain-http", "talk plain HTTP to non-loopback registries")
+    .option("--registry-config <file>", "registry mirrors configuration (registries.conf style)")
+    .option("-q, --quiet", "print nothing but errors and requested output")
+    .option("--debug", "log HTTP requests (secrets redacted) to stderr")
+    .showHelpAfterError("(run with --help for usage)")
+    .configureOutput({
+      writeOut: (text) => context.stdout.write(text),
+      writeErr: (text) => context.stderr.write(text),
+    })
+    .exitOverride();
+  for (const makeCommand of COMMANDS) {
+    const command = makeCommand(context);
+    command.exitOverride();
+    // Global options are accepted after the command name too, as onmetal-image does.
+    copyGlobalOptions(program, command);
+    program.addCommand(command);
+  }
+  return program;
+}
+
+function copyGlobalOptions(program: Command, command: Command): void {
+  for (const option of program.options) {
+    if (option.long === "--version") continue;
+    if (command.options.some((existing) => existing.long === option.long)) continue;
+    command.addOption(Object.assign(Object.create(Object.getPrototypeOf(option)), option));
+  }
+}
+
+/** Runs the CLI; returns the process exit code. */
+export async function runCli(argv: readonly string[], context: CliContext): Promise<number> {
+  const program = buildProgram(context);
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.code === "commander.help") {
+        return 0;
+      }
+      throw new OcibootError("USAGE", error.message.replace(/^error: /, ""), { cause: error });
+    }
+    throw error;
+  }
+}

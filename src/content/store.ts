@@ -1,0 +1,59 @@
+import type { Descriptor } from "../oci/descriptor.ts";
+
+/**
+ * The small interface every content store implements (registry repository, OCI layout directory,
+ * archive, memory). Operations such as copy, fetch and verify are written only against it.
+ * Bytes returned by `fetch` are unverified: callers pass them through `verifyContent`.
+ */
+export interface ReadableStore {
+  /** Human-readable name for messages, such as `registry 127.0.0.1:5000/boot` or `oci:./store`. */
+  readonly description: string;
+  /** Resolves a tag or a digest to the descriptor of a manifest or index. */
+  resolve(reference: string): Promise<Descriptor>;
+  /** Opens the content named by a descriptor, optionally from a byte offset. */
+  fetch(descriptor: Descriptor, options?: FetchOptions): Promise<FetchedContent>;
+  /** Tells whether the store holds the content named by a descriptor. */
+  exists(descriptor: Descriptor): Promise<boolean>;
+}
+
+export interface FetchOptions {
+  /** Ask for the content from this byte offset; the store may ignore it (see `FetchedContent.offset`). */
+  offset?: number;
+  signal?: AbortSignal;
+}
+
+export interface FetchedContent {
+  /** Unverified bytes, starting at `offset`. */
+  stream: ReadableStream<Uint8Array>;
+  /** Where `stream` starts: the requested offset when honoured exactly, else 0. */
+  offset: number;
+}
+
+export interface WritableStore {
+  readonly description: string;
+  /** Stores content; the store verifies size and digest before the content becomes visible. */
+  push(descriptor: Descriptor, content: ReadableStream<Uint8Array>, options?: { signal?: AbortSignal }): Promise<void>;
+  /** Points a tag (or full reference, for layout stores) at a manifest or index descriptor. */
+  tag(descriptor: Descriptor, reference: string): Promise<void>;
+  exists(descriptor: Descriptor): Promise<boolean>;
+}
+
+/** Optional power: listing tags. */
+export interface TagLister {
+  tags(): AsyncIterable<string>;
+}
+
+/** Optional power: listing referrers of a subject (OCI 1.1). */
+export interface ReferrerLister {
+  referrers(subject: Descriptor, artifactType?: string): Promise<Descriptor[]>;
+}
+
+export type Store = ReadableStore & WritableStore;
+
+export function isTagLister(store: object): store is TagLister {
+  return typeof (store as Partial<TagLister>).tags === "function";
+}
+
+export function isReferrerLister(store: object): store is ReferrerLister {
+  return typeof (store as Partial<ReferrerLister>).referrers === "function";
+}

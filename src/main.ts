@@ -1,0 +1,67 @@
+import { homedir } from "node:os";
+import process from "node:process";
+import { Writable } from "node:stream";
+import { exitCodeFor, OcibootError } from "./errors.ts";
+import type { CliContext } from "./cli/context.ts";
+import { runCli } from "./cli/program.ts";
+
+/** The entry point: the only place that touches `process` besides `cli/`. */
+async function main(): Promise<void> {
+  const abort = new AbortController();
+  let interrupted = false;
+  const onSignal = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    abort.abort(new OcibootError("INTERRUPTED", "Interrupted"));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  const context: CliContext = {
+    env: process.env,
+    stdout: { write: (text) => void process.stdout.write(text) },
+    stderr: {
+      write: (text) => void process.stderr.write(text),
+      isTTY: process.stderr.isTTY === true,
+      columns: process.stderr.columns ?? 80,
+    },
+    readStdin: readAllStdin,
+    stdoutStream: Writable.toWeb(process.stdout) as WritableStream<Uint8Array>,
+    cwd: process.cwd(),
+    homeDir: process.env["HOME"] ?? homedir(),
+    signal: abort.signal,
+  };
+
+  const argv = process.argv.slice(2);
+  try {
+    process.exitCode = await runCli(argv, context);
+  } catch (error) {
+    process.exitCode = exitCodeFor(error);
+    context.stderr.write(formatError(error, argv.includes("--debug")));
+  }
+}
+
+async function readAllStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(Buffer.from(chunk as Uint8Array));
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+function formatError(error: unknown, debug: boolean): string {
+  if (error instanceof OcibootError) {
+    let text = `ociboot: ${error.message}\n`;
+    if (debug) {
+      let cause: unknown = error.cause;
+      while (cause) {
+        text += `  caused by: ${cause instanceof Error ? (cause.stack ?? cause.message) : String(cause)}\n`;
+        cause = cause instanceof Error ? cause.cause : undefined;
+      }
+    }
+    return text;
+  }
+  const detail = error instanceof Error ? (debug ? (error.stack ?? error.message) : error.message) : String(error);
+  return `ociboot: internal error: ${detail}\n`;
+}
+
+// A CommonJS bundle (the single executable) cannot hold top-level await.
+void main();
