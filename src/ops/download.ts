@@ -1,0 +1,245 @@
+import { createReadStream } from "node:fs";
+import { open, rm, stat, type FileHandle } from "node:fs/promises";
+import { commitFile, messageOf } from "../content/atomic-file.ts";
+import type { ReadableStore } from "../content/store.ts";
+import { ContentVerifier } from "../content/verify.ts";
+import { isOcibootError, OcibootError } from "../errors.ts";
+import type { Descriptor } from "../oci/descriptor.ts";
+
+export type DownloadStatus = "existing" | "downloaded" | "resumed";
+
+export interface DownloadResult {
+  status: DownloadStatus;
+  /** Bytes that came from the store in this run (less than the size when resumed or existing). */
+  transferred: number;
+}
+
+export interface DownloadOptions {
+  signal?: AbortSignal;
+  /** Called with each number of bytes that became known-good or arrived: for progress display. */
+  onProgress?: (event: { done: number; total: number }) => void;
+}
+
+/** Writes are batched to this size: few large syscalls instead of one per network chunk. */
+const WRITE_BATCH_BYTES = 4 * 1024 * 1024;
+const READ_CHUNK_BYTES = 1024 * 1024;
+
+/**
+ * Downloads one blob to `finalPath`, verifying size and digest while streaming. Bytes land in
+ * `<finalPath>.partial` and are renamed only once verified and synced; an existing final file is
+ * re-verified and kept when it matches; a partial file left by an interrupted run is resumed with
+ * a ranged request. A resumed prefix is only trusted by the final digest: on a mismatch the blob
+ * is fetched once more from the start.
+ */
+export async function downloadBlob(
+  store: ReadableStore,
+  descriptor: Descriptor,
+  finalPath: string,
+  options: DownloadOptions = {},
+): Promise<DownloadResult> {
+  if (await fileMatches(finalPath, descriptor, options.signal)) {
+    options.onProgress?.({ done: descriptor.size, total: descriptor.size });
+    return { status: "existing", transferred: 0 };
+  }
+  const partialPath = `${finalPath}.partial`;
+  try {
+    return await downloadToPartial(store, descriptor, partialPath, finalPath, options, true);
+  } catch (error) {
+    if (isOcibootError(error, "INTEGRITY") && (error.details?.["resumed"] === true)) {
+      await rm(partialPath, { force: true });
+      return await downloadToPartial(store, descriptor, partialPath, finalPath, options, false);
+    }
+    throw error;
+  }
+}
+
+async function downloadToPartial(
+  store: ReadableStore,
+  descriptor: Descriptor,
+  partialPath: string,
+  finalPath: string,
+  options: DownloadOptions,
+  allowResume: boolean,
+): Promise<DownloadResult> {
+  const { verifier, prefix } = allowResume
+    ? await verifierForPrefix(partialPath, descriptor, options.signal)
+    : { verifier: new ContentVerifier(descriptor), prefix: 0 };
+  options.onProgress?.({ done: prefix, total: descriptor.size });
+
+  let handle: FileHandle;
+  try {
+    handle = await open(partialPath, prefix > 0 ? "r+" : "w", 0o644);
+  } catch (error) {
+    throw new OcibootError("LOCAL_IO", `Cannot create ${partialPath}: ${messageOf(error)}`, { cause: error });
+  }
+  let transferred = 0;
+  let resumedFrom = 0;
+  try {
+    let active = verifier;
+    let position = prefix;
+    if (prefix < descriptor.size) {
+      const fetchOptions = prefix > 0 ? { offset: prefix } : {};
+      const content = await store.fetch(descriptor, options.signal ? { ...fetchOptions, signal: options.signal } : fetchOptions);
+      if (content.offset !== prefix) {
+        // The source could not honour the range: start this blob over rather than splice.
+        active = new ContentVerifier(descriptor);
+        position = 0;
+        await handle.truncate(0);
+        options.onProgress?.({ done: 0, total: descriptor.size });
+      }
+      resumedFrom = position;
+      const start = position;
+      position = await streamToFile(content.stream, handle, position, active, (written) => {
+        options.onProgress?.({ done: written, total: descriptor.size });
+      }, options.signal);
+      transferred = position - start;
+    }
+    await handle.truncate(position);
+    try {
+      active.finish();
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      await rm(partialPath, { force: true });
+      if (isOcibootError(error) && resumedFrom > 0) {
+        throw new OcibootError(error.code, error.message, { cause: error, details: { ...error.details, resumed: true } });
+      }
+      throw error;
+    }
+    await handle.sync();
+  } catch (error) {
+    await handle.close().catch(() => undefined);
+    if (isOcibootError(error, "INTEGRITY")) await rm(partialPath, { force: true });
+    throw error;
+  }
+  await handle.close();
+  await commitFile(partialPath, finalPath);
+  return { status: resumedFrom > 0 ? "resumed" : "downloaded", transferred };
+}
+
+/**
+ * Streams chunks into the file: each chunk is hashed as it arrives, and writes go out in large
+ * batches with one write in flight, so the disk works while the next batch is received and hashed.
+ */
+async function streamToFile(
+  stream: ReadableStream<Uint8Array>,
+  handle: FileHandle,
+  startPosition: number,
+  verifier: ContentVerifier,
+  onWritten: (position: number) => void,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  let position = startPosition;
+  let batch: Uint8Array[] = [];
+  let batchBytes = 0;
+  let inFlight: Promise<void> = Promise.resolve();
+
+  const flush = async () => {
+    if (batchBytes === 0) return;
+    const buffers = batch;
+    const at = position;
+    position += batchBytes;
+    batch = [];
+    batchBytes = 0;
+    await inFlight;
+    const written = position;
+    inFlight = writeAll(handle, buffers, at).then(() => onWritten(written));
+  };
+
+  try {
+    for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) {
+      signal?.throwIfAborted();
+      verifier.update(chunk);
+      batch.push(chunk);
+      batchBytes += chunk.byteLength;
+      if (batchBytes >= WRITE_BATCH_BYTES) await flush();
+    }
+    await flush();
+    await inFlight;
+  } catch (error) {
+    await inFlight.catch(() => undefined);
+    await stream.cancel?.().catch?.(() => undefined);
+    if (error instanceof OcibootError) throw error;
+    if (signal?.aborted) throw signal.reason instanceof OcibootError ? signal.reason : new OcibootError("INTERRUPTED", "Interrupted");
+    throw new OcibootError("NETWORK", `Cannot receive content: ${messageOf(error)}`, { cause: error });
+  }
+  return position;
+}
+
+async function writeAll(handle: FileHandle, buffers: Uint8Array[], position: number): Promise<void> {
+  try {
+    let remaining = buffers;
+    let at = position;
+    while (remaining.length > 0) {
+      const { bytesWritten } = await handle.writev(remaining, at);
+      at += bytesWritten;
+      remaining = dropWritten(remaining, bytesWritten);
+    }
+  } catch (error) {
+    throw new OcibootError("LOCAL_IO", `Cannot write downloaded content: ${messageOf(error)}`, { cause: error });
+  }
+}
+
+function dropWritten(buffers: Uint8Array[], bytesWritten: number): Uint8Array[] {
+  let skip = bytesWritten;
+  const rest: Uint8Array[] = [];
+  for (const buffer of buffers) {
+    if (skip >= buffer.byteLength) {
+      skip -= buffer.byteLength;
+      continue;
+    }
+    rest.push(skip > 0 ? buffer.subarray(skip) : buffer);
+    skip = 0;
+  }
+  return rest;
+}
+
+/** Hashes what an earlier run left in the partial file, so that the download continues after it. */
+async function verifierForPrefix(
+  partialPath: string,
+  descriptor: Descriptor,
+  signal: AbortSignal | undefined,
+): Promise<{ verifier: ContentVerifier; prefix: number }> {
+  const size = await sizeOf(partialPath);
+  if (size === undefined || size === 0 || size > descriptor.size) {
+    return { verifier: new ContentVerifier(descriptor), prefix: 0 };
+  }
+  const verifier = new ContentVerifier(descriptor);
+  await hashFile(partialPath, verifier, size, signal);
+  return { verifier, prefix: size };
+}
+
+/** Tells whether a file on disk has exactly the descriptor's size and digest. */
+export async function fileMatches(path: string, descriptor: Descriptor, signal?: AbortSignal): Promise<boolean> {
+  const size = await sizeOf(path);
+  if (size !== descriptor.size) return false;
+  const verifier = new ContentVerifier(descriptor);
+  await hashFile(path, verifier, size, signal);
+  try {
+    verifier.finish();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function hashFile(path: string, verifier: ContentVerifier, length: number, signal: AbortSignal | undefined): Promise<void> {
+  if (length === 0) return;
+  try {
+    const stream = createReadStream(path, { start: 0, end: length - 1, highWaterMark: READ_CHUNK_BYTES, ...(signal ? { signal } : {}) });
+    for await (const chunk of stream) verifier.update(chunk as Uint8Array);
+  } catch (error) {
+    if (error instanceof OcibootError) throw error;
+    throw new OcibootError("LOCAL_IO", `Cannot read ${path}: ${messageOf(error)}`, { cause: error });
+  }
+}
+
+async function sizeOf(path: string): Promise<number | undefined> {
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) throw new OcibootError("LOCAL_IO", `Cannot use ${path}: not a regular file`);
+    return info.size;
+  } catch (error) {
+    if ((error as { code?: string }).code === "ENOENT") return undefined;
+    throw error;
+  }
+}
