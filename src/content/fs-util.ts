@@ -1,0 +1,117 @@
+import { randomUUID } from "node:crypto";
+import { mkdir, open, rename, unlink } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { OcibootError } from "../errors.ts";
+
+/** The `code` of a Node system error (`ENOENT`, `EEXIST`, …), if any. */
+export function errorCode(error: unknown): string | undefined {
+  return typeof error === "object" && error !== null && "code" in error ? String((error as { code: unknown }).code) : undefined;
+}
+
+/** The message of anything thrown. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** A fresh temporary file name in `directory`, unique across processes. */
+export function temporaryPath(directory: string, prefix: string): string {
+  return join(directory, `${prefix}-${randomUUID()}.tmp`);
+}
+
+/**
+ * Flushes a directory entry to disk so that a rename survives a crash. Some file systems refuse
+ * to open or fsync a directory; the rename is then as durable as they allow.
+ */
+export async function syncDirectory(directory: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(directory, "r");
+    await handle.sync();
+  } catch {
+    // Not supported here: nothing more can be done.
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Replaces `path` with `bytes` so that readers see the old or the new content, never a torn
+ * mix: write a temp file in `temporaryDirectory` (same file system), fsync, rename, fsync the directory.
+ */
+export async function writeFileAtomically(path: string, bytes: Uint8Array, temporaryDirectory: string): Promise<void> {
+  await mkdir(temporaryDirectory, { recursive: true });
+  const temporary = temporaryPath(temporaryDirectory, "write");
+  try {
+    const handle = await open(temporary, "wx", 0o644);
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, path);
+  } catch (error) {
+    await unlink(temporary).catch(() => undefined);
+    throw new OcibootError("LOCAL_IO", `Cannot write ${path}: ${errorMessage(error)}`, { cause: error });
+  }
+  await syncDirectory(dirname(path));
+}
+
+const READ_CHUNK_BYTES = 1024 * 1024;
+
+/** A pull-driven stream of a file's bytes from `offset`; the file is opened at once, so a missing file fails here. */
+export async function fileReadableStream(path: string, offset = 0): Promise<ReadableStream<Uint8Array>> {
+  const handle = await open(path, "r");
+  let position = offset;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const buffer = new Uint8Array(READ_CHUNK_BYTES);
+          const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, position);
+          if (bytesRead === 0) {
+            await handle.close();
+            controller.close();
+            return;
+          }
+          position += bytesRead;
+          controller.enqueue(bytesRead === buffer.byteLength ? buffer : buffer.subarray(0, bytesRead));
+        } catch (error) {
+          await handle.close().catch(() => undefined);
+          controller.error(error);
+        }
+      },
+      async cancel() {
+        await handle.close().catch(() => undefined);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** Reads a small file whole, refusing one larger than `maxBytes`; undefined when it does not exist. */
+export async function readBoundedFile(path: string, maxBytes: number): Promise<Uint8Array | undefined> {
+  let handle;
+  try {
+    handle = await open(path, "r");
+  } catch (error) {
+    if (errorCode(error) === "ENOENT") return undefined;
+    throw new OcibootError("LOCAL_IO", `Cannot read ${path}: ${errorMessage(error)}`, { cause: error });
+  }
+  try {
+    const { size } = await handle.stat();
+    if (size > maxBytes) {
+      throw new OcibootError("UNSAFE_CONTENT", `Cannot read ${path}: ${size} bytes is more than the ${maxBytes}-byte limit`);
+    }
+    const buffer = new Uint8Array(size);
+    let filled = 0;
+    while (filled < size) {
+      const { bytesRead } = await handle.read(buffer, filled, size - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return buffer.subarray(0, filled);
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,373 @@
+import { createHash } from "node:crypto";
+import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { OcibootError } from "../errors.ts";
+import type { Descriptor } from "../oci/descriptor.ts";
+import { type Digest, isDigest, parseDigest, toDigest } from "../oci/digest.ts";
+import { Annotation, Limits } from "../oci/mediatypes.ts";
+import {
+  errorCode,
+  errorMessage,
+  fileReadableStream,
+  readBoundedFile,
+  syncDirectory,
+  temporaryPath,
+  writeFileAtomically,
+} from "./fs-util.ts";
+import {
+  emptyLayoutIndex,
+  type LayoutIndex,
+  manifestMediaTypeOf,
+  parseLayoutIndex,
+  refNameOf,
+  serializeLayoutIndex,
+} from "./layout-index.ts";
+import { withFileLock } from "./lock.ts";
+import type { FetchedContent, FetchOptions, ReadableStore, TagLister, WritableStore } from "./store.ts";
+import { ContentVerifier, readVerified } from "./verify.ts";
+
+/** `oci-layout` as the image spec and onmetal-image write it. */
+const OCI_LAYOUT_BYTES = new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}');
+/** index.json of a store with thousands of tags stays far below this. */
+const MAX_INDEX_BYTES = 16 * 1024 * 1024;
+/** ociboot's own bookkeeping inside a layout: lock file and temp files (same file system, so rename works). */
+const PRIVATE_DIRECTORY = ".ociboot";
+
+/** One blob file found in the store. */
+export interface StoredBlob {
+  digest: Digest;
+  size: number;
+  modifiedMs: number;
+}
+
+/** Options for opening a layout. */
+export interface LayoutStoreOptions {
+  /** How long to wait for another process's lock on index.json (default 30 s). */
+  lockTimeoutMs?: number;
+}
+
+/**
+ * An OCI image layout directory (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`) as a content store.
+ *
+ * Reads any layout (onmetal-image, skopeo `oci:`, oras `--oci-layout`). Writes are crash-safe: blobs
+ * land by temp file, verification, fsync and rename; index.json is replaced by rename under an
+ * exclusive lock held across processes, so concurrent writers lose no update. A tag is an extra
+ * index.json entry whose `org.opencontainers.image.ref.name` is the full reference, as onmetal-image writes it.
+ * The directory is created on the first write; reading a missing store sees an empty one.
+ */
+export class OciLayoutStore implements ReadableStore, WritableStore, TagLister {
+  readonly root: string;
+  readonly description: string;
+  readonly #lockTimeoutMs: number;
+
+  constructor(root: string, options: LayoutStoreOptions = {}) {
+    this.root = root;
+    this.description = `oci:${root}`;
+    this.#lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
+  }
+
+  /** The path of a blob; the digest is validated first, so it can never name anything outside `blobs/`. */
+  blobPath(digest: string): string {
+    const { algorithm, hex } = parseDigest(digest);
+    return join(this.root, "blobs", algorithm, hex);
+  }
+
+  async resolve(reference: string): Promise<Descriptor> {
+    const at = reference.lastIndexOf("@");
+    const digestPart = at >= 0 ? reference.slice(at + 1) : reference;
+    const entries = await this.entries();
+    if (isDigest(digestPart)) {
+      const listed = entries.find((entry) => entry.digest === digestPart);
+      if (listed) return withoutRefName(listed);
+      return this.#describeManifestBlob(digestPart);
+    }
+    const tagged = entries.filter((entry) => refNameOf(entry) === reference);
+    const last = tagged[tagged.length - 1];
+    if (!last) throw new OcibootError("NOT_FOUND", `Cannot resolve ${reference}: no such tag in ${this.description}`);
+    return last;
+  }
+
+  async fetch(descriptor: Descriptor, options: FetchOptions = {}): Promise<FetchedContent> {
+    const path = this.blobPath(descriptor.digest);
+    const offset = options.offset !== undefined && options.offset > 0 && options.offset <= descriptor.size ? options.offset : 0;
+    try {
+      return { stream: await fileReadableStream(path, offset), offset };
+    } catch (error) {
+      if (errorCode(error) === "ENOENT") {
+        throw new OcibootError("NOT_FOUND", `Cannot fetch ${descriptor.digest}: not in ${this.description}`);
+      }
+      throw new OcibootError("LOCAL_IO", `Cannot fetch ${descriptor.digest} from ${this.description}: ${errorMessage(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /** True when the blob file exists with the declared size (a cheap guard against truncated files). */
+  async exists(descriptor: Descriptor): Promise<boolean> {
+    try {
+      const info = await stat(this.blobPath(descriptor.digest));
+      return info.isFile() && info.size === descriptor.size;
+    } catch (error) {
+      if (errorCode(error) === "ENOENT") return false;
+      throw new OcibootError("LOCAL_IO", `Cannot check ${descriptor.digest} in ${this.description}: ${errorMessage(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  /** Stores a blob: written to a temp file while verified, then fsynced and renamed into place. */
+  async push(descriptor: Descriptor, content: ReadableStream<Uint8Array>, options: { signal?: AbortSignal } = {}): Promise<void> {
+    const finalPath = this.blobPath(descriptor.digest);
+    if (await this.exists(descriptor)) {
+      await content.cancel().catch(() => undefined);
+      return;
+    }
+    const verifier = new ContentVerifier(descriptor);
+    await this.#writeBlob(content, finalPath, options.signal, (chunk) => verifier.update(chunk), () => verifier.finish());
+  }
+
+  /**
+   * Stores content whose digest is not known in advance (a file being built into an image): hashed
+   * while written, in one pass, then renamed to the name its digest gives.
+   */
+  async ingest(content: ReadableStream<Uint8Array>, mediaType: string, options: { signal?: AbortSignal } = {}): Promise<Descriptor> {
+    const hash = createHash("sha256");
+    let size = 0;
+    const temporary = await this.#writeTemporary(content, options.signal, (chunk) => {
+      hash.update(chunk);
+      size += chunk.byteLength;
+    });
+    const digest = toDigest(`sha256:${hash.digest("hex")}`);
+    await this.#commitTemporary(temporary, this.blobPath(digest));
+    return { mediaType, digest, size };
+  }
+
+  /** Stores small bytes (a manifest or config) and returns their descriptor. */
+  async ingestBytes(bytes: Uint8Array, mediaType: string): Promise<Descriptor> {
+    const digest = toDigest(`sha256:${createHash("sha256").update(bytes).digest("hex")}`);
+    const descriptor: Descriptor = { mediaType, digest, size: bytes.byteLength };
+    await this.push(descriptor, new Blob([bytes]).stream());
+    return descriptor;
+  }
+
+  /** Points the full reference at a manifest or index, replacing whatever it named before. */
+  async tag(descriptor: Descriptor, reference: string): Promise<void> {
+    checkRefName(reference);
+    if (!(await this.exists(descriptor))) {
+      throw new OcibootError("NOT_FOUND", `Cannot tag ${descriptor.digest} as ${reference}: the manifest is not in ${this.description}`);
+    }
+    const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
+    if (descriptor.platform) entry.platform = descriptor.platform;
+    if (descriptor.artifactType) entry.artifactType = descriptor.artifactType;
+    entry.annotations = { [Annotation.refName]: reference };
+    await this.updateIndex((entries) => [...entries.filter((existing) => refNameOf(existing) !== reference), entry]);
+  }
+
+  async *tags(): AsyncIterable<string> {
+    for (const entry of await this.entries()) {
+      const name = refNameOf(entry);
+      if (name !== undefined) yield name;
+    }
+  }
+
+  /** The entries of index.json (tagged and untagged), validated; none when the store does not exist yet. */
+  async entries(): Promise<Descriptor[]> {
+    return (await this.#readIndex()).manifests;
+  }
+
+  /**
+   * Read-modify-write of index.json under the store's exclusive lock: `change` gets the current
+   * entries and returns the new ones. Returns what was written.
+   */
+  async updateIndex(change: (entries: Descriptor[]) => Descriptor[] | Promise<Descriptor[]>): Promise<Descriptor[]> {
+    await this.#ensureLayout();
+    return withFileLock(
+      join(this.root, PRIVATE_DIRECTORY, "index.lock"),
+      async () => {
+        const index = await this.#readIndex();
+        const manifests = await change([...index.manifests]);
+        await writeFileAtomically(
+          join(this.root, "index.json"),
+          serializeLayoutIndex({ fields: index.fields, manifests }),
+          this.#temporaryDirectory(),
+        );
+        return manifests;
+      },
+      { timeoutMs: this.#lockTimeoutMs },
+    );
+  }
+
+  /** Runs `action` under the index lock without changing index.json (for garbage collection). */
+  async withIndexLock<T>(action: (entries: Descriptor[]) => Promise<T>): Promise<T> {
+    await this.#ensureLayout();
+    return withFileLock(join(this.root, PRIVATE_DIRECTORY, "index.lock"), async () => action(await this.entries()), {
+      timeoutMs: this.#lockTimeoutMs,
+    });
+  }
+
+  /** Every blob file with a valid digest name; anything else under `blobs/` is ignored. */
+  async *blobs(): AsyncIterable<StoredBlob> {
+    for (const algorithm of ["sha256", "sha512"]) {
+      const directory = join(this.root, "blobs", algorithm);
+      let names: string[];
+      try {
+        names = await readdir(directory);
+      } catch (error) {
+        if (errorCode(error) === "ENOENT") continue;
+        throw new OcibootError("LOCAL_IO", `Cannot list ${directory}: ${errorMessage(error)}`, { cause: error });
+      }
+      for (const name of names) {
+        const digest = `${algorithm}:${name}`;
+        if (!isDigest(digest)) continue;
+        const info = await stat(join(directory, name)).catch(() => undefined);
+        if (info?.isFile()) yield { digest, size: info.size, modifiedMs: info.mtimeMs };
+      }
+    }
+  }
+
+  /** Removes a blob file; a missing one is fine. */
+  async deleteBlob(digest: string): Promise<void> {
+    await unlink(this.blobPath(digest)).catch((error: unknown) => {
+      if (errorCode(error) !== "ENOENT") {
+        throw new OcibootError("LOCAL_IO", `Cannot delete ${digest} from ${this.description}: ${errorMessage(error)}`, { cause: error });
+      }
+    });
+  }
+
+  /** Reads a manifest, index or config blob whole, bounded and verified. */
+  async readBlob(descriptor: Descriptor, maxBytes: number = Limits.manifestBytes): Promise<Uint8Array> {
+    const { stream } = await this.fetch(descriptor);
+    return readVerified(stream, descriptor, maxBytes);
+  }
+
+  async #describeManifestBlob(digest: Digest): Promise<Descriptor> {
+    const path = this.blobPath(digest);
+    const bytes = await readBoundedFile(path, Limits.manifestBytes);
+    if (!bytes) throw new OcibootError("NOT_FOUND", `Cannot resolve ${digest}: not in ${this.description}`);
+    let mediaType: string | undefined;
+    try {
+      mediaType = manifestMediaTypeOf(JSON.parse(new TextDecoder().decode(bytes)));
+    } catch {
+      mediaType = undefined;
+    }
+    if (mediaType === undefined) {
+      throw new OcibootError("INVALID_MANIFEST", `Cannot resolve ${digest}: the blob is not a manifest or an index`);
+    }
+    return { mediaType, digest, size: bytes.byteLength };
+  }
+
+  async #readIndex(): Promise<LayoutIndex> {
+    const path = join(this.root, "index.json");
+    const bytes = await readBoundedFile(path, MAX_INDEX_BYTES);
+    return bytes ? parseLayoutIndex(bytes, path) : emptyLayoutIndex();
+  }
+
+  /** Creates the layout on first write; refuses a directory that holds something else. */
+  async #ensureLayout(): Promise<void> {
+    const layoutPath = join(this.root, "oci-layout");
+    const existing = await readBoundedFile(layoutPath, 4096);
+    if (existing) {
+      checkLayoutVersion(existing, layoutPath);
+    } else {
+      const names = await readdir(this.root).catch((error: unknown) => {
+        if (errorCode(error) === "ENOENT") return [] as string[];
+        throw new OcibootError("LOCAL_IO", `Cannot open store ${this.root}: ${errorMessage(error)}`, { cause: error });
+      });
+      const foreign = names.filter((name) => !["index.json", "blobs", "ingest", PRIVATE_DIRECTORY].includes(name));
+      if (foreign.length > 0) {
+        throw new OcibootError("LOCAL_IO", `Cannot use ${this.root} as a store: it is not an OCI image layout and not empty`);
+      }
+      await mkdir(join(this.root, PRIVATE_DIRECTORY), { recursive: true });
+      await writeFileAtomically(layoutPath, OCI_LAYOUT_BYTES, this.#temporaryDirectory());
+    }
+    await mkdir(join(this.root, "blobs", "sha256"), { recursive: true });
+    await mkdir(this.#temporaryDirectory(), { recursive: true });
+  }
+
+  #temporaryDirectory(): string {
+    return join(this.root, PRIVATE_DIRECTORY, "tmp");
+  }
+
+  async #writeBlob(
+    content: ReadableStream<Uint8Array>,
+    finalPath: string,
+    signal: AbortSignal | undefined,
+    onChunk: (chunk: Uint8Array) => void,
+    onEnd: () => void,
+  ): Promise<void> {
+    const temporary = await this.#writeTemporary(content, signal, onChunk, onEnd);
+    await this.#commitTemporary(temporary, finalPath);
+  }
+
+  /** Streams content into a new temp file, calling `onChunk` before each write and `onEnd` before fsync. */
+  async #writeTemporary(
+    content: ReadableStream<Uint8Array>,
+    signal: AbortSignal | undefined,
+    onChunk: (chunk: Uint8Array) => void,
+    onEnd: () => void = () => undefined,
+  ): Promise<string> {
+    await this.#ensureLayout();
+    const temporary = temporaryPath(this.#temporaryDirectory(), "blob");
+    const reader = content.getReader();
+    let handle;
+    try {
+      handle = await open(temporary, "wx", 0o644);
+      for (;;) {
+        if (signal?.aborted) throw signal.reason;
+        const { done, value } = await reader.read();
+        if (done) break;
+        onChunk(value);
+        await handle.write(value);
+      }
+      onEnd();
+      await handle.sync();
+      await handle.close();
+      return temporary;
+    } catch (error) {
+      await reader.cancel(error).catch(() => undefined);
+      await handle?.close().catch(() => undefined);
+      await unlink(temporary).catch(() => undefined);
+      if (error instanceof OcibootError) throw error;
+      throw new OcibootError("LOCAL_IO", `Cannot write a blob into ${this.description}: ${errorMessage(error)}`, { cause: error });
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  async #commitTemporary(temporary: string, finalPath: string): Promise<void> {
+    try {
+      await mkdir(join(finalPath, ".."), { recursive: true });
+      await rename(temporary, finalPath);
+    } catch (error) {
+      await unlink(temporary).catch(() => undefined);
+      throw new OcibootError("LOCAL_IO", `Cannot store ${finalPath}: ${errorMessage(error)}`, { cause: error });
+    }
+    await syncDirectory(join(finalPath, ".."));
+  }
+}
+
+function withoutRefName(entry: Descriptor): Descriptor {
+  if (refNameOf(entry) === undefined) return entry;
+  const { annotations, ...rest } = entry;
+  const others = Object.fromEntries(Object.entries(annotations ?? {}).filter(([key]) => key !== Annotation.refName));
+  return Object.keys(others).length > 0 ? { ...rest, annotations: others } : rest;
+}
+
+function checkRefName(reference: string): void {
+  // The name ends up in JSON only, never in a path; still refuse what no tool could match later.
+  if (reference.length === 0 || reference.length > 1024 || /[\s\u0000-\u001f\u007f]/.test(reference)) {
+    throw new OcibootError("INVALID_REFERENCE", `Cannot tag as "${reference.slice(0, 80)}": not a usable reference name`);
+  }
+}
+
+function checkLayoutVersion(bytes: Uint8Array, path: string): void {
+  let version: unknown;
+  try {
+    version = (JSON.parse(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
+  } catch (error) {
+    throw new OcibootError("INVALID_MANIFEST", `Cannot read ${path}: not valid JSON`, { cause: error });
+  }
+  if (version !== "1.0.0") {
+    throw new OcibootError("UNSUPPORTED", `Cannot use ${path}: image layout version ${String(version)} is not 1.0.0`);
+  }
+}
