@@ -1,7 +1,6 @@
 import { OcibootError } from "../errors.ts";
-import type { Descriptor, Platform } from "../oci/descriptor.ts";
-import { toDigest } from "../oci/digest.ts";
-import { Annotation, MediaType } from "../oci/mediatypes.ts";
+import { type Descriptor, parseDescriptor } from "../oci/descriptor.ts";
+import { Annotation } from "../oci/mediatypes.ts";
 
 /**
  * The `index.json` of an OCI image layout: its entries, plus every other top-level field exactly as
@@ -50,47 +49,6 @@ export function serializeLayoutIndex(index: LayoutIndex): Uint8Array {
 /** The full reference an entry is tagged with (`org.opencontainers.image.ref.name`), if any. */
 export function refNameOf(descriptor: Descriptor): string | undefined {
   return descriptor.annotations?.[Annotation.refName];
-}
-
-/** Validates one descriptor read from untrusted JSON. */
-export function parseDescriptor(value: unknown, source: string): Descriptor {
-  if (!isRecord(value)) throw invalid(source, "not an object");
-  const { mediaType, digest, size, annotations, platform, artifactType, urls } = value;
-  if (typeof mediaType !== "string") throw invalid(source, "mediaType is not a string");
-  if (typeof digest !== "string") throw invalid(source, "digest is not a string");
-  if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) throw invalid(source, "size is not a non-negative integer");
-  const descriptor: Descriptor = { mediaType, digest: toDigest(digest), size };
-  if (urls !== undefined) {
-    if (!Array.isArray(urls) || !urls.every((url) => typeof url === "string")) throw invalid(source, "urls is not a list of strings");
-    descriptor.urls = urls as string[];
-  }
-  if (annotations !== undefined) {
-    if (!isRecord(annotations) || !Object.values(annotations).every((text) => typeof text === "string")) {
-      throw invalid(source, "annotations are not strings");
-    }
-    descriptor.annotations = { ...(annotations as Record<string, string>) };
-  }
-  if (typeof artifactType === "string") descriptor.artifactType = artifactType;
-  if (platform !== undefined) {
-    if (!isRecord(platform) || typeof platform["os"] !== "string" || typeof platform["architecture"] !== "string") {
-      throw invalid(source, "platform needs os and architecture");
-    }
-    descriptor.platform = { ...platform } as unknown as Platform;
-  }
-  return descriptor;
-}
-
-/** Guesses the media type of a manifest blob that has no `mediaType` field (onmetal manifests have none). */
-export function manifestMediaTypeOf(value: unknown): string | undefined {
-  if (!isRecord(value)) return undefined;
-  if (typeof value["mediaType"] === "string") return value["mediaType"];
-  if (Array.isArray(value["manifests"])) return MediaType.ociIndex;
-  if (isRecord(value["config"]) || Array.isArray(value["layers"])) return MediaType.ociManifest;
-  return undefined;
-}
-
-function invalid(source: string, state: string): OcibootError {
-  return new OcibootError("INVALID_MANIFEST", `Cannot read ${source}: ${state}`);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

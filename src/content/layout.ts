@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { type Digest, isDigest, parseDigest, toDigest } from "../oci/digest.ts";
+import { parseManifest } from "../oci/manifest.ts";
 import { Annotation, Limits } from "../oci/mediatypes.ts";
 import {
   errorCode,
@@ -17,7 +18,6 @@ import {
 import {
   emptyLayoutIndex,
   type LayoutIndex,
-  manifestMediaTypeOf,
   parseLayoutIndex,
   refNameOf,
   serializeLayoutIndex,
@@ -244,16 +244,9 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister {
     const path = this.blobPath(digest);
     const bytes = await readBoundedFile(path, Limits.manifestBytes);
     if (!bytes) throw new OcibootError("NOT_FOUND", `Cannot resolve ${digest}: not in ${this.description}`);
-    let mediaType: string | undefined;
-    try {
-      mediaType = manifestMediaTypeOf(JSON.parse(new TextDecoder().decode(bytes)));
-    } catch {
-      mediaType = undefined;
-    }
-    if (mediaType === undefined) {
-      throw new OcibootError("INVALID_MANIFEST", `Cannot resolve ${digest}: the blob is not a manifest or an index`);
-    }
-    return { mediaType, digest, size: bytes.byteLength };
+    // The bytes are named by their digest; check them before trusting what they say they are.
+    const verified = await readVerified(new Blob([bytes]).stream(), { mediaType: "application/octet-stream", digest, size: bytes.byteLength }, Limits.manifestBytes);
+    return { mediaType: parseManifest(verified).mediaType, digest, size: bytes.byteLength };
   }
 
   async #readIndex(): Promise<LayoutIndex> {

@@ -136,13 +136,13 @@ describe("OciLayoutStore", () => {
       JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: MediaType.ociManifest, digest: "sha256:../../x", size: 1 }] }),
     );
     const failure = await store.entries().catch((error: unknown) => error);
-    expect(isOcibootError(failure, "INVALID_DIGEST")).toBe(true);
+    expect(isOcibootError(failure, "INVALID_MANIFEST")).toBe(true);
   });
 
   it("loses no update when two processes tag into one store at once", async () => {
     const path = join(root, "store");
     await storeWithBase(path);
-    const count = 40;
+    const count = 150;
     await Promise.all(
       ["alpha", "beta"].map((prefix) => run(DENO, ["run", "-A", join(HELPERS, "tag-loop.ts"), path, prefix, String(count)])),
     );
