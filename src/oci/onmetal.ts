@@ -10,14 +10,6 @@ import type { Descriptor } from "./descriptor.ts";
  * strings escaped the Go way (see {@link goJsonString}).
  */
 
-/** Media types of the onmetal v1alpha1 dialect, by what each blob holds. */
-export const ONMETAL_V1ALPHA1 = {
-  config: "application/vnd.onmetal.image.config.v1alpha1+json",
-  rootfs: "application/vnd.onmetal.image.rootfs.v1alpha1.rootfs",
-  initramfs: "application/vnd.onmetal.image.initramfs.v1alpha1.initramfs",
-  vmlinuz: "application/vnd.onmetal.image.vmlinuz.v1alpha1.vmlinuz",
-} as const;
-
 /** The config blob: `{"commandLine":"…"}`, or `{}` when the command line is empty (Go `omitempty`). */
 export function encodeOnmetalConfig(commandLine: string | undefined): Uint8Array {
   const body = commandLine ? `{"commandLine":${goJsonString(commandLine)}}` : "{}";

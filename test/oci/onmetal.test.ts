@@ -2,7 +2,8 @@ import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import type { Descriptor } from "../../src/oci/descriptor.ts";
 import { toDigest } from "../../src/oci/digest.ts";
-import { encodeOnmetalConfig, encodeOnmetalManifest, goJsonString, ONMETAL_V1ALPHA1 } from "../../src/oci/onmetal.ts";
+import { ONMETAL_MEDIA_TYPES } from "../../src/oci/dialects.ts";
+import { encodeOnmetalConfig, encodeOnmetalManifest, goJsonString } from "../../src/oci/onmetal.ts";
 
 function sha256(bytes: Uint8Array): string {
   return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
@@ -12,17 +13,17 @@ function sha256(bytes: Uint8Array): string {
 const COMMAND_LINE =
   "ro console=tty0 console=ttyS0,115200 earlyprintk=ttyS0,115200 consoleblank=0 cgroup_enable=memory swapaccount=1 security=apparmor";
 const ROOTFS: Descriptor = {
-  mediaType: ONMETAL_V1ALPHA1.rootfs,
+  mediaType: ONMETAL_MEDIA_TYPES.rootfs,
   digest: toDigest("sha256:44dd616962d17884bd3609443a3c62b94d423fd1513a40098ffa1a1f75495fd5"),
   size: 231536600,
 };
 const INITRAMFS: Descriptor = {
-  mediaType: ONMETAL_V1ALPHA1.initramfs,
+  mediaType: ONMETAL_MEDIA_TYPES.initramfs,
   digest: toDigest("sha256:3108caa582a70f3490723a654d93896840ea2ad09d3c06bb0c51ed83a60e0660"),
   size: 16583520,
 };
 const VMLINUZ: Descriptor = {
-  mediaType: ONMETAL_V1ALPHA1.vmlinuz,
+  mediaType: ONMETAL_MEDIA_TYPES.vmlinuz,
   digest: toDigest("sha256:d002d4426df1928be7646289e8a67f2851679e955cacbbc042295f5c6af80b69"),
   size: 13212832,
 };
@@ -36,7 +37,7 @@ describe("onmetal v1alpha1 encoding", () => {
 
   it("reproduces the manifest digest sha256:f0dcfde4…fa394 of the test vector", () => {
     const configBytes = encodeOnmetalConfig(COMMAND_LINE);
-    const config: Descriptor = { mediaType: ONMETAL_V1ALPHA1.config, digest: toDigest(sha256(configBytes)), size: configBytes.byteLength };
+    const config: Descriptor = { mediaType: ONMETAL_MEDIA_TYPES.config, digest: toDigest(sha256(configBytes)), size: configBytes.byteLength };
     const manifest = encodeOnmetalManifest(config, [ROOTFS, INITRAMFS, VMLINUZ]);
     expect(manifest.byteLength).toBe(713);
     expect(sha256(manifest)).toBe("sha256:f0dcfde4f8b4b6033add31243096a4b560173cd9884be1e37c524c53219fa394");
