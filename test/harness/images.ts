@@ -284,7 +284,7 @@ export async function hashFile(path: string): Promise<{ digest: Descriptor["dige
 export async function publishWithSkopeo(
   layoutDirectory: string,
   tag: string,
-  registry: RunningRegistry,
+  registry: RegistryEndpoint,
   repository: string,
   destinationTag: string = tag,
 ): Promise<{ reference: string; result: RunResult }> {
@@ -298,6 +298,9 @@ export async function publishWithSkopeo(
   return { reference, result };
 }
 
+/** What skopeo needs to reach a registry: a `RunningRegistry`, or e.g. a relay in front of one. */
+export type RegistryEndpoint = Pick<RunningRegistry, "host"> & Pick<RunningRegistry, "certDirectory" | "credentials">;
+
 export interface SkopeoAccessOptions {
   /** Send no credentials even where the registry has an account, to test anonymous access. */
   anonymous?: boolean;
@@ -305,7 +308,7 @@ export interface SkopeoAccessOptions {
 
 /** Pulls `REPOSITORY:TAG` (or `@DIGEST`) from `registry` into an OCI layout with skopeo, digest-preserving. */
 export async function fetchWithSkopeo(
-  registry: RunningRegistry,
+  registry: RegistryEndpoint,
   repository: string,
   tagOrDigest: string,
   layoutDirectory: string,
@@ -325,7 +328,7 @@ export async function fetchWithSkopeo(
  * through `--cert-dir`; credentials are explicit and `no-creds` otherwise, so a developer's own
  * auth.json or ~/.docker/config.json never takes part.
  */
-export function skopeoRegistryFlags(side: "src" | "dest", registry: RunningRegistry, options: SkopeoAccessOptions = {}): string[] {
+export function skopeoRegistryFlags(side: "src" | "dest", registry: RegistryEndpoint, options: SkopeoAccessOptions = {}): string[] {
   const flags: string[] = [];
   if (registry.certDirectory !== undefined) flags.push(`--${side}-cert-dir`, registry.certDirectory);
   else flags.push(`--${side}-tls-verify=false`);
