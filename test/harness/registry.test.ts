@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "./commands.ts";
+import { writeDockerConfig } from "./docker-config.ts";
 import { fetchWithSkopeo, publishWithSkopeo, skopeoRegistryFlags, writeOciLayout } from "./images.ts";
 import type { WrittenLayout } from "./images.ts";
 import { startRegistry } from "./registry.ts";
@@ -150,6 +151,19 @@ describe("basic auth registry", () => {
     ]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/unauthorized|authentication required/i);
+  });
+
+  it("writes a Docker config.json that a real client authenticates with", async () => {
+    const anonymous = await started();
+    const configFile = await writeDockerConfig(join(workDirectory, "docker-config"), [registry, anonymous]);
+    const config = JSON.parse(await readFile(configFile, "utf8")) as { auths: Record<string, unknown> };
+    expect(Object.keys(config.auths)).toEqual([registry.host]);
+
+    const pushed = await run("skopeo", [
+      "copy", "--dest-tls-verify=false", "--dest-authfile", configFile,
+      `oci:${layout.directory}:v1`, `docker://${registry.host}/boot/from-docker-config:v1`,
+    ]);
+    expect(pushed).toMatchObject({ code: 0 });
   });
 });
 
