@@ -88,7 +88,7 @@ describe("downloadBlob", () => {
 
   it("fails with INTEGRITY on altered content and leaves neither final nor partial file", async () => {
     const altered = Buffer.from(content);
-    altered[altered.length - 1] ^= 0xff;
+    altered[altered.length - 1] = (altered[altered.length - 1] ?? 0) ^ 0xff;
     store.corrupt(descriptor.digest, altered);
     await expect(downloadBlob(store, descriptor, target)).rejects.toMatchObject({ code: "INTEGRITY" });
     expect(existsSync(target)).toBe(false);

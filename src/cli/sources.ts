@@ -1,0 +1,68 @@
+import process from "node:process";
+import { OciLayoutStore } from "../content/layout.ts";
+import type { ReadableStore } from "../content/store.ts";
+import { OcibootError } from "../errors.ts";
+import type { Platform } from "../oci/descriptor.ts";
+import { platformFromNode } from "../oci/platform.ts";
+import type { CliContext } from "./context.ts";
+import type { GlobalOptions } from "./global-options.ts";
+import { resolvePath } from "./paths.ts";
+
+/** Where content comes from, as written on the command line (skopeo's transport prefixes). */
+export type Location =
+  | { kind: "registry"; reference: string }
+  | { kind: "layout"; path: string; reference?: string }
+  | { kind: "archive"; path: string; reference?: string };
+
+/** A store opened from a location, with the reference to resolve in it. */
+export interface OpenedSource {
+  store: ReadableStore;
+  reference: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Parses `oci:DIR[:REF]`, `oci-archive:FILE[:REF]` or a registry reference. As with skopeo, the
+ * path ends at the first colon, so REF may itself contain colons (`oci:./store:ghcr.io/a/b:1.0`).
+ */
+export function parseLocation(text: string): Location {
+  for (const [prefix, kind] of [["oci:", "layout"], ["oci-archive:", "archive"]] as const) {
+    if (!text.startsWith(prefix)) continue;
+    const rest = text.slice(prefix.length);
+    const colon = rest.indexOf(":");
+    const path = colon < 0 ? rest : rest.slice(0, colon);
+    const reference = colon < 0 ? undefined : rest.slice(colon + 1);
+    if (path.length === 0) throw new OcibootError("USAGE", `Cannot use ${text}: the ${prefix} location needs a path`);
+    return reference ? { kind, path, reference } : { kind, path };
+  }
+  if (text.startsWith("docker://")) return { kind: "registry", reference: text.slice("docker://".length) };
+  return { kind: "registry", reference: text };
+}
+
+/** Opens the store a location names. */
+export async function openSource(text: string, global: GlobalOptions, context: CliContext): Promise<OpenedSource> {
+  const location = parseLocation(text);
+  switch (location.kind) {
+    case "layout": {
+      const store = new OciLayoutStore(resolvePath(context, location.path));
+      return { store, reference: location.reference ?? (await onlyImageIn(store, text)), close: async () => undefined };
+    }
+    case "archive":
+      throw new OcibootError("UNSUPPORTED", `Cannot open ${text}: archives are not supported yet`);
+    case "registry":
+      throw new OcibootError("UNSUPPORTED", `Cannot open ${text}: registries are not supported yet`);
+  }
+}
+
+/** With no REF, a layout holding exactly one image means that image. */
+async function onlyImageIn(store: OciLayoutStore, text: string): Promise<string> {
+  const digests = [...new Set((await store.entries()).map((entry) => entry.digest))];
+  if (digests.length === 1) return digests[0] as string;
+  if (digests.length === 0) throw new OcibootError("NOT_FOUND", `Cannot use ${text}: the store holds no image`);
+  throw new OcibootError("AMBIGUOUS", `Cannot use ${text}: the store holds ${digests.length} images; name one as ${text}:REF`);
+}
+
+/** This machine's platform, the default choice from a multi-arch index. */
+export function defaultPlatform(): Platform {
+  return platformFromNode(process.arch, process.platform);
+}

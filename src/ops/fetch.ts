@@ -1,0 +1,219 @@
+import { createHash } from "node:crypto";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { messageOf, writeFileAtomic } from "../content/atomic-file.ts";
+import type { ReadableStore } from "../content/store.ts";
+import { OcibootError } from "../errors.ts";
+import type { Descriptor, Platform } from "../oci/descriptor.ts";
+import { parseDigest } from "../oci/digest.ts";
+import { DEFAULT_FILE_NAMES, parseBootConfig, planBootFiles, safeFileName, type Role } from "../oci/dialects.ts";
+import { downloadBlob, type DownloadStatus } from "./download.ts";
+import { runBounded } from "./pool.ts";
+import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
+
+export interface FetchBootImageOptions extends ManifestSelection {
+  /** Only these roles (default: every file of the image). */
+  roles?: readonly Role[];
+  /** File names by role, replacing the defaults (`vmlinuz`, `initrd`, …). */
+  fileNames?: Partial<Record<Role, string>>;
+  /** Blobs downloaded at once. */
+  concurrency?: number;
+  signal?: AbortSignal;
+  progress?: FetchProgress;
+}
+
+/** What fetch tells a progress display; one call per state change, bytes as they land. */
+export interface FetchProgress {
+  planned(files: ReadonlyArray<{ name: string; size: number }>): void;
+  advanced(name: string, done: number, total: number): void;
+  finished(name: string, status: FetchedFileStatus): void;
+}
+
+export type FetchedFileStatus = DownloadStatus | "written";
+
+export interface FetchedFile {
+  role?: Role;
+  name: string;
+  path: string;
+  mediaType?: string;
+  digest: string;
+  size: number;
+  status: FetchedFileStatus;
+}
+
+export interface FetchReport {
+  source: string;
+  reference: string;
+  digest: string;
+  mediaType: string;
+  indexDigest?: string;
+  platform?: Platform;
+  dialect: string;
+  commandLine?: string;
+  outputDir: string;
+  files: FetchedFile[];
+  /** Bytes that came from the source in this run. */
+  transferred: number;
+}
+
+export const MANIFEST_FILE_NAME = "manifest.json";
+export const CHECKSUM_FILE_NAME = "SHA256SUMS";
+export const BOOT_SCRIPT_FILE_NAME = "boot.sh";
+
+/**
+ * Fetches a boot image into a directory: every blob verified while streaming, files written by
+ * role, plus the exact manifest bytes, a `SHA256SUMS` that `sha256sum -c` accepts and a kexec
+ * script. Re-running is cheap: files that already match are kept.
+ */
+export async function fetchBootImage(
+  store: ReadableStore,
+  reference: string,
+  outputDir: string,
+  options: FetchBootImageOptions = {},
+): Promise<FetchReport> {
+  const resolved = await resolveManifest(store, reference, selectionOf(options), options.signal);
+  const plan = planBootFiles(resolved.manifest);
+  const wanted = options.roles ? new Set<Role>(options.roles) : undefined;
+
+  let commandLine: string | undefined;
+  let commandLineBytes: Uint8Array | undefined;
+  if (plan.commandLineFrom === "config" && (!wanted || wanted.has("cmdline"))) {
+    const config = parseBootConfig(await readConfigBytes(store, resolved.manifest.config, options.signal));
+    commandLine = config.commandLine;
+    if (commandLine !== undefined) commandLineBytes = new TextEncoder().encode(`${commandLine}\n`);
+  }
+
+  const blobs = plan.files
+    .filter((file) => !wanted || (file.role !== undefined && wanted.has(file.role)))
+    .map((file) => ({ ...file, name: file.role ? nameFor(file.role, options.fileNames) : file.name }));
+  if (wanted) {
+    const present = new Set<Role>(blobs.flatMap((file) => (file.role ? [file.role] : [])));
+    if (commandLineBytes) present.add("cmdline");
+    const missing = [...wanted].filter((role) => !present.has(role));
+    if (missing.length > 0) {
+      throw new OcibootError("NOT_FOUND", `Cannot fetch ${missing.join(", ")} from ${reference}: the image has no such layer`, {
+        details: { missing, available: plan.files.flatMap((file) => (file.role ? [file.role] : [])) },
+      });
+    }
+  }
+  assertDistinctNames([...blobs.map((file) => file.name), ...(commandLineBytes ? [nameFor("cmdline", options.fileNames)] : [])]);
+
+  await ensureDirectory(outputDir);
+  options.progress?.planned(blobs.map((file) => ({ name: file.name, size: file.descriptor.size })));
+  let transferred = 0;
+  const fetched = await runBounded(blobs, options.concurrency ?? 3, async (file) => {
+    const path = join(outputDir, file.name);
+    const result = await downloadBlob(store, file.descriptor, path, {
+      ...(options.signal ? { signal: options.signal } : {}),
+      onProgress: ({ done, total }) => options.progress?.advanced(file.name, done, total),
+    });
+    transferred += result.transferred;
+    options.progress?.finished(file.name, result.status);
+    return fetchedFile(file.role, file.name, path, file.descriptor, result.status);
+  });
+
+  if (commandLineBytes) {
+    const name = nameFor("cmdline", options.fileNames);
+    const path = join(outputDir, name);
+    await writeFileAtomic(path, commandLineBytes);
+    fetched.push({ role: "cmdline", name, path, digest: sha256Of(commandLineBytes), size: commandLineBytes.byteLength, status: "written" });
+  }
+
+  const manifestPath = join(outputDir, MANIFEST_FILE_NAME);
+  await writeFileAtomic(manifestPath, resolved.bytes);
+  await writeFileAtomic(join(outputDir, CHECKSUM_FILE_NAME), checksumFile(fetched, resolved.descriptor));
+  const bootScript = bootScriptFor(fetched);
+  if (bootScript) await writeFileAtomic(join(outputDir, BOOT_SCRIPT_FILE_NAME), bootScript, 0o755);
+
+  const report: FetchReport = {
+    source: store.description,
+    reference,
+    digest: resolved.descriptor.digest,
+    mediaType: resolved.descriptor.mediaType,
+    dialect: plan.dialect,
+    outputDir,
+    files: fetched,
+    transferred,
+  };
+  const outerIndex = resolved.indexes[0];
+  if (outerIndex) report.indexDigest = outerIndex.digest;
+  if (resolved.descriptor.platform) report.platform = resolved.descriptor.platform;
+  if (commandLine !== undefined) report.commandLine = commandLine;
+  return report;
+}
+
+function selectionOf(options: FetchBootImageOptions): ManifestSelection {
+  const selection: ManifestSelection = {};
+  if (options.platform) selection.platform = options.platform;
+  if (options.flavor !== undefined) selection.flavor = options.flavor;
+  return selection;
+}
+
+function nameFor(role: Role, overrides: Partial<Record<Role, string>> | undefined): string {
+  return safeFileName(overrides?.[role] ?? DEFAULT_FILE_NAMES[role]);
+}
+
+const RESERVED_NAMES = new Set([MANIFEST_FILE_NAME, CHECKSUM_FILE_NAME, BOOT_SCRIPT_FILE_NAME]);
+
+/** Two layers must never race for one file name, nor overwrite fetch's own files. */
+function assertDistinctNames(names: readonly string[]): void {
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(name) || RESERVED_NAMES.has(name) || name.endsWith(".partial")) {
+      throw new OcibootError("UNSAFE_CONTENT", `Cannot write ${name}: the name is used twice or reserved`);
+    }
+    seen.add(name);
+  }
+}
+
+function fetchedFile(role: Role | undefined, name: string, path: string, descriptor: Descriptor, status: FetchedFileStatus): FetchedFile {
+  const file: FetchedFile = { name, path, mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size, status };
+  if (role) file.role = role;
+  return file;
+}
+
+function sha256Of(bytes: Uint8Array): string {
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+}
+
+/** `sha256sum -c` format; blobs named by another algorithm are left out rather than hashed twice. */
+function checksumFile(files: readonly FetchedFile[], manifest: Descriptor): string {
+  const lines = files.flatMap((file) => {
+    const { algorithm, hex } = parseDigest(file.digest);
+    return algorithm === "sha256" ? [`${hex}  ${file.name}\n`] : [];
+  });
+  const manifestDigest = parseDigest(manifest.digest);
+  if (manifestDigest.algorithm === "sha256") lines.push(`${manifestDigest.hex}  ${MANIFEST_FILE_NAME}\n`);
+  return lines.join("");
+}
+
+/** A kexec script for the fetched kernel, initrd and command line, when there is a kernel. */
+export function bootScriptFor(files: readonly FetchedFile[]): string | undefined {
+  const byRole = (role: Role) => files.find((file) => file.role === role)?.name;
+  const kernel = byRole("kernel");
+  if (!kernel) return undefined;
+  const initrd = byRole("initrd");
+  const cmdline = byRole("cmdline");
+  const args = [`"$here/${kernel}"`];
+  if (initrd) args.push(`--initrd="$here/${initrd}"`);
+  args.push(cmdline ? `--command-line="$(cat "$here/${cmdline}")"` : "--reuse-cmdline");
+  return [
+    "#!/bin/sh",
+    "# Boots the fetched image in place of the running kernel (needs kexec-tools and root).",
+    "# Try it in a VM first:",
+    `#   qemu-system-x86_64 -m 1024 -nographic -kernel ${kernel}${initrd ? ` -initrd ${initrd}` : ""}${cmdline ? ` -append "$(cat ${cmdline})"` : ""}`,
+    "set -eu",
+    'here=$(cd "$(dirname "$0")" && pwd)',
+    `kexec -l ${args.join(" ")}`,
+    "kexec -e",
+    "",
+  ].join("\n");
+}
+
+async function ensureDirectory(path: string): Promise<void> {
+  try {
+    await mkdir(path, { recursive: true });
+  } catch (error) {
+    throw new OcibootError("LOCAL_IO", `Cannot create ${path}: ${messageOf(error)}`, { cause: error });
+  }
+}

@@ -1,0 +1,36 @@
+import type { ReadableStore } from "../content/store.ts";
+import { verifyContent } from "../content/verify.ts";
+import { OcibootError } from "../errors.ts";
+import { parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
+import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
+
+/**
+ * Writes one role of a boot image to a sink (standard output), verified while streaming. A sink
+ * cannot take bytes back: on a mismatch the stream is aborted and the error tells the caller
+ * that what was written must be discarded.
+ */
+export async function streamRole(
+  store: ReadableStore,
+  reference: string,
+  role: Role,
+  sink: WritableStream<Uint8Array>,
+  options: ManifestSelection & { signal?: AbortSignal } = {},
+): Promise<void> {
+  const resolved = await resolveManifest(store, reference, options, options.signal);
+  const plan = planBootFiles(resolved.manifest);
+  const file = plan.files.find((candidate) => candidate.role === role);
+  if (!file && role === "cmdline" && plan.commandLineFrom === "config") {
+    const { commandLine } = parseBootConfig(await readConfigBytes(store, resolved.manifest.config, options.signal));
+    if (commandLine !== undefined) {
+      const writer = sink.getWriter();
+      await writer.write(new TextEncoder().encode(`${commandLine}\n`));
+      await writer.close();
+      return;
+    }
+  }
+  if (!file) {
+    throw new OcibootError("NOT_FOUND", `Cannot fetch ${role} from ${reference}: the image has no such layer`);
+  }
+  const content = await store.fetch(file.descriptor, options.signal ? { signal: options.signal } : {});
+  await content.stream.pipeThrough(verifyContent(file.descriptor)).pipeTo(sink, options.signal ? { signal: options.signal } : {});
+}
