@@ -6,6 +6,12 @@ import { COMMANDS } from "./commands/index.ts";
 
 /** Builds the command tree; each command lives in its own file under `commands/`. */
 export function buildProgram(context: CliContext): Command {
+  const output = {
+    writeOut: (text: string) => context.stdout.write(text),
+    writeErr: (text: string) => context.stderr.write(text),
+    // Usage errors are thrown and printed once, with the others, by the entry point.
+    outputError: () => undefined,
+  };
   const program = new Command()
     .name("ociboot")
     .description("Fetch, verify, store and move OS boot images published as OCI artifacts.")
@@ -17,15 +23,11 @@ export function buildProgram(context: CliContext): Command {
     .option("--registry-config <file>", "registry mirrors configuration (registries.conf style)")
     .option("-q, --quiet", "print nothing but errors and requested output")
     .option("--debug", "log HTTP requests (secrets redacted) to stderr")
-    .showHelpAfterError("(run with --help for usage)")
-    .configureOutput({
-      writeOut: (text) => context.stdout.write(text),
-      writeErr: (text) => context.stderr.write(text),
-    })
+    .configureOutput(output)
     .exitOverride();
   for (const makeCommand of COMMANDS) {
     const command = makeCommand(context);
-    command.exitOverride();
+    command.exitOverride().configureOutput(output);
     // Global options are accepted after the command name too, as onmetal-image does.
     copyGlobalOptions(program, command);
     program.addCommand(command);
@@ -52,7 +54,7 @@ export async function runCli(argv: readonly string[], context: CliContext): Prom
       if (error.code === "commander.helpDisplayed" || error.code === "commander.version" || error.code === "commander.help") {
         return 0;
       }
-      throw new OcibootError("USAGE", error.message.replace(/^error: /, ""), { cause: error });
+      throw new OcibootError("USAGE", `${error.message.replace(/^error: /, "")} (see ociboot --help)`, { cause: error });
     }
     throw error;
   }
