@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, rename, stat, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
@@ -120,6 +120,9 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister {
     const finalPath = this.blobPath(descriptor.digest);
     if (await this.exists(descriptor)) {
       await content.cancel().catch(() => undefined);
+      // A fresh mtime tells a concurrent `prune` that this blob is about to be referenced.
+      const now = new Date();
+      await utimes(finalPath, now, now).catch(() => undefined);
       return;
     }
     const verifier = new ContentVerifier(descriptor);

@@ -1,0 +1,18 @@
+import { Command } from "@commander-js/extra-typings";
+import { listImages } from "../../ops/store-ops.ts";
+import type { CliContext } from "../context.ts";
+import { globalOptions } from "../global-options.ts";
+import { formatImageJson, formatImageTable, openLocalStore } from "./store-output.ts";
+
+/** `ociboot list`: the images in the local store, as onmetal-image lists them. */
+export function listCommand(context: CliContext) {
+  return new Command("list")
+    .alias("ls")
+    .description("list the images in the local store (REPOSITORY, TAG, IMAGE ID)")
+    .option("--json", "print a JSON array with full digests")
+    .action(async (options, command) => {
+      const store = openLocalStore(globalOptions(command as never, context), context);
+      const listings = await listImages(store);
+      context.stdout.write(options.json ? formatImageJson(listings) : formatImageTable(listings));
+    });
+}

@@ -1,0 +1,84 @@
+import type { OciLayoutStore, StoredBlob } from "../content/layout.ts";
+import { OcibootError } from "../errors.ts";
+import type { Descriptor } from "../oci/descriptor.ts";
+import { isIndexMediaType, Limits } from "../oci/mediatypes.ts";
+import { parseManifest } from "../oci/manifest.ts";
+
+/** Options for {@link pruneStore}. */
+export interface PruneOptions {
+  /**
+   * Unreferenced blobs younger than this are kept (default 10 min): a pull or build in another
+   * process writes its blobs before the tag that makes them reachable.
+   */
+  graceMs?: number;
+  /** Report what would go, remove nothing. */
+  dryRun?: boolean;
+  /** Clock, for tests. */
+  now?: number;
+}
+
+/** What {@link pruneStore} removed (or would remove) and kept. */
+export interface PruneResult {
+  removed: StoredBlob[];
+  removedBytes: number;
+  /** Unreferenced blobs left alone because they are younger than the grace period. */
+  keptRecent: number;
+}
+
+/**
+ * Removes every blob that no index.json entry reaches (through indexes, manifests, configs,
+ * layers and subjects), holding the index lock so no tag appears meanwhile. An entry whose manifest
+ * is missing reaches nothing; a manifest that is corrupt or nested too deep aborts the prune before
+ * anything is removed, so a blob is never lost to a walk that could not finish.
+ */
+export async function pruneStore(store: OciLayoutStore, options: PruneOptions = {}): Promise<PruneResult> {
+  const graceMs = options.graceMs ?? 10 * 60_000;
+  return store.withIndexLock(async (entries) => {
+    const reachable = await reachableDigests(store, entries);
+    const now = options.now ?? Date.now();
+    const result: PruneResult = { removed: [], removedBytes: 0, keptRecent: 0 };
+    for await (const blob of store.blobs()) {
+      if (reachable.has(blob.digest)) continue;
+      if (now - blob.modifiedMs < graceMs) {
+        result.keptRecent++;
+        continue;
+      }
+      if (!options.dryRun) await store.deleteBlob(blob.digest);
+      result.removed.push(blob);
+      result.removedBytes += blob.size;
+    }
+    return result;
+  });
+}
+
+/** Digests of every blob reachable from the given entries. */
+export async function reachableDigests(store: OciLayoutStore, roots: readonly Descriptor[]): Promise<Set<string>> {
+  const seen = new Set<string>();
+  const visit = async (descriptor: Descriptor, depth: number): Promise<void> => {
+    if (seen.has(descriptor.digest)) return;
+    seen.add(descriptor.digest);
+    if (!(await store.exists(descriptor))) return;
+    const bytes = await store.readBlob(descriptor);
+    const parsed = parseManifest(bytes);
+    const children: Descriptor[] =
+      parsed.kind === "manifest" ? [parsed.manifest.config, ...parsed.manifest.layers] : parsed.index.manifests;
+    const subject = parsed.kind === "manifest" ? parsed.manifest.subject : parsed.index.subject;
+    if (subject) children.push(subject);
+    for (const child of children) {
+      if (isManifestLike(child)) {
+        if (depth >= Limits.indexDepth) {
+          throw new OcibootError("UNSUPPORTED", `Cannot prune ${store.description}: indexes nested deeper than ${Limits.indexDepth} levels`);
+        }
+        await visit(child, depth + 1);
+      } else {
+        seen.add(child.digest);
+      }
+    }
+  };
+  for (const root of roots) await visit(root, 0);
+  return seen;
+}
+
+function isManifestLike(descriptor: Descriptor): boolean {
+  return isIndexMediaType(descriptor.mediaType) || descriptor.mediaType.endsWith("manifest.v1+json") || descriptor.mediaType.endsWith("manifest.v2+json");
+}

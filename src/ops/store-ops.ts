@@ -1,0 +1,194 @@
+import { refNameOf } from "../content/layout-index.ts";
+import type { OciLayoutStore } from "../content/layout.ts";
+import { OcibootError } from "../errors.ts";
+import type { Descriptor } from "../oci/descriptor.ts";
+import { type Digest, isDigest } from "../oci/digest.ts";
+import { formatReference, parseReference } from "../oci/reference.ts";
+
+/** One line of `list`: an index.json entry as onmetal-image shows it. */
+export interface ImageListing {
+  /** `registry/repository`, or `<none>` for an untagged entry or a name that is not a canonical reference. */
+  repository: string;
+  /** The tag, or `<none>`. */
+  tag: string;
+  /** The first 12 hex characters of the digest. */
+  id: string;
+  digest: Digest;
+  mediaType: string;
+  size: number;
+  /** The raw `org.opencontainers.image.ref.name`, if any. */
+  reference?: string;
+}
+
+const NONE = "<none>";
+const SHORT_ID_LENGTH = 12;
+const MIN_PREFIX_LENGTH = 4;
+
+/**
+ * Lists every index.json entry. Order as onmetal-image's (digest, descending), then untagged
+ * entries before tagged ones and names in order, so that the output is stable.
+ */
+export async function listImages(store: OciLayoutStore): Promise<ImageListing[]> {
+  const listings = (await store.entries()).map(listingOf);
+  return listings.sort(
+    (a, b) =>
+      compare(b.digest, a.digest) ||
+      compare(a.reference === undefined ? 0 : 1, b.reference === undefined ? 0 : 1) ||
+      compare(a.reference ?? "", b.reference ?? ""),
+  );
+}
+
+function listingOf(entry: Descriptor): ImageListing {
+  const hex = entry.digest.slice(entry.digest.indexOf(":") + 1);
+  const listing: ImageListing = {
+    repository: NONE,
+    tag: NONE,
+    id: hex.slice(0, SHORT_ID_LENGTH),
+    digest: entry.digest,
+    mediaType: entry.mediaType,
+    size: entry.size,
+  };
+  const name = refNameOf(entry);
+  if (name === undefined) return listing;
+  listing.reference = name;
+  const canonical = canonicalReference(name);
+  if (canonical) {
+    listing.repository = `${canonical.registry}/${canonical.repository}`;
+    if (canonical.tag !== undefined) listing.tag = canonical.tag;
+  } else {
+    // skopeo and oras name entries by tag alone ("latest"): show it rather than hide it.
+    listing.tag = name;
+  }
+  return listing;
+}
+
+/** The parsed reference when `name` is already in full canonical form (as onmetal-image's ParseNamed demands). */
+function canonicalReference(name: string): ReturnType<typeof parseReference> | undefined {
+  try {
+    const parsed = parseReference(name);
+    return formatReference(parsed) === name && parsed.digest === undefined ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Finds what SRC names in the local store. In order: an entry whose ref name is SRC exactly; a full
+ * digest (with or without `sha256:`); a unique digest prefix of at least 4 hex characters (the
+ * 12-hex ID that `list` shows); a reference in any spelling (`ghcr.io/x/y` means `…:latest`).
+ *
+ * @returns the index.json entry (with its ref-name annotation) when matched by name, else the plain descriptor.
+ * @throws OcibootError NOT_FOUND when nothing matches, AMBIGUOUS for a prefix of several digests.
+ */
+export async function resolveLocalImage(store: OciLayoutStore, source: string): Promise<Descriptor> {
+  const entries = await store.entries();
+  const exact = entries.filter((entry) => refNameOf(entry) === source).at(-1);
+  if (exact) return exact;
+
+  const hex = /^(?:sha256:)?([0-9a-f]+)$/.exec(source)?.[1];
+  if (hex !== undefined && hex.length === 64) return store.resolve(`sha256:${hex}`);
+  if (hex !== undefined && hex.length >= MIN_PREFIX_LENGTH) {
+    const digests = [...new Set(entries.map((entry) => entry.digest).filter((digest) => digest.startsWith(`sha256:${hex}`)))];
+    if (digests.length > 1) {
+      throw new OcibootError("AMBIGUOUS", `Cannot resolve ${source}: the prefix matches ${digests.length} images (${digests.join(", ")})`);
+    }
+    const only = digests[0];
+    if (only !== undefined) return store.resolve(only);
+  }
+
+  const reference = parseReferenceOrNull(source);
+  if (reference) {
+    if (reference.digest !== undefined) return store.resolve(reference.digest);
+    const full = formatReference({ ...reference, tag: reference.tag ?? "latest" });
+    const named = entries.filter((entry) => refNameOf(entry) === full || refNameOf(entry) === formatReference(reference)).at(-1);
+    if (named) return named;
+  }
+  if (isDigest(source)) return store.resolve(source);
+  throw new OcibootError("NOT_FOUND", `Cannot find ${source}: no image of that name, digest or ID in ${store.description}`);
+}
+
+/**
+ * The full reference a tag is stored under: `ghcr.io/x/y:1.0` as written, a short or tagless name
+ * completed (`alpine` → `docker.io/library/alpine:latest`) so that it reads back the same way.
+ */
+export function normalizeTagName(destination: string): string {
+  const reference = parseReference(destination);
+  if (reference.digest !== undefined) {
+    throw new OcibootError("INVALID_REFERENCE", `Cannot tag as ${destination}: a tag name must not carry a digest`);
+  }
+  return formatReference({ ...reference, tag: reference.tag ?? "latest" });
+}
+
+/** Result of {@link tagImage}. */
+export interface TagResult {
+  source: Descriptor;
+  reference: string;
+}
+
+/** Tags the image SRC names (see {@link resolveLocalImage}) as DST in the store. */
+export async function tagImage(store: OciLayoutStore, source: string, destination: string): Promise<TagResult> {
+  const reference = normalizeTagName(destination);
+  const descriptor = await resolveLocalImage(store, source);
+  await store.tag(descriptor, reference);
+  return { source: descriptor, reference };
+}
+
+/**
+ * Adds an untagged entry for a manifest unless one exists already, so that rebuilding or
+ * re-importing the same image never duplicates entries (onmetal-image appended one each time).
+ */
+export async function addUntaggedEntry(store: OciLayoutStore, descriptor: Descriptor): Promise<void> {
+  const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
+  if (descriptor.platform) entry.platform = descriptor.platform;
+  if (descriptor.artifactType) entry.artifactType = descriptor.artifactType;
+  await store.updateIndex((entries) =>
+    entries.some((existing) => existing.digest === entry.digest && refNameOf(existing) === undefined) ? entries : [...entries, entry],
+  );
+}
+
+/**
+ * Removes what REF names from index.json: the tag, for a name; every entry of the image (its
+ * untagged entry and all its tags), for a digest or ID. Blobs stay until `prune`.
+ *
+ * @returns the removed entries.
+ */
+export async function deleteImage(store: OciLayoutStore, name: string): Promise<Descriptor[]> {
+  const entries = await store.entries();
+  let matches: (entry: Descriptor) => boolean;
+  const byName = entries.some((entry) => refNameOf(entry) === name);
+  const normalized = byName ? name : normalizedOrNull(name);
+  if (byName || (normalized !== undefined && entries.some((entry) => refNameOf(entry) === normalized))) {
+    const target = byName ? name : normalized;
+    matches = (entry) => refNameOf(entry) === target;
+  } else {
+    const descriptor = await resolveLocalImage(store, name);
+    matches = (entry) => entry.digest === descriptor.digest;
+  }
+  let removed: Descriptor[] = [];
+  await store.updateIndex((current) => {
+    removed = current.filter(matches);
+    return current.filter((entry) => !matches(entry));
+  });
+  if (removed.length === 0) throw new OcibootError("NOT_FOUND", `Cannot delete ${name}: not in ${store.description}`);
+  return removed;
+}
+
+function normalizedOrNull(name: string): string | undefined {
+  try {
+    return normalizeTagName(name);
+  } catch {
+    return undefined;
+  }
+}
+
+function parseReferenceOrNull(text: string): ReturnType<typeof parseReference> | undefined {
+  try {
+    return parseReference(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function compare(a: string | number, b: string | number): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
