@@ -7,6 +7,7 @@ import type { Digest } from "../../src/oci/digest.ts";
 import { run, runOk } from "./commands.ts";
 import {
   ONMETAL_MEDIA_TYPES,
+  archiveLayout,
   REF_NAME_ANNOTATION,
   encodeManifest,
   fetchWithSkopeo,
@@ -161,6 +162,54 @@ describe("writeOciLayout", () => {
     });
     expect(JSON.parse(written.manifests[0]?.bytes.toString() ?? "")).toMatchObject({ artifactType: "application/vnd.example.files" });
     expect(await opensslSha256(join(directory, "blobs", "sha256", big.digest.slice(7)))).toBe(big.digest);
+  });
+});
+
+describe("archiveLayout", () => {
+  let directory: string;
+  let written: Awaited<ReturnType<typeof writeOciLayout>>;
+  beforeAll(async () => {
+    directory = join(workDirectory, "store");
+    written = await writeOciLayout(directory, {
+      manifests: [
+        {
+          ...makeBootImage({ kernel: { bytes: "k" }, initrd: { bytes: "i" }, rootfs: { bytes: "r" }, dialect: "onmetal" }),
+          tag: "ghcr.io/example/boot:1.0",
+          untaggedEntry: true,
+        },
+      ],
+    });
+  });
+
+  it("lists an onmetal store's untagged build entry before its tag", async () => {
+    const index = JSON.parse(await readFile(join(directory, "index.json"), "utf8")) as { manifests: Array<{ digest: string; annotations?: unknown }> };
+    const digest = written.manifests[0]?.descriptor.digest;
+    expect(index.manifests.map((entry) => [entry.digest, entry.annotations])).toEqual([
+      [digest, undefined],
+      [digest, { [REF_NAME_ANNOTATION]: "ghcr.io/example/boot:1.0" }],
+    ]);
+  });
+
+  it("makes an oci-archive skopeo reads, reproducibly", async () => {
+    const first = join(workDirectory, "store.tar");
+    const second = join(workDirectory, "store-again.tar");
+    await archiveLayout(directory, first);
+    await archiveLayout(directory, second);
+    expect(await readFile(first)).toEqual(await readFile(second));
+    const { stdout } = await runOk("skopeo", ["inspect", "--raw", `oci-archive:${first}:ghcr.io/example/boot:1.0`]);
+    expect(Buffer.from(stdout)).toEqual(written.manifests[0]?.bytes);
+  });
+
+  it("makes the Garden Linux shape: an onmetal/ folder with an empty ingest/, xz-compressed", async () => {
+    const archive = join(workDirectory, "gardenlinux.oci.tar.xz");
+    await archiveLayout(directory, archive, { folder: "onmetal", emptyDirectories: ["onmetal/ingest"], compression: "xz" });
+    const { stdout } = await runOk("tar", ["--list", "--xz", "--file", archive]);
+    const entries = stdout.trim().split("\n");
+    expect(entries).toContain("onmetal/oci-layout");
+    expect(entries).toContain("onmetal/index.json");
+    expect(entries).toContain("onmetal/ingest/");
+    expect(entries).toContain(`onmetal/blobs/sha256/${written.manifests[0]?.descriptor.digest.slice(7)}`);
+    expect(entries.every((entry) => entry.startsWith("onmetal/"))).toBe(true);
   });
 });
 

@@ -1,5 +1,6 @@
 import { constants, createReadStream } from "node:fs";
-import { access, copyFile, mkdir, open, writeFile } from "node:fs/promises";
+import { access, copyFile, mkdir, mkdtemp, open, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { createHash, randomFillSync } from "node:crypto";
 import { join } from "node:path";
 import type { Descriptor, Platform } from "../../src/oci/descriptor.ts";
@@ -35,6 +36,11 @@ export type LayerSpec = BlobSource & { mediaType: string; annotations?: Record<s
 export interface ManifestSpec {
   /** Listed in index.json under `org.opencontainers.image.ref.name`; untagged manifests are only blobs. */
   tag?: string;
+  /**
+   * Also list the manifest in index.json without a ref name, before any tagged entry: the shape an
+   * onmetal-image store has after `build` then `tag` (REFERENCE.md §2).
+   */
+  untaggedEntry?: boolean;
   config: { mediaType: string; bytes: Uint8Array | string };
   layers: LayerSpec[];
   /** Media type of the manifest. Default: OCI image manifest. */
@@ -174,11 +180,14 @@ export async function writeOciLayout(directory: string, spec: LayoutSpec): Promi
     if (manifestSpec.artifactType !== undefined) descriptor.artifactType = manifestSpec.artifactType;
     await writeBlob(descriptor, bytes);
     manifests.push({ tag: manifestSpec.tag, descriptor, bytes, config, layers });
-    if (manifestSpec.tag !== undefined) {
-      const entry: Descriptor = { ...descriptor, annotations: { [REF_NAME_ANNOTATION]: manifestSpec.tag } };
+    const entryFor = (annotations: Record<string, string> | undefined): Descriptor => {
+      const entry: Descriptor = { ...descriptor };
+      if (annotations !== undefined) entry.annotations = annotations;
       if (manifestSpec.platform !== undefined) entry.platform = manifestSpec.platform;
-      indexEntries.push(entry);
-    }
+      return entry;
+    };
+    if (manifestSpec.untaggedEntry === true) indexEntries.push(entryFor(undefined));
+    if (manifestSpec.tag !== undefined) indexEntries.push(entryFor({ [REF_NAME_ANNOTATION]: manifestSpec.tag }));
   }
 
   const indexes: WrittenIndex[] = [];
@@ -203,6 +212,40 @@ export async function writeOciLayout(directory: string, spec: LayoutSpec): Promi
   await writeFile(join(directory, "oci-layout"), '{"imageLayoutVersion":"1.0.0"}');
   await writeFile(join(directory, "index.json"), encodeGoJson({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: indexEntries }));
   return { directory, manifests, indexes };
+}
+
+export interface ArchiveOptions {
+  /** Put the layout in this folder of the archive (`onmetal` for the Garden Linux `.oci.tar.xz`); root otherwise. */
+  folder?: string;
+  /** Empty directories to add, as paths inside the archive (e.g. `onmetal/ingest`). */
+  emptyDirectories?: string[];
+  compression?: "none" | "gzip" | "xz";
+}
+
+/**
+ * Packs an OCI layout into a tar archive with GNU tar: without options, the `oci-archive:` format
+ * skopeo reads; with `folder: "onmetal"`, `emptyDirectories: ["onmetal/ingest"]` and xz, the shape of
+ * the Garden Linux `<name>.oci.tar.xz`. Entries are sorted, owned by root and dated 1970, so equal
+ * layouts give equal archives.
+ */
+export async function archiveLayout(layoutDirectory: string, archiveFile: string, options: ArchiveOptions = {}): Promise<void> {
+  const compressionFlags = { none: [], gzip: ["--gzip"], xz: ["--xz"] }[options.compression ?? "none"];
+  const reproducible = ["--sort=name", "--owner=0", "--group=0", "--numeric-owner", "--mtime=@0", "--format=gnu"];
+  const args = ["--create", "--file", archiveFile, ...compressionFlags, ...reproducible];
+  if (options.folder !== undefined) args.push(`--transform=s,^\\.,${options.folder},`);
+  args.push("-C", layoutDirectory, ".");
+  const emptyDirectories = options.emptyDirectories ?? [];
+  if (emptyDirectories.length === 0) {
+    await runOk("tar", args);
+    return;
+  }
+  const staging = await mkdtemp(join(tmpdir(), "ociboot-archive-"));
+  try {
+    for (const path of emptyDirectories) await mkdir(join(staging, path), { recursive: true });
+    await runOk("tar", [...args, "-C", staging, ...emptyDirectories]);
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
 }
 
 export interface BootImageSpec {

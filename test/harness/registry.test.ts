@@ -265,6 +265,26 @@ describe("token auth registry", () => {
   });
 });
 
+describe("token auth registry with a policy", () => {
+  it("grants what the policy allows: push refused on a read-only repository", async () => {
+    const registry = await started({
+      auth: "token",
+      tokenPolicy: ({ username, name, requestedActions }) =>
+        username === undefined ? [] : requestedActions.filter((action) => action === "pull" || name !== "boot/read-only"),
+    });
+    await publishWithSkopeo(layout.directory, "v1", registry, "boot/writable");
+    const refused = await run("skopeo", [
+      "copy", ...skopeoRegistryFlags("dest", registry), `oci:${layout.directory}:v1`, `docker://${registry.host}/boot/read-only:v1`,
+    ]);
+    expect(refused.code).not.toBe(0);
+    const readOnlyGrants = registry.tokenServer?.requests
+      .flatMap((request) => request.granted)
+      .filter((entry) => entry.name === "boot/read-only");
+    expect(readOnlyGrants?.length).toBeGreaterThan(0);
+    expect(readOnlyGrants?.every((entry) => entry.actions.join() === "pull")).toBe(true);
+  });
+});
+
 describe("TLS registry", () => {
   let registry: RunningRegistry;
   beforeAll(async () => {

@@ -10,7 +10,7 @@ import { createCertificateAuthority, issueServerCertificate } from "./certificat
 import { runOk } from "./commands.ts";
 import { terminate, trackChild, trackTemporaryDirectory, untrackTemporaryDirectory } from "./processes.ts";
 import { startTokenServer } from "./token-server.ts";
-import type { TokenServer } from "./token-server.ts";
+import type { TokenPolicy, TokenServer } from "./token-server.ts";
 
 /**
  * A real CNCF distribution registry (Debian `docker-registry`, v2.8) for integration tests: one
@@ -35,6 +35,8 @@ export interface RegistryOptions {
   };
   /** Token variant only: whether anonymous token requests get `pull`. Default false. */
   allowAnonymousPull?: boolean;
+  /** Token variant only: decides what each token grants, e.g. pull but not push on one repository. */
+  tokenPolicy?: TokenPolicy;
 }
 
 /** One line of the registry's access log. */
@@ -129,6 +131,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
         issuer: "ociboot-test-token-server",
         credentials,
         allowAnonymousPull: options.allowAnonymousPull ?? false,
+        ...(options.tokenPolicy === undefined ? {} : { policy: options.tokenPolicy }),
         directory: join(directory, "token-server"),
         ...(serverCertificate === undefined ? {} : { tls: serverCertificate }),
       });
