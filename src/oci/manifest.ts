@@ -94,8 +94,8 @@ export function parseManifest(bytes: Uint8Array, contentType?: string): ParsedMa
   } else if (knownAnnounced !== undefined && knownAnnounced !== kind) {
     throw manifestError(`Content-Type "${announcedType}" is ${article(knownAnnounced)} but the document has the fields of ${article(kind)}`);
   }
-  const mediaType =
-    ownType ?? (knownAnnounced !== undefined && announcedType !== undefined ? announcedType : kind === "manifest" ? MediaType.ociManifest : MediaType.ociIndex);
+  const impliedType = kind === "manifest" ? MediaType.ociManifest : MediaType.ociIndex;
+  const mediaType = ownType ?? (knownAnnounced !== undefined ? announcedType : undefined) ?? impliedType;
 
   return kind === "manifest"
     ? { kind, mediaType, manifest: readImageManifest(document, ownType) }
