@@ -166,8 +166,23 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
     child = spawned;
     trackChild(spawned);
     const log = new LogBuffer();
-    spawned.stdout.on("data", (chunk: Buffer) => log.append(chunk.toString("utf8")));
-    spawned.stderr.on("data", (chunk: Buffer) => log.append(chunk.toString("utf8")));
+    // The access log comes on stdout, everything else on stderr: whole lines only, so they never interleave.
+    for (const stream of [spawned.stdout, spawned.stderr]) {
+      stream.setEncoding("utf8");
+      let partialLine = "";
+      stream.on("data", (chunk: string) => {
+        const lastNewline = chunk.lastIndexOf("\n");
+        if (lastNewline < 0) {
+          partialLine += chunk;
+          return;
+        }
+        log.append(partialLine + chunk.slice(0, lastNewline + 1));
+        partialLine = chunk.slice(lastNewline + 1);
+      });
+      stream.on("end", () => {
+        if (partialLine !== "") log.append(`${partialLine}\n`);
+      });
+    }
 
     const port = await waitForListening(spawned, log);
     const scheme = options.tls === true ? "https" : "http";
