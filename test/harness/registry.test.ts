@@ -201,6 +201,7 @@ describe("token auth registry", () => {
     expect(requests.length).toBeGreaterThan(0);
     expect(requests.every((request) => request.hadAuthorization && request.status === 200)).toBe(true);
     expect(requests.flatMap((request) => request.scopes)).toContain("repository:boot/token:pull,push");
+    expect(requests[0]?.query).toContain(`service=${registry.tokenServer?.service}`);
   });
 
   it("serves the manifest for a token with the right scope", async () => {

@@ -58,6 +58,8 @@ export interface TokenServerOptions {
 export interface TokenRequestRecord {
   method: string;
   path: string;
+  /** The raw query string without `?`, e.g. to assert on `account` or repeated `scope` parameters. */
+  query: string;
   service: string | null;
   /** Scopes as requested, one per entry (space-separated scopes in one parameter are split). */
   scopes: string[];
@@ -118,6 +120,7 @@ export async function startTokenServer(options: TokenServerOptions): Promise<Tok
     const record: TokenRequestRecord = {
       method: request.method ?? "",
       path: requestUrl.pathname,
+      query: requestUrl.search.replace(/^\?/, ""),
       service: requestUrl.searchParams.get("service"),
       scopes,
       hadAuthorization: authorization !== undefined,
