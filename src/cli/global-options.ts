@@ -11,6 +11,9 @@ export interface GlobalOptions {
   insecure: boolean;
   plainHttp: boolean;
   registryConfig?: string;
+  registryMirrors: string[];
+  username?: string;
+  passwordStdin: boolean;
 }
 
 /** Reads the global options seen anywhere on the command line (commander merges them on the root). */
@@ -24,7 +27,10 @@ export function globalOptions(command: Command<unknown[], Record<string, unknown
     quiet: merged["quiet"] === true,
     insecure: merged["insecure"] === true,
     plainHttp: merged["plainHttp"] === true,
+    registryMirrors: Array.isArray(merged["registryMirror"]) ? (merged["registryMirror"] as string[]) : [],
+    passwordStdin: merged["passwordStdin"] === true,
   };
+  if (typeof merged["username"] === "string") result.username = merged["username"];
   if (typeof merged["caFile"] === "string") result.caFile = merged["caFile"];
   if (typeof merged["registryConfig"] === "string") result.registryConfig = merged["registryConfig"];
   return result;

@@ -4,9 +4,12 @@ import type { ReadableStore } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Platform } from "../oci/descriptor.ts";
 import { platformFromNode } from "../oci/platform.ts";
+import { parseReference, referenceTarget } from "../oci/reference.ts";
+import { closeRegistryConnections, openRepository } from "../registry/repository.ts";
 import type { CliContext } from "./context.ts";
 import type { GlobalOptions } from "./global-options.ts";
 import { resolvePath } from "./paths.ts";
+import { registryOptionsFrom } from "./registry-options.ts";
 
 /** Where content comes from, as written on the command line (skopeo's transport prefixes). */
 export type Location =
@@ -49,8 +52,15 @@ export async function openSource(text: string, global: GlobalOptions, context: C
     }
     case "archive":
       throw new OcibootError("UNSUPPORTED", `Cannot open ${text}: archives are not supported yet`);
-    case "registry":
-      throw new OcibootError("UNSUPPORTED", `Cannot open ${text}: registries are not supported yet`);
+    case "registry": {
+      const reference = parseReference(location.reference);
+      const options = await registryOptionsFrom(global, context);
+      return {
+        store: openRepository(reference, options),
+        reference: referenceTarget(reference),
+        close: () => closeRegistryConnections(options),
+      };
+    }
   }
 }
 
@@ -62,7 +72,10 @@ async function onlyImageIn(store: OciLayoutStore, text: string): Promise<string>
   throw new OcibootError("AMBIGUOUS", `Cannot use ${text}: the store holds ${digests.length} images; name one as ${text}:REF`);
 }
 
-/** This machine's platform, the default choice from a multi-arch index. */
+/**
+ * This machine's architecture, the default choice from a multi-arch index. The os is always
+ * linux: a boot image is fetched for the machine it will boot, even from a Mac.
+ */
 export function defaultPlatform(): Platform {
-  return platformFromNode(process.arch, process.platform);
+  return platformFromNode(process.arch, "linux");
 }

@@ -16,6 +16,8 @@ export interface DownloadResult {
 
 export interface DownloadOptions {
   signal?: AbortSignal;
+  /** Attempts for a blob whose transfer breaks off; each continues from what reached the disk. */
+  attempts?: number;
   /** Called with each number of bytes that became known-good or arrived: for progress display. */
   onProgress?: (event: { done: number; total: number }) => void;
 }
@@ -42,16 +44,25 @@ export async function downloadBlob(
     return { status: "existing", transferred: 0 };
   }
   const partialPath = `${finalPath}.partial`;
-  try {
-    return await downloadToPartial(store, descriptor, partialPath, finalPath, options, true);
-  } catch (error) {
-    if (isOcibootError(error, "INTEGRITY") && (error.details?.["resumed"] === true)) {
-      await rm(partialPath, { force: true });
-      return await downloadToPartial(store, descriptor, partialPath, finalPath, options, false);
+  const attempts = options.attempts ?? DEFAULT_ATTEMPTS;
+  let allowResume = true;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await downloadToPartial(store, descriptor, partialPath, finalPath, options, allowResume);
+    } catch (error) {
+      if (attempt >= attempts) throw error;
+      if (isOcibootError(error, "INTEGRITY") && error.details?.["resumed"] === true) {
+        await rm(partialPath, { force: true });
+        allowResume = false;
+      } else if (!isOcibootError(error, "NETWORK") && !isOcibootError(error, "TIMEOUT")) {
+        throw error;
+      }
     }
-    throw error;
   }
 }
+
+/** A connection cut mid-blob is worth a few more tries: each resumes where the disk left off. */
+const DEFAULT_ATTEMPTS = 4;
 
 async function downloadToPartial(
   store: ReadableStore,
@@ -156,6 +167,10 @@ async function streamToFile(
     await flush();
     await inFlight;
   } catch (error) {
+    if (!(error instanceof OcibootError && error.code === "INTEGRITY")) {
+      // What arrived before a cut is kept on disk, so the next attempt resumes after it.
+      await flush().catch(() => undefined);
+    }
     await inFlight.catch(() => undefined);
     await stream.cancel?.().catch?.(() => undefined);
     if (error instanceof OcibootError) throw error;
