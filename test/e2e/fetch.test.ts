@@ -44,7 +44,7 @@ describe("ociboot fetch from a real registry", () => {
     const out = join(work, "by-tag");
     const result = await ociboot(["fetch", reference, "-o", out]);
     expect(result.code).toBe(0);
-    expect(result.stdout).toContain(`Fetched v1 ${layout.manifests[0]!.descriptor.digest}`);
+    expect(result.stdout).toContain(`Fetched ${reference} ${layout.manifests[0]!.descriptor.digest}`);
     expect(await readFile(join(out, "vmlinuz"), "utf8")).toBe(KERNEL);
     expect(await readFile(join(out, "initrd"), "utf8")).toBe(INITRD);
     expect(await readFile(join(out, "rootfs"), "utf8")).toBe(ROOTFS);

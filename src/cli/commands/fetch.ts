@@ -53,7 +53,7 @@ export function fetchCommand(context: CliContext) {
           ...(progress ? { progress } : {}),
         };
         const report = await fetchBootImage(source.store, source.reference, resolvePath(context, options.output), fetchOptions);
-        context.stdout.write(formatFetchReport(report, { json: options.json === true, quiet: global.quiet }));
+        context.stdout.write(formatFetchReport({ ...report, reference: ref }, { json: options.json === true, quiet: global.quiet }));
       } finally {
         await source.close();
       }
