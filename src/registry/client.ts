@@ -398,7 +398,9 @@ export class RegistryClient {
   }
 
   #url(repository: string, kind: "manifests" | "blobs" | "tags" | "referrers", reference: string): URL {
-    return new URL(`/v2/${repository}/${kind}/${encodeURIComponent(reference)}`, this.endpoint.url);
+    // Tags and digests are URL-safe as they are; registries differ on decoding an escaped ":".
+    const segment = /^[A-Za-z0-9_.:+=-]+$/.test(reference) ? reference : encodeURIComponent(reference);
+    return new URL(`/v2/${repository}/${kind}/${segment}`, this.endpoint.url);
   }
 
   #send(request: HttpRequest, scopes: readonly string[]): Promise<HttpResponse> {
@@ -466,7 +468,7 @@ export class RegistryClient {
 
   async #error(response: HttpResponse, action: string): Promise<OcibootError> {
     const error = await errorFromResponse(response, action);
-    if (response.status === 401 || response.status === 403) {
+    if (response.status === 401) {
       const hint = authenticationHint(await this.#auth.credential(), this.endpoint.name);
       if (hint) return new OcibootError(error.code, `${error.message}${hint}`, { details: error.details ?? {} });
     }

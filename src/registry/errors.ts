@@ -15,11 +15,12 @@ export interface RegistryErrorEntry {
 export async function errorFromResponse(response: HttpResponse, action: string): Promise<OcibootError> {
   let entries: RegistryErrorEntry[] = [];
   let text = "";
+  let cut = false;
   try {
     const { bytes, truncated } = await readBounded(response.body, Limits.errorBodyBytes);
     text = bytes.toString("utf8");
     entries = parseErrorEntries(text);
-    if (truncated) text = `${text.slice(0, 200)}… (cut at ${Limits.errorBodyBytes} bytes)`;
+    cut = truncated;
   } catch {
     // The status alone still explains the failure.
   }
@@ -27,7 +28,7 @@ export async function errorFromResponse(response: HttpResponse, action: string):
   const explanation =
     entries.length > 0
       ? entries.map((entry) => `${entry.code}${entry.message ? `: ${entry.message}` : ""}`).join("; ")
-      : summariseText(text);
+      : summariseText(text) + (cut ? ` (error body cut at ${Limits.errorBodyBytes} bytes)` : "");
   const state = `registry answered ${response.status}${explanation ? ` ${explanation}` : ""}`;
   return new OcibootError(code, `Cannot ${action}: ${state}`, {
     details: { status: response.status, errors: entries },

@@ -39,6 +39,8 @@ export interface RegistryOptions {
   /** Tests: fast retries. */
   retry?: Partial<RetryPolicy>;
   sleep?: Sleep;
+  /** Tests: the clock for token expiry and Retry-After dates. */
+  now?: () => number;
   connectionsPerHost?: number;
   runHelper?: CredentialHelperRunner;
 }
@@ -63,6 +65,7 @@ function sharedState(options: RegistryOptions): SharedState {
     if (options.warn !== undefined) transportOptions.warn = options.warn;
     if (options.retry !== undefined) transportOptions.retry = options.retry;
     if (options.sleep !== undefined) transportOptions.sleep = options.sleep;
+    if (options.now !== undefined) transportOptions.now = options.now;
     if (options.connectionsPerHost !== undefined) transportOptions.connectionsPerHost = options.connectionsPerHost;
     state = { transport: new Transport(transportOptions), tokens: new TokenCache(), schemes: new Map(), authorizers: new Map() };
     sharedStates.set(options, state);

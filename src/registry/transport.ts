@@ -295,6 +295,8 @@ export class Transport {
         await raw.dump({ limit: 256 * 1024 });
       },
       destroy: (error?: Error) => {
+        // undici reports a destroyed body as an "error" event; nobody listens any more.
+        raw.on("error", () => undefined);
         raw.destroy(error);
       },
     };

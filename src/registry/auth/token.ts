@@ -1,7 +1,7 @@
 import { OcibootError } from "../../errors.ts";
 import { Limits } from "../../oci/mediatypes.ts";
 import { errorFromResponse } from "../errors.ts";
-import { isLoopbackHost, readBounded, redactUrl, type Transport } from "../transport.ts";
+import { readBounded, redactUrl, type Transport } from "../transport.ts";
 import type { Challenge } from "./challenge.ts";
 import type { Credential } from "./credentials.ts";
 
@@ -76,7 +76,7 @@ export async function fetchBearerToken(options: {
   if (realm.protocol !== "https:" && realm.protocol !== "http:") {
     throw new OcibootError("UNAUTHORIZED", `Cannot authenticate to ${registryName}: the token realm uses ${realm.protocol}`);
   }
-  if (realm.protocol === "http:" && registryUrl.protocol === "https:" && !isLoopbackHost(realm.hostname)) {
+  if (realm.protocol === "http:" && registryUrl.protocol === "https:") {
     throw new OcibootError(
       "UNAUTHORIZED",
       `Cannot authenticate to ${registryName}: the token realm ${redactUrl(realm)} is plain HTTP for an HTTPS registry; refusing to send credentials or get a token over it`,
