@@ -33,6 +33,8 @@ export function untrackTemporaryDirectory(path: string): void {
 export async function terminate(child: ChildProcess, graceMs = 2_000): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  // A test may have frozen the process with SIGSTOP; a stopped process would sit on SIGTERM.
+  child.kill("SIGCONT");
   child.kill("SIGTERM");
   const escalation = setTimeout(() => child.kill("SIGKILL"), graceMs);
   try {

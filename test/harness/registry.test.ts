@@ -108,10 +108,17 @@ describe("anonymous registry", () => {
     expect(registry.requests().some((request) => request.method === "PUT" && request.uri === "/v2/boot/plain/manifests/v1")).toBe(true);
   });
 
-  it("stops: the port refuses connections and the storage is gone", async () => {
+  it("stops: the process is gone, the port refuses connections and the storage is gone", async () => {
     const doomed = await startRegistry();
+    expect(() => process.kill(doomed.pid, 0)).not.toThrow();
+    // Frozen, as a test simulating a hung registry leaves it: stop() must still end it promptly.
+    process.kill(doomed.pid, "SIGSTOP");
+    const stopping = Date.now();
     await doomed.stop();
     await doomed.stop();
+    expect(Date.now() - stopping).toBeLessThan(1_500);
+    expect(() => process.kill(doomed.pid, 0)).toThrow(/ESRCH/);
+    expect(doomed.logs()).toMatch(/\[harness\] docker-registry exited/);
     const response = await curl(`${doomed.url}/v2/`);
     expect(response.status).toBe(0);
     expect(response.exitCode).toBe(7); // curl: failed to connect

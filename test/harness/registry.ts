@@ -51,6 +51,8 @@ export interface RegistryRequestRecord {
 export interface RunningRegistry {
   /** `127.0.0.1:PORT`, as it appears in references. */
   host: string;
+  /** PID of the registry process, e.g. to stop it (SIGSTOP) and see how a client copes with a hung peer. */
+  pid: number;
   /** `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`. */
   url: string;
   /** The filesystem storage root. */
@@ -184,6 +186,8 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
       });
     }
 
+    spawned.once("exit", (code, signal) => log.append(`[harness] ${REGISTRY_BINARY} exited (${code ?? signal})\n`));
+
     const port = await waitForListening(spawned, log);
     const scheme = options.tls === true ? "https" : "http";
     const host = `127.0.0.1:${port}`;
@@ -194,6 +198,7 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
     let stopped: Promise<void> | undefined;
     const registry: RunningRegistry = {
       host,
+      pid: spawned.pid ?? 0,
       url,
       rootDirectory,
       blobDataPath: (digest) => blobDataPath(rootDirectory, digest),
