@@ -1,20 +1,28 @@
 import type { Command } from "@commander-js/extra-typings";
 import type { CliContext } from "../context.ts";
 import { fetchCommand } from "./fetch.ts";
+import { verifyCommand } from "./verify.ts";
 import { buildCommand } from "./build.ts";
 import { deleteCommand } from "./delete.ts";
+import { importCommand } from "./import.ts";
 import { inspectCommand } from "./inspect.ts";
 import { listCommand } from "./list.ts";
+import { loginCommand } from "./login.ts";
+import { logoutCommand } from "./logout.ts";
 import { pruneCommand } from "./prune.ts";
 import { tagCommand } from "./tag.ts";
 
 /** Every command's factory; one file per command. */
 export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, any>> = [
   fetchCommand,
+  verifyCommand,
   buildCommand,
   listCommand,
   tagCommand,
   inspectCommand,
   deleteCommand,
   pruneCommand,
+  importCommand,
+  loginCommand,
+  logoutCommand,
 ];

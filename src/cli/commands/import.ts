@@ -1,0 +1,34 @@
+import { Command, Option } from "@commander-js/extra-typings";
+import { OcibootError } from "../../errors.ts";
+import { refNameOf } from "../../content/layout-index.ts";
+import { importArchive } from "../../ops/import.ts";
+import type { CliContext } from "../context.ts";
+import { globalOptions } from "../global-options.ts";
+import { resolvePath } from "../paths.ts";
+import { openLocalStore } from "./store-output.ts";
+
+/** `ociboot import ARCHIVE`: an OCI layout archive into the local store, streamed and verified. */
+export function importCommand(context: CliContext) {
+  return new Command("import")
+    .description("import an OCI layout archive (.tar, .tar.gz, .tar.xz; e.g. Garden Linux <name>.oci.tar.xz) into the local store, streaming, every blob verified")
+    .argument("<archive>", "archive file")
+    .addOption(new Option("--xz-decoder <decoder>", "how to decode xz").choices(["auto", "system", "wasm"] as const).default("auto" as const))
+    .option("--max-size <bytes>", "refuse archives that expand to more than this many bytes (default 64 GiB)")
+    .addHelpText("after", "\nExample:\n  ociboot --store-path ./onmetal import gardenlinux-metal-amd64.oci.tar.xz && ociboot --store-path ./onmetal list")
+    .action(async (archive, options, command) => {
+      const store = openLocalStore(globalOptions(command as never, context), context);
+      const maxBytes = options.maxSize === undefined ? undefined : Number(options.maxSize);
+      if (maxBytes !== undefined && (!Number.isSafeInteger(maxBytes) || maxBytes <= 0)) {
+        throw new OcibootError("USAGE", `Cannot import: --max-size ${options.maxSize} is not a positive number of bytes`);
+      }
+      const result = await importArchive(store, resolvePath(context, archive), {
+        xz: options.xzDecoder,
+        ...(maxBytes !== undefined ? { maxBytes } : {}),
+      });
+      for (const image of result.images) {
+        const hex = image.digest.slice(image.digest.indexOf(":") + 1);
+        const name = refNameOf(image);
+        context.stdout.write(name === undefined ? `Successfully imported ${hex}\n` : `Successfully imported ${name} ${hex}\n`);
+      }
+    });
+}
