@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -51,6 +51,32 @@ describe("ociboot fetch from a real registry", () => {
     expect(await readFile(join(out, "cmdline"), "utf8")).toBe(`${COMMAND_LINE}\n`);
     expect(Buffer.compare(await readFile(join(out, "manifest.json")), layout.manifests[0]!.bytes)).toBe(0);
     expect(execFileSync("sha256sum", ["-c", "SHA256SUMS"], { cwd: out, encoding: "utf8" }).match(/: OK/g)).toHaveLength(5);
+  });
+
+  it("verifies fetched files against the image, and names the file that differs", async () => {
+    const out = join(work, "verify");
+    expect((await ociboot(["fetch", reference, "-o", out, "--quiet"])).code).toBe(0);
+    const good = await ociboot(["verify", reference, "--dir", out]);
+    expect(good.code, good.stderr).toBe(0);
+    expect(good.stdout).toContain("All 4 items verified.");
+    await writeFile(join(out, "initrd"), INITRD.replace(/^I/, "J"));
+    const bad = await ociboot(["verify", reference, "--dir", out]);
+    expect(bad.code).toBe(5);
+    expect(bad.stdout).toMatch(/^FAILED  initrd initrd: /m);
+    expect(bad.stderr).toMatch(/1 of 4 items do not match/);
+  });
+
+  it("verifies a whole layout store, every image and blob, and finds a corrupted blob", async () => {
+    const good = await ociboot(["verify", `oci:${layout.directory}`, "--json"]);
+    expect(good.code, good.stderr).toBe(0);
+    expect(JSON.parse(good.stdout).ok).toBe(true);
+    const kernel = layout.manifests[0]!.layers.find((layer) => layer.mediaType.includes("vmlinuz"))!;
+    const copy = join(work, "layout-copy");
+    await cp(layout.directory, copy, { recursive: true });
+    await writeFile(join(copy, "blobs", "sha256", kernel.digest.slice(7)), KERNEL.toLowerCase());
+    const bad = await ociboot(["verify", `oci:${copy}`]);
+    expect(bad.code).toBe(5);
+    expect(bad.stdout).toContain(`FAILED  ${kernel.digest}`);
   });
 
   it("fetches by digest with a JSON report", async () => {

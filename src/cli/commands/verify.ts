@@ -1,0 +1,77 @@
+import { Command } from "@commander-js/extra-typings";
+import { OciLayoutStore } from "../../content/layout.ts";
+import { OcibootError } from "../../errors.ts";
+import { toDigest } from "../../oci/digest.ts";
+import { parsePlatform } from "../../oci/platform.ts";
+import { verifyBlob, verifyDirectory, verifyImage, type VerifyReport } from "../../ops/verify.ts";
+import type { CliContext } from "../context.ts";
+import { globalOptions } from "../global-options.ts";
+import { resolvePath } from "../paths.ts";
+import { defaultPlatform, openSource, parseLocation } from "../sources.ts";
+
+/** `ociboot verify`: exit 0 only if everything matches what was published. */
+export function verifyCommand(context: CliContext) {
+  return new Command("verify")
+    .description("prove that fetched files, a store or an image are exactly what was published (exit 0 only if all match)")
+    .argument("<source>", "registry reference, oci:DIR[:REF] or oci-archive:FILE[:REF]")
+    .option("--dir <dir>", "check the boot files fetch wrote into DIR against the image")
+    .option("--platform <os/arch[/variant]>", "platform to pick from a multi-arch index (with --dir)")
+    .option("--flavor <cname>", "Garden Linux flavor to pick from an index (with --dir)")
+    .option("--json", "print the report as JSON")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  ociboot verify 127.0.0.1:5000/os/metal:today --dir ./boot\n  ociboot verify oci:./onmetal            # every image and every blob of a store\n  ociboot verify ghcr.io/org/os:1.0       # download and check a whole image graph",
+    )
+    .action(async (sourceText, options, command) => {
+      const global = globalOptions(command as never, context);
+      const location = parseLocation(sourceText);
+      let report: VerifyReport;
+      if (location.kind === "layout" && location.reference === undefined && options.dir === undefined) {
+        report = await verifyWholeLayout(new OciLayoutStore(resolvePath(context, location.path)), context.signal);
+      } else {
+        const source = await openSource(sourceText, global, context);
+        try {
+          report =
+            options.dir === undefined
+              ? await verifyImage(source.store, source.reference, context.signal)
+              : await verifyDirectory(source.store, source.reference, resolvePath(context, options.dir), {
+                  platform: options.platform ? parsePlatform(options.platform) : defaultPlatform(),
+                  ...(options.flavor !== undefined ? { flavor: options.flavor } : {}),
+                  signal: context.signal,
+                });
+        } finally {
+          await source.close();
+        }
+      }
+      context.stdout.write(formatVerifyReport(report, options.json === true, global.quiet));
+      const failed = report.items.filter((item) => !item.ok);
+      if (failed.length > 0) {
+        throw new OcibootError("INTEGRITY", `Cannot verify ${sourceText}: ${failed.length} of ${report.items.length} items do not match`, {
+          details: { failed: failed.map((item) => item.name) },
+        });
+      }
+    });
+}
+
+/** Every image the layout's index names, and every blob file against its own name. */
+async function verifyWholeLayout(store: OciLayoutStore, signal: AbortSignal): Promise<VerifyReport> {
+  const items: VerifyReport["items"] = [];
+  const entries = await store.entries();
+  for (const digest of new Set(entries.map((entry) => entry.digest))) {
+    items.push(...(await verifyImage(store, digest, signal)).items);
+  }
+  const checked = new Set(items.map((item) => item.name));
+  for await (const blob of store.blobs()) {
+    if (checked.has(blob.digest)) continue;
+    items.push(await verifyBlob(store, { mediaType: "application/octet-stream", digest: toDigest(blob.digest), size: blob.size }, signal));
+  }
+  return { digest: "", items, ok: items.every((item) => item.ok) };
+}
+
+function formatVerifyReport(report: VerifyReport, json: boolean, quiet: boolean): string {
+  if (json) return `${JSON.stringify(report, null, 2)}\n`;
+  if (quiet) return "";
+  const lines = report.items.map((item) => `${item.ok ? "OK      " : "FAILED  "}${item.role ? `${item.role} ` : ""}${item.name}${item.problem ? `: ${item.problem}` : ""}`);
+  lines.push(report.ok ? `All ${report.items.length} items verified.` : `${report.items.filter((item) => !item.ok).length} of ${report.items.length} items FAILED.`);
+  return `${lines.join("\n")}\n`;
+}
