@@ -83,8 +83,8 @@ describe("import", () => {
     async function hostileTar(file: string, extra: Array<{ header: tarStream.Header | Partial<tarStream.Header> & { name: string }; body?: Uint8Array | string }>): Promise<void> {
       const pack = tarStream.pack();
       const chunks: Buffer[] = [];
-      pack.on("data", (chunk: Buffer) => chunks.push(chunk));
-      const done = new Promise((resolve) => pack.on("end", resolve));
+      pack.on("data", (chunk) => void chunks.push(chunk as Buffer));
+      const done = new Promise<void>((resolve) => pack.on("end", () => resolve()));
       const add = (header: Partial<tarStream.Header> & { name: string }, body?: Uint8Array | string) =>
         new Promise<void>((resolve, reject) => {
           pack.entry(header, body ?? "", (error) => (error ? reject(error) : resolve()));
