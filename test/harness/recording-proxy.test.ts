@@ -81,6 +81,22 @@ describe("recording proxy", () => {
     expect(whole.stdout).toBe(LAYER_TEXT);
   });
 
+  it("stalls a download after the given number of bytes, keeping the connection open", async () => {
+    relay.inject({ method: "GET", path: /\/blobs\/sha256:/, fault: { kind: "stall", afterBytes: 10 } });
+    const started = Date.now();
+    const stalled = await run("curl", ["-sS", "--max-time", "1", `${relay.url}/v2/boot/relayed/blobs/${layerDigest()}`]);
+    expect(stalled.code).toBe(28); // curl: operation timed out
+    expect(stalled.stdout).toBe("0123456789");
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+  });
+
+  it("relays a body shorter than the fault point whole", async () => {
+    relay.inject({ method: "GET", path: /\/blobs\/sha256:/, fault: { kind: "cut", afterBytes: LAYER_TEXT.length + 1 } });
+    const whole = await run("curl", ["-sS", `${relay.url}/v2/boot/relayed/blobs/${layerDigest()}`]);
+    expect(whole).toMatchObject({ code: 0, stdout: LAYER_TEXT });
+    expect(relay.requests.at(-1)?.fault).toBe("cut");
+  });
+
   it("answers with an injected status without asking the registry", async () => {
     relay.inject({
       path: /\/manifests\/v1$/,

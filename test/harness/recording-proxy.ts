@@ -27,6 +27,8 @@ export interface RelayedRequest {
 export type Fault =
   /** Relay the upstream head and the first `afterBytes` body bytes, then destroy the connection. */
   | { kind: "cut"; afterBytes: number }
+  /** Relay the upstream head and the first `afterBytes` body bytes, then send nothing more, keeping the connection open. */
+  | { kind: "stall"; afterBytes: number }
   /** Answer without asking upstream. */
   | { kind: "respond"; status: number; headers?: Record<string, string>; body?: string };
 
@@ -97,23 +99,25 @@ export async function startRecordingProxy(target: { url: string; caFile?: string
       const status = upstreamResponse.statusCode ?? 502;
       record.status = status;
       clientResponse.writeHead(status, responseHeaders);
-      if (fault?.kind !== "cut") {
+      if (fault?.kind !== "cut" && fault?.kind !== "stall") {
         upstreamResponse.pipe(clientResponse);
         return;
       }
+      const { kind, afterBytes } = fault;
       let sent = 0;
       upstreamResponse.on("data", (chunk: Buffer) => {
-        if (sent >= fault.afterBytes) return;
-        const piece = chunk.subarray(0, fault.afterBytes - sent);
+        if (sent >= afterBytes) return;
+        const piece = chunk.subarray(0, afterBytes - sent);
         sent += piece.length;
         clientResponse.write(piece);
-        if (sent >= fault.afterBytes) {
-          upstreamResponse.destroy();
-          // Flush what was written, then drop the connection as a failing network would.
-          clientResponse.socket?.end(() => clientResponse.socket?.destroy());
-        }
+        if (sent < afterBytes) return;
+        upstreamResponse.destroy();
+        // A failing network: flush what was written, then drop the connection. A stall keeps it open
+        // until the client gives up or the relay stops.
+        if (kind === "cut") clientResponse.socket?.end(() => clientResponse.socket?.destroy());
       });
-      upstreamResponse.on("end", () => clientResponse.socket?.destroy());
+      // A body shorter than the fault point is relayed whole.
+      upstreamResponse.on("end", () => clientResponse.end());
     };
     const upstreamRequest =
       upstream.protocol === "https:"
