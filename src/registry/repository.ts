@@ -11,6 +11,7 @@ import { type Credential, type CredentialHelperRunner, findCredential } from "./
 import { TokenCache } from "./auth/token.ts";
 import { type FetchedManifest, type OpenedBlob, RegistryClient, type UploadOptions } from "./client.ts";
 import { type MirrorConfig, pullEndpoints, type PullEndpoint } from "./mirrors.ts";
+import { errorFromResponse } from "./errors.ts";
 import { readBounded, type RetryPolicy, type Sleep, Transport } from "./transport.ts";
 
 /** Everything a registry repository needs from the outside world; the CLI builds it. */
@@ -421,4 +422,22 @@ export function blobStream(opened: OpenedBlob): ReadableStream<Uint8Array> {
       await iterator.return?.().catch(() => undefined);
     },
   });
+}
+
+/**
+ * Checks that the credentials of `options` (or those found for the registry) are accepted:
+ * `GET /v2/` through the full authentication flow, as `docker login` does.
+ *
+ * @throws OcibootError UNAUTHORIZED when the registry or its token server refuses them.
+ */
+export async function checkLogin(registry: string, options: RegistryOptions): Promise<void> {
+  const repository = new RegistryRepository(registry, "", options);
+  const client = await repository.client();
+  const response = await client.authorizer.send({ method: "GET", url: new URL("/v2/", client.endpoint.url) }, []);
+  if (response.status === 200) {
+    await response.body.dump().catch(() => undefined);
+    return;
+  }
+  const error = await errorFromResponse(response, `log in to ${registry}`);
+  throw new OcibootError(response.status === 401 ? "UNAUTHORIZED" : error.code, error.message, { cause: error });
 }

@@ -9,6 +9,8 @@ import { inspectCommand } from "./inspect.ts";
 import { listCommand } from "./list.ts";
 import { loginCommand } from "./login.ts";
 import { logoutCommand } from "./logout.ts";
+import { loginCommand } from "./login.ts";
+import { logoutCommand } from "./logout.ts";
 import { pruneCommand } from "./prune.ts";
 import { tagCommand } from "./tag.ts";
 
@@ -23,6 +25,8 @@ export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, 
   deleteCommand,
   pruneCommand,
   importCommand,
+  loginCommand,
+  logoutCommand,
   loginCommand,
   logoutCommand,
 ];
