@@ -9,8 +9,6 @@ import { inspectCommand } from "./inspect.ts";
 import { listCommand } from "./list.ts";
 import { loginCommand } from "./login.ts";
 import { logoutCommand } from "./logout.ts";
-import { loginCommand } from "./login.ts";
-import { logoutCommand } from "./logout.ts";
 import { pruneCommand } from "./prune.ts";
 import { tagCommand } from "./tag.ts";
 
@@ -25,8 +23,6 @@ export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, 
   deleteCommand,
   pruneCommand,
   importCommand,
-  loginCommand,
-  logoutCommand,
   loginCommand,
   logoutCommand,
 ];
