@@ -1,7 +1,6 @@
 import { spawn } from "node:child_process";
 import { open } from "node:fs/promises";
 import { Readable } from "node:stream";
-import { XzReadableStream } from "xz-decompress";
 import { OcibootError } from "../errors.ts";
 import { errorCode, errorMessage, fileReadableStream } from "./fs-util.ts";
 
@@ -60,6 +59,8 @@ export async function openDecompressed(path: string, options: DecompressOptions 
     if (system) return { stream: cap(system), compression, decoder: "xz" };
     if (choice === "system") throw new OcibootError("UNSUPPORTED", `Cannot decompress ${path}: no xz program found`);
   }
+  // A CommonJS package: Deno sees only its default export, and loading it lazily keeps start-up fast.
+  const { XzReadableStream } = (await import("xz-decompress")).default;
   const wasm = new XzReadableStream(await fileReadableStream(path)) as ReadableStream<Uint8Array>;
   return { stream: cap(wasm), compression, decoder: "wasm" };
 }
