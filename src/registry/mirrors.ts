@@ -86,11 +86,12 @@ export function parseMirrorConfig(text: string, source = "registries.conf"): Mir
       table = "other";
       continue;
     }
+    // Only the mirror tables are read; the rest of a system file may use TOML this reader lacks.
+    if (table === "other") continue;
     const match = /^([A-Za-z0-9_-]+)\s*=\s*(.+)$/.exec(line);
     if (match === null) throw configError(source, `${where}: cannot read "${line.slice(0, 60)}"`);
     const key = match[1] ?? "";
     const value = parseValue(match[2] ?? "", source, where);
-    if (table === "other") continue;
     const target = table === "mirror" ? mirror : registry;
     if (target === undefined) continue;
     if (key === "location" || key === "prefix") {
