@@ -39,8 +39,10 @@ export async function run(command: string, args: readonly string[], options: Run
     env,
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     stdio: ["pipe", "pipe", "pipe"],
+    // Its own process group, so a timeout ends the command's descendants too.
+    detached: true,
   });
-  trackChild(child);
+  trackChild(child, { processGroup: true });
 
   const stdoutChunks: Buffer[] = [];
   const stderrChunks: Buffer[] = [];

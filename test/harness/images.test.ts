@@ -243,4 +243,10 @@ describe("run", () => {
     await expect(run("sleep", ["30"], { timeoutMs: 200 })).rejects.toThrow(/timed out after 200 ms/);
     expect(Date.now() - started).toBeLessThan(5_000);
   });
+
+  it("ends the command's descendants on timeout, so none keeps the output open", async () => {
+    const started = Date.now();
+    await expect(run("sh", ["-c", "sleep 30; echo never"], { timeoutMs: 200 })).rejects.toThrow(/timed out/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
 });

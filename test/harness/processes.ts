@@ -9,11 +9,31 @@ const liveChildren = new Set<ChildProcess>();
 const temporaryDirectories = new Set<string>();
 let exitHookInstalled = false;
 
-/** Registers a child process to be killed when the test process exits; it unregisters itself on exit. */
-export function trackChild(child: ChildProcess): void {
+/** Children started as leaders of their own process group: signals go to the whole group. */
+const groupLeaders = new WeakSet<ChildProcess>();
+
+/**
+ * Registers a child process to be killed when the test process exits; it unregisters itself on exit.
+ * `processGroup: true` for a child spawned with `detached: true`: then its descendants (a shell's
+ * commands, `timeout`'s child) are signalled too, so none is left holding the output pipes.
+ */
+export function trackChild(child: ChildProcess, options: { processGroup?: boolean } = {}): void {
   installExitHook();
   liveChildren.add(child);
+  if (options.processGroup === true) groupLeaders.add(child);
   child.once("exit", () => liveChildren.delete(child));
+}
+
+function signal(child: ChildProcess, name: NodeJS.Signals): void {
+  if (groupLeaders.has(child) && child.pid !== undefined) {
+    try {
+      process.kill(-child.pid, name);
+    } catch {
+      // The group is already gone.
+    }
+    return;
+  }
+  child.kill(name);
 }
 
 /** Registers a temporary directory to be removed when the test process exits. */
@@ -34,9 +54,9 @@ export async function terminate(child: ChildProcess, graceMs = 2_000): Promise<v
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   // A test may have frozen the process with SIGSTOP; a stopped process would sit on SIGTERM.
-  child.kill("SIGCONT");
-  child.kill("SIGTERM");
-  const escalation = setTimeout(() => child.kill("SIGKILL"), graceMs);
+  signal(child, "SIGCONT");
+  signal(child, "SIGTERM");
+  const escalation = setTimeout(() => signal(child, "SIGKILL"), graceMs);
   try {
     await exited;
   } finally {
@@ -47,7 +67,7 @@ export async function terminate(child: ChildProcess, graceMs = 2_000): Promise<v
 function killEverythingNow(): void {
   for (const child of liveChildren) {
     // Only synchronous work is possible in an exit hook: SIGKILL cannot be ignored, so no wait is needed.
-    child.kill("SIGKILL");
+    signal(child, "SIGKILL");
   }
   liveChildren.clear();
   for (const path of temporaryDirectories) {
