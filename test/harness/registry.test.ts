@@ -259,17 +259,18 @@ describe("token auth registry", () => {
     const open = await started({ auth: "token", allowAnonymousPull: true });
     await publishWithSkopeo(layout.directory, "v1", open, "boot/public");
     await fetchWithSkopeo(open, "boot/public", "v1", join(workDirectory, "anonymous-pull"), { anonymous: true });
-    const anonymousRequests = open.tokenServer?.requests.filter((request) => !request.hadAuthorization) ?? [];
-    expect(anonymousRequests.length).toBeGreaterThan(0);
-    expect(anonymousRequests.flatMap((request) => request.granted.flatMap((entry) => entry.actions))).toEqual(
-      anonymousRequests.flatMap((request) => request.granted.map(() => "pull")),
-    );
+    const anonymousGrants = (open.tokenServer?.requests ?? [])
+      .filter((request) => !request.hadAuthorization)
+      .flatMap((request) => request.granted);
+    expect(anonymousGrants.length).toBeGreaterThan(0);
+    for (const grant of anonymousGrants) expect(grant).toEqual({ type: "repository", name: "boot/public", actions: ["pull"] });
 
     const anonymousPush = await run("skopeo", [
       "copy", ...skopeoRegistryFlags("dest", open, { anonymous: true }),
       `oci:${layout.directory}:v1`, `docker://${open.host}/boot/public:pushed-anonymously`,
     ]);
     expect(anonymousPush.code).not.toBe(0);
+    expect(anonymousPush.stderr).toMatch(/unauthorized|authentication required/i);
   });
 });
 
@@ -285,6 +286,7 @@ describe("token auth registry with a policy", () => {
       "copy", ...skopeoRegistryFlags("dest", registry), `oci:${layout.directory}:v1`, `docker://${registry.host}/boot/read-only:v1`,
     ]);
     expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/unauthorized|authentication required|denied/i);
     const readOnlyGrants = registry.tokenServer?.requests
       .flatMap((request) => request.granted)
       .filter((entry) => entry.name === "boot/read-only");
@@ -372,5 +374,6 @@ describe("pull-through cache registry", () => {
       "copy", ...skopeoRegistryFlags("dest", mirror), `oci:${layout.directory}:v1`, `docker://${mirror.host}/boot/pushed:v1`,
     ]);
     expect(pushed.code).not.toBe(0);
+    expect(pushed.stderr).toMatch(/unsupported/i);
   });
 });
