@@ -1,9 +1,13 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import process from "node:process";
 import { OciLayoutStore } from "../content/layout.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Platform } from "../oci/descriptor.ts";
 import { platformFromNode } from "../oci/platform.ts";
+import { importArchive } from "../ops/import.ts";
 import { parseReference, referenceTarget } from "../oci/reference.ts";
 import { closeRegistryConnections, openRepository } from "../registry/repository.ts";
 import type { CliContext } from "./context.ts";
@@ -50,8 +54,15 @@ export async function openSource(text: string, global: GlobalOptions, context: C
       const store = new OciLayoutStore(resolvePath(context, location.path));
       return { store, reference: location.reference ?? (await onlyImageIn(store, text)), close: async () => undefined };
     }
-    case "archive":
-      throw new OcibootError("UNSUPPORTED", `Cannot open ${text}: archives are not supported yet`);
+    case "archive": {
+      const { store, close } = await openArchive(location.path, context);
+      try {
+        return { store, reference: location.reference ?? (await onlyImageIn(store, text)), close };
+      } catch (error) {
+        await close();
+        throw error;
+      }
+    }
     case "registry": {
       const reference = parseReference(location.reference);
       const options = await registryOptionsFrom(global, context);
@@ -61,6 +72,24 @@ export async function openSource(text: string, global: GlobalOptions, context: C
         close: () => closeRegistryConnections(options),
       };
     }
+  }
+}
+
+/**
+ * An archive is read in one streaming pass into a temporary store (every blob verified on the
+ * way in), which is removed again on close. `$OCIBOOT_TMPDIR` or `$TMPDIR` says where it goes.
+ */
+export async function openArchive(path: string, context: CliContext): Promise<{ store: OciLayoutStore; close(): Promise<void> }> {
+  const base = context.env["OCIBOOT_TMPDIR"] ?? context.env["TMPDIR"] ?? tmpdir();
+  const directory = await mkdtemp(join(base, "ociboot-archive-"));
+  const close = () => rm(directory, { recursive: true, force: true });
+  try {
+    const store = new OciLayoutStore(directory);
+    await importArchive(store, resolvePath(context, path));
+    return { store, close };
+  } catch (error) {
+    await close();
+    throw error;
   }
 }
 

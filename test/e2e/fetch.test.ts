@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { cp, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -160,5 +160,50 @@ describe("ociboot fetch through faults", () => {
     const resumed = blobGets.find((request) => request.path === cut.path && request.headers.range !== undefined);
     expect(resumed?.headers.range).toMatch(/^bytes=\d+-$/);
     expect(Number(/bytes=(\d+)-/.exec(resumed!.headers.range!)![1])).toBeGreaterThan(0);
+  });
+});
+
+describe("ociboot fetch and verify from an archive (the air-gapped path)", () => {
+  let work: string;
+  let archive: string;
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), "ociboot-e2e-archive-"));
+    await writeOciLayout(join(work, "onmetal"), {
+      manifests: [makeBootImage({ dialect: "onmetal", tag: "today", kernel: { bytes: KERNEL }, initrd: { bytes: INITRD }, rootfs: { bytes: ROOTFS }, commandLine: COMMAND_LINE })],
+    });
+    archive = join(work, "gardenlinux.oci.tar.xz");
+    execFileSync("tar", ["-C", work, "-cJf", archive, "onmetal"]);
+  });
+  afterAll(async () => {
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it("fetches the only image of a .oci.tar.xz into boot-ready files and leaves no temporary store", async () => {
+    const out = join(work, "out");
+    const temporary = join(work, "tmp");
+    await mkdir(temporary);
+    const result = await ociboot(["fetch", `oci-archive:${archive}`, "-o", out, "--quiet"], { env: { TMPDIR: temporary } });
+    expect(result.code, result.stderr).toBe(0);
+    expect(await readFile(join(out, "vmlinuz"), "utf8")).toBe(KERNEL);
+    expect(await readFile(join(out, "cmdline"), "utf8")).toBe(`${COMMAND_LINE}\n`);
+    expect(await readdir(temporary)).toEqual([]);
+  });
+
+  it("verifies every blob of the archive, and fails on a corrupted one", async () => {
+    const good = await ociboot(["verify", `oci-archive:${archive}`]);
+    expect(good.code, good.stderr).toBe(0);
+    expect(good.stdout).toMatch(/All 5 items verified/);
+
+    const corrupted = join(work, "corrupted.tar");
+    const copy = join(work, "copy");
+    await cp(join(work, "onmetal"), join(copy, "onmetal"), { recursive: true });
+    const blobs = join(copy, "onmetal", "blobs", "sha256");
+    const sizes = await Promise.all((await readdir(blobs)).map(async (name) => [name, (await readFile(join(blobs, name))).length] as const));
+    const rootfsName = sizes.find(([, size]) => size === ROOTFS.length)![0];
+    await writeFile(join(blobs, rootfsName), ROOTFS.replace(/R$/, "S"));
+    execFileSync("tar", ["-C", copy, "-cf", corrupted, "onmetal"]);
+    const bad = await ociboot(["verify", `oci-archive:${corrupted}`]);
+    expect(bad.code).toBe(5);
+    expect(bad.stderr).toContain(`sha256:${rootfsName}`);
   });
 });

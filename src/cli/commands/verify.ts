@@ -7,7 +7,7 @@ import { verifyBlob, verifyDirectory, verifyImage, type VerifyReport } from "../
 import type { CliContext } from "../context.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
-import { defaultPlatform, openSource, parseLocation } from "../sources.ts";
+import { defaultPlatform, openArchive, openSource, parseLocation } from "../sources.ts";
 
 /** `ociboot verify`: exit 0 only if everything matches what was published. */
 export function verifyCommand(context: CliContext) {
@@ -28,6 +28,14 @@ export function verifyCommand(context: CliContext) {
       let report: VerifyReport;
       if (location.kind === "layout" && location.reference === undefined && options.dir === undefined) {
         report = await verifyWholeLayout(new OciLayoutStore(resolvePath(context, location.path)), context.signal);
+      } else if (location.kind === "archive" && location.reference === undefined && options.dir === undefined) {
+        // Reading the archive verifies every blob in it; then every image it names is checked complete.
+        const archive = await openArchive(location.path, context);
+        try {
+          report = await verifyWholeLayout(archive.store, context.signal);
+        } finally {
+          await archive.close();
+        }
       } else {
         const source = await openSource(sourceText, global, context);
         try {
