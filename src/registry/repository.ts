@@ -6,7 +6,7 @@ import { type Digest, isDigest, parseDigest } from "../oci/digest.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { isIndexMediaType, isManifestMediaType, Limits, MediaType } from "../oci/mediatypes.ts";
 import { isLoopbackRegistry, parseReference, type Reference, registryEndpointHost } from "../oci/reference.ts";
-import { Authorizer } from "./auth/authorizer.ts";
+import { Authorizer, type SchemeMemory } from "./auth/authorizer.ts";
 import { type Credential, type CredentialHelperRunner, findCredential } from "./auth/credentials.ts";
 import { TokenCache } from "./auth/token.ts";
 import { type FetchedManifest, type OpenedBlob, RegistryClient, type UploadOptions } from "./client.ts";
@@ -52,6 +52,7 @@ interface SharedState {
   tokens: TokenCache;
   schemes: Map<string, Promise<"http" | "https">>;
   authorizers: Map<string, Authorizer>;
+  schemeMemory: SchemeMemory;
 }
 
 const sharedStates = new WeakMap<RegistryOptions, SharedState>();
@@ -68,7 +69,7 @@ function sharedState(options: RegistryOptions): SharedState {
     if (options.sleep !== undefined) transportOptions.sleep = options.sleep;
     if (options.now !== undefined) transportOptions.now = options.now;
     if (options.connectionsPerHost !== undefined) transportOptions.connectionsPerHost = options.connectionsPerHost;
-    state = { transport: new Transport(transportOptions), tokens: new TokenCache(), schemes: new Map(), authorizers: new Map() };
+    state = { transport: new Transport(transportOptions), tokens: new TokenCache(), schemes: new Map(), authorizers: new Map(), schemeMemory: new Map() };
     sharedStates.set(options, state);
   }
   return state;
@@ -315,7 +316,13 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
     if (authorizer === undefined) {
       // Mirrors get their own credentials (looked up by the mirror's host), never the origin's.
       const lookup = () => this.#credential(endpoint.registry, endpoint.repository);
-      authorizer = new Authorizer({ transport: this.#state.transport, registryUrl: url, tokens: this.#state.tokens, credential: lookup });
+      authorizer = new Authorizer({
+        transport: this.#state.transport,
+        registryUrl: url,
+        tokens: this.#state.tokens,
+        credential: lookup,
+        memory: this.#state.schemeMemory,
+      });
       this.#state.authorizers.set(key, authorizer);
     }
     const clientOptions: ConstructorParameters<typeof RegistryClient>[0] = {

@@ -7,6 +7,15 @@ import { basicAuthorization, fetchBearerToken, type TokenCache, tokenCacheKey } 
 /** Loads the credential for the registry when first needed (files and helpers are read lazily). */
 export type CredentialLoader = () => Promise<Credential | undefined>;
 
+/** What an origin asked for last time, shared by every Authorizer of that origin. */
+export interface LearnedScheme {
+  scheme: "basic" | "bearer";
+  challenge?: Challenge;
+}
+
+/** Learnt schemes by origin (`https://host:port`), so a new repository costs no extra 401. */
+export type SchemeMemory = Map<string, LearnedScheme>;
+
 /**
  * Adds authentication to requests for one registry origin. Learns the scheme from the first 401
  * challenge, then authenticates later requests up front (Basic, or a cached Bearer token per scope
@@ -18,15 +27,15 @@ export class Authorizer {
   readonly #registryUrl: URL;
   readonly #tokens: TokenCache;
   readonly #loadCredential: CredentialLoader;
+  readonly #memory: SchemeMemory;
   #credential: Promise<Credential | undefined> | undefined;
-  #scheme: "basic" | "bearer" | undefined;
-  #bearerChallenge: Challenge | undefined;
 
-  constructor(options: { transport: Transport; registryUrl: URL; tokens: TokenCache; credential: CredentialLoader }) {
+  constructor(options: { transport: Transport; registryUrl: URL; tokens: TokenCache; credential: CredentialLoader; memory?: SchemeMemory }) {
     this.#transport = options.transport;
     this.#registryUrl = options.registryUrl;
     this.#tokens = options.tokens;
     this.#loadCredential = options.credential;
+    this.#memory = options.memory ?? new Map();
   }
 
   /** The origin this authorizer speaks for. */
@@ -44,9 +53,10 @@ export class Authorizer {
   async authorization(scopes: readonly string[], signal?: AbortSignal): Promise<string | undefined> {
     const credential = await this.credential();
     if (credential?.kind === "bearer") return `Bearer ${credential.token}`;
-    if (this.#scheme === "basic" && credential?.kind === "basic") return basicAuthorization(credential.username, credential.password);
-    if (this.#scheme === "bearer" && this.#bearerChallenge !== undefined) {
-      return `Bearer ${await this.#token(this.#bearerChallenge, scopes, credential, false, signal)}`;
+    const learned = this.#memory.get(this.#registryUrl.origin);
+    if (learned?.scheme === "basic" && credential?.kind === "basic") return basicAuthorization(credential.username, credential.password);
+    if (learned?.scheme === "bearer" && learned.challenge !== undefined) {
+      return `Bearer ${await this.#token(learned.challenge, scopes, credential, false, signal)}`;
     }
     return undefined;
   }
@@ -69,8 +79,7 @@ export class Authorizer {
     if (bearer !== undefined) {
       const challengeScopes = (bearer.parameters["scope"] ?? "").split(" ").filter((scope) => scope !== "");
       const wanted = [...new Set([...scopes, ...challengeScopes])];
-      this.#scheme = "bearer";
-      this.#bearerChallenge = bearer;
+      this.#memory.set(this.#registryUrl.origin, { scheme: "bearer", challenge: bearer });
       try {
         authorization = `Bearer ${await this.#token(bearer, wanted, credential, true, request.signal)}`;
       } catch (error) {
@@ -84,7 +93,7 @@ export class Authorizer {
         if (wide !== undefined) this.#tokens.set(key, wide);
       }
     } else if (basic !== undefined && credential?.kind === "basic") {
-      this.#scheme = "basic";
+      this.#memory.set(this.#registryUrl.origin, { scheme: "basic" });
       authorization = basicAuthorization(credential.username, credential.password);
     } else {
       return first;
