@@ -156,8 +156,8 @@ describe("ociboot fetch through faults", () => {
     expect(await readFile(join(out, "rootfs"), "utf8")).toBe(ROOTFS);
     const blobGets = relay.requests.filter((request) => request.method === "GET" && request.path.includes("/blobs/"));
     const cut = blobGets.find((request) => request.fault === "cut");
-    expect(cut, JSON.stringify(relay.requests.map((r) => [r.method, r.path, r.status, r.fault, r.headers.range]))).toBeDefined();
-    const resumed = blobGets.find((request) => request.path === cut.path && request.headers.range !== undefined);
+    expect(cut).toBeDefined();
+    const resumed = blobGets.find((request) => request.path === cut?.path && request.headers.range !== undefined);
     expect(resumed?.headers.range).toMatch(/^bytes=\d+-$/);
     expect(Number(/bytes=(\d+)-/.exec(resumed!.headers.range!)![1])).toBeGreaterThan(0);
   });
