@@ -370,24 +370,36 @@ export class RegistryClient {
    * with text/plain), so the caller falls back to the `sha256-<hex>` tag.
    */
   async referrersApi(repository: string, subject: Digest, options: { artifactType?: string; signal?: AbortSignal } = {}): Promise<Descriptor[] | undefined> {
-    const url = this.#url(repository, "referrers", subject);
+    const action = `list referrers of ${this.#describe(repository, subject)}`;
+    let url: URL | undefined = this.#url(repository, "referrers", subject);
     if (options.artifactType !== undefined) url.searchParams.set("artifactType", options.artifactType);
-    const response = await this.#send({ method: "GET", url, headers: { accept: MediaType.ociIndex }, ...signalOf(options) }, [
-      repositoryScope(repository, ["pull"]),
-    ]);
-    const contentType = bareMediaType(response.headers.get("content-type"));
-    if (response.status === 404 || response.status === 400 || response.status === 405 || (response.status === 200 && contentType !== MediaType.ociIndex)) {
-      await response.body.dump().catch(() => undefined);
-      if (response.status === 200 || contentType !== "application/json") return undefined;
-      // A JSON 404 from a registry that has the API means an unknown name; one without means no API.
-      return undefined;
+    const origin = url.origin;
+    const referrers: Descriptor[] = [];
+    for (let page = 0; url !== undefined; page++) {
+      if (page >= 100) throw new OcibootError("REGISTRY", `Cannot ${action}: more than 100 pages`);
+      const response: HttpResponse = await this.#send({ method: "GET", url, headers: { accept: MediaType.ociIndex }, ...signalOf(options) }, [
+        repositoryScope(repository, ["pull"]),
+      ]);
+      const contentType = bareMediaType(response.headers.get("content-type"));
+      // 404, 400 and 405 (or a 200 that is no index) come from registries without the API.
+      const unsupported = response.status === 404 || response.status === 400 || response.status === 405;
+      if (page === 0 && (unsupported || (response.status === 200 && contentType !== MediaType.ociIndex))) {
+        await response.body.dump().catch(() => undefined);
+        return undefined;
+      }
+      if (response.status !== 200) throw await this.#error(response, action);
+      const { bytes, truncated } = await readBounded(response.body, Limits.manifestBytes);
+      if (truncated) throw new OcibootError("UNSAFE_CONTENT", `Cannot ${action}: a page is larger than ${Limits.manifestBytes} bytes`);
+      const parsed = parseManifest(bytes, MediaType.ociIndex);
+      if (parsed.kind !== "index") throw new OcibootError("REGISTRY", `Cannot ${action}: the answer is not an index`);
+      referrers.push(...parsed.index.manifests);
+      const next = nextLink(response.headers.getAll("link"), url);
+      if (next !== undefined && next.origin !== origin) {
+        throw new OcibootError("REGISTRY", `Cannot ${action}: the next page is on another origin (${redactUrl(next)})`);
+      }
+      url = next;
     }
-    if (response.status !== 200) throw await this.#error(response, `list referrers of ${this.#describe(repository, subject)}`);
-    const { bytes, truncated } = await readBounded(response.body, Limits.manifestBytes);
-    if (truncated) throw new OcibootError("UNSAFE_CONTENT", `Cannot list referrers of ${subject}: the answer is larger than ${Limits.manifestBytes} bytes`);
-    const parsed = parseManifest(bytes, MediaType.ociIndex);
-    if (parsed.kind !== "index") throw new OcibootError("REGISTRY", `Cannot list referrers of ${subject}: the answer is not an index`);
-    return parsed.index.manifests;
+    return referrers;
   }
 
   /** A short name for messages: `host/repository[:tag|@digest]`. */

@@ -449,6 +449,34 @@ group("tag listing", () => {
   });
 });
 
+group("referrers API", () => {
+  it("uses the API where the registry has it, across Link pages, filtering by artifact type", async () => {
+    const subject = describe(MediaType.ociManifest, MANIFEST);
+    const referrer = (artifactType: string, seed: string): Descriptor => ({ ...describe(MediaType.ociManifest, Buffer.from(seed)), artifactType });
+    const pages: Record<string, { manifests: Descriptor[]; next?: string }> = {
+      [`/v2/boot/kernel/referrers/${subject.digest}`]: { manifests: [referrer("build/log", "a")], next: `/v2/boot/kernel/referrers/${subject.digest}?page=2` },
+      [`/v2/boot/kernel/referrers/${subject.digest}?page=2`]: { manifests: [referrer("build/os-release", "b")] },
+    };
+    const registry = await server((request, response) => {
+      if (isPing(request.url)) return void response.writeHead(200).end("{}");
+      const path = request.url.replace(/[?&]artifactType=[^&]*/, "").replace(/^([^?]*)&/, "$1?");
+      const page = pages[path];
+      if (page === undefined) return sendRegistryError(response, 404, "NOT_FOUND", request.url);
+      const headers: Record<string, string> = { "content-type": MediaType.ociIndex };
+      if (page.next) headers["link"] = `<${page.next}>; rel="next"`;
+      response.writeHead(200, headers).end(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: page.manifests }));
+    });
+    const { options } = testOptions();
+    const repository = openRepository({ registry: registry.host, repository: "boot/kernel" }, options);
+    expect((await repository.referrers(subject)).map((descriptor) => descriptor.artifactType)).toEqual(["build/log", "build/os-release"]);
+    // This registry ignores the filter: we apply it ourselves.
+    expect((await repository.referrers(subject, "build/os-release")).map((descriptor) => descriptor.artifactType)).toEqual(["build/os-release"]);
+    expect(registry.requests.some((request) => request.url.includes("artifactType=build%2Fos-release"))).toBe(true);
+    // No fallback tag was asked for.
+    expect(registry.requests.some((request) => request.url.includes("/manifests/sha256-"))).toBe(false);
+  });
+});
+
 group("credentials stay with their registry", () => {
   it("never uses credentials for registry.example.com on registry.example.com.evil.net", async () => {
     const dockerConfig = join(work, "docker-evil");
