@@ -164,6 +164,21 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
     );
   }
 
+  /**
+   * The URL of a blob on the origin and the `Authorization` value that fetches it (for
+   * onmetal-image's `url` command: a machine that boots from the URL needs no credentials of its
+   * own). Makes one HEAD request so that the registry's authentication scheme is known.
+   */
+  async blobRequest(descriptor: Descriptor): Promise<{ url: string; authorization: string | undefined }> {
+    const client = await this.client();
+    if (!(await client.blobExists(this.repository, descriptor.digest))) {
+      throw new OcibootError("NOT_FOUND", `Cannot locate blob ${descriptor.digest} in ${this.description}: the registry does not have it`);
+    }
+    const url = new URL(`/v2/${this.repository}/blobs/${descriptor.digest}`, client.endpoint.url);
+    const authorization = await client.authorizer.authorization([`repository:${this.repository}:pull`]);
+    return { url: url.href, authorization };
+  }
+
   /** True when the origin registry holds the content (HEAD). */
   async exists(descriptor: Descriptor): Promise<boolean> {
     const client = await this.client();

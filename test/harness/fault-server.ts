@@ -25,6 +25,8 @@ export interface RecordedRequest {
   body: Buffer;
   /** True when the request arrived through a CONNECT tunnel. */
   tunnelled: boolean;
+  /** The client's port: equal ports mean a reused (keep-alive) connection. */
+  remotePort: number;
 }
 
 export type FaultHandler = (request: RecordedRequest, response: ServerResponse, raw: IncomingMessage) => void | Promise<void>;
@@ -68,6 +70,7 @@ export async function startFaultServer(handler: FaultHandler, options: FaultServ
         headers: raw.headers,
         body: Buffer.concat(chunks),
         tunnelled: (raw.socket as Socket & { tunnelled?: boolean }).tunnelled === true,
+        remotePort: raw.socket.remotePort ?? 0,
       };
       requests.push(recorded);
       Promise.resolve(current(recorded, response, raw)).catch((error: unknown) => {

@@ -449,6 +449,57 @@ group("tag listing", () => {
   });
 });
 
+group("connections", () => {
+  it("reuses keep-alive connections for consecutive requests", async () => {
+    const registry = await server((request, response) => {
+      if (isPing(request.url)) return void response.writeHead(200).end("{}");
+      sendManifest(response);
+    });
+    const { options } = testOptions();
+    const repository = openRepository({ registry: registry.host, repository: "boot/kernel" }, options);
+    for (let index = 0; index < 5; index++) await repository.resolve(`v${index}`);
+    // Six requests; undici may open a second socket while the first is being released.
+    expect(registry.requests).toHaveLength(6);
+    expect(new Set(registry.requests.map((request) => request.remotePort)).size).toBeLessThanOrEqual(2);
+  });
+
+  it("bounds concurrent connections per host", async () => {
+    let open = 0;
+    let most = 0;
+    const registry = await server(async (request, response) => {
+      if (isPing(request.url)) return void response.writeHead(200).end("{}");
+      open++;
+      most = Math.max(most, open);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      open--;
+      response.writeHead(200, { "content-length": String(BLOB.length) }).end(BLOB);
+    });
+    const { options } = testOptions({ connectionsPerHost: 2 });
+    const repository = openRepository({ registry: registry.host, repository: "boot/kernel" }, options);
+    await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        const fetched = await repository.fetch(BLOB_DESCRIPTOR);
+        return readAll(fetched.stream);
+      }),
+    );
+    expect(most).toBe(2);
+    expect(new Set(registry.requests.map((request) => request.remotePort)).size).toBeLessThanOrEqual(3);
+  });
+
+  it("hands out a blob URL with the Authorization that fetches it", async () => {
+    const registry = await server((request, response) => {
+      if (isPing(request.url)) return void response.writeHead(200).end("{}");
+      if (request.headers.authorization !== BASIC) {
+        return sendRegistryError(response, 401, "UNAUTHORIZED", "authentication required", { "www-authenticate": 'Basic realm="fault"' });
+      }
+      response.writeHead(200, { "content-length": String(BLOB.length) }).end(request.method === "HEAD" ? undefined : BLOB);
+    });
+    const { options } = testOptions({ username: USER, password: PASSWORD });
+    const located = await openRepository({ registry: registry.host, repository: "boot/kernel" }, options).blobRequest(BLOB_DESCRIPTOR);
+    expect(located).toEqual({ url: `http://${registry.host}/v2/boot/kernel/blobs/${BLOB_DESCRIPTOR.digest}`, authorization: BASIC });
+  });
+});
+
 group("referrers API", () => {
   it("uses the API where the registry has it, across Link pages, filtering by artifact type", async () => {
     const subject = describe(MediaType.ociManifest, MANIFEST);

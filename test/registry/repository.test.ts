@@ -121,6 +121,27 @@ for (const variant of VARIANTS) {
       expect((error as Error).message).toMatch(/^Cannot fetch manifest .*boot\/missing:nope: registry answered 404 (MANIFEST_UNKNOWN|NAME_UNKNOWN)/);
     });
 
+    if (variant.options?.tls === true) {
+      it("refuses an unknown CA, and accepts it only with --insecure and a warning", async () => {
+        const untrusting: RegistryOptions = { env: {}, homeDir: work, retry: { attempts: 1 } };
+        if (options.username !== undefined && options.password !== undefined) {
+          untrusting.username = options.username;
+          untrusting.password = options.password;
+        }
+        const error = await openRepository({ registry: registry.host, repository: "boot/monolithic" }, untrusting)
+          .resolve("1.0")
+          .catch((caught: unknown) => caught);
+        expect(isOcibootError(error, "TLS")).toBe(true);
+        const warnings: string[] = [];
+        const insecure: RegistryOptions = { ...untrusting, insecure: true, warn: (line) => warnings.push(line) };
+        const descriptor = await openRepository({ registry: registry.host, repository: "boot/monolithic" }, insecure).resolve("1.0");
+        expect(descriptor.mediaType).toBe(MediaType.ociManifest);
+        expect(warnings).toHaveLength(1);
+        expect(warnings[0]).toMatch(/verification is disabled/);
+        await closeRegistryConnections(insecure);
+      });
+    }
+
     if (variant.options?.auth !== undefined) {
       it("refuses anonymous access with UNAUTHORIZED and a hint", async () => {
         const anonymous: RegistryOptions = { env: {}, homeDir: work, retry: { attempts: 1 } };
