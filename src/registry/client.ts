@@ -145,6 +145,18 @@ export class RegistryClient {
     return { mediaType, digest: digest as Digest, size };
   }
 
+  /** True when the repository holds the manifest or index (HEAD). */
+  async manifestExists(repository: string, digest: Digest, options: { signal?: AbortSignal } = {}): Promise<boolean> {
+    const response = await this.#send(
+      { method: "HEAD", url: this.#url(repository, "manifests", digest), headers: { accept: MANIFEST_ACCEPT.join(", ") }, ...signalOf(options) },
+      [repositoryScope(repository, ["pull"])],
+    );
+    await response.body.dump().catch(() => undefined);
+    if (response.status === 200) return true;
+    if (response.status === 404) return false;
+    throw await this.#error(response, `check manifest ${this.#describe(repository, digest)}`);
+  }
+
   /** True when the repository holds the blob (HEAD). */
   async blobExists(repository: string, digest: Digest, options: { signal?: AbortSignal } = {}): Promise<boolean> {
     const response = await this.#send(

@@ -183,7 +183,7 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
   async exists(descriptor: Descriptor): Promise<boolean> {
     const client = await this.client();
     if (isManifestMediaType(descriptor.mediaType) || isIndexMediaType(descriptor.mediaType)) {
-      return (await client.headManifest(this.repository, descriptor.digest)) !== undefined;
+      return client.manifestExists(this.repository, descriptor.digest);
     }
     return client.blobExists(this.repository, descriptor.digest);
   }

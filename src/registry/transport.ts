@@ -283,14 +283,14 @@ export class Transport {
       data = await this.#dispatcherFor(url).request(options);
     } catch (error) {
       if (request.signal?.aborted) throw request.signal.reason ?? error;
-      const mapped = mapConnectionError(error, `${method} ${redactUrl(url)}`);
+      const mapped = mapConnectionError(error, `reach ${url.host} for ${method} ${redactPath(url)}`);
       this.debug(`HTTP ${method} ${redactUrl(url)} failed: ${describeError(error)}`);
       throw mapped;
     }
     this.debug(`HTTP ${method} ${redactUrl(url)} -> ${data.statusCode} (${this.#now() - started} ms)`);
     const raw = data.body;
     const body: ResponseBody = {
-      [Symbol.asyncIterator]: () => iterateMappingErrors(raw, `${method} ${redactUrl(url)}`),
+      [Symbol.asyncIterator]: () => iterateMappingErrors(raw, `read the answer of ${url.host} to ${method} ${redactPath(url)}`),
       dump: async () => {
         await raw.dump({ limit: 256 * 1024 });
       },
@@ -479,11 +479,37 @@ function errorCode(error: unknown): string | undefined {
   return codes.find((code) => code !== "UND_ERR_SOCKET" && code !== "UND_ERR_CONNECT") ?? codes[0];
 }
 
+const FRIENDLY_CODES: Readonly<Record<string, string>> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset by the server",
+  ENOTFOUND: "host name not found",
+  EAI_AGAIN: "host name lookup failed",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  EPIPE: "connection closed while sending",
+  UND_ERR_SOCKET: "connection closed by the server",
+};
+
 function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = errorCode(error);
+    const friendly = code === undefined ? undefined : FRIENDLY_CODES[code];
+    if (friendly !== undefined) return `${friendly} (${code})`;
+  }
+  return rawErrorText(error);
+}
+
+function rawErrorText(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const code = (error as { code?: unknown }).code;
   const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
   return `${typeof code === "string" ? `${code} ` : ""}${error.message}${cause}`;
+}
+
+/** Path and redacted query of a URL, for messages that name the host apart. */
+function redactPath(url: URL): string {
+  const redacted = new URL(redactUrl(url));
+  return `${redacted.pathname}${redacted.search}`;
 }
 
 /** A URL fit for logs and messages: no user info, and query values redacted unless known harmless. */
