@@ -10,7 +10,10 @@ import { listCommand } from "./list.ts";
 import { loginCommand } from "./login.ts";
 import { logoutCommand } from "./logout.ts";
 import { pruneCommand } from "./prune.ts";
+import { pullCommand } from "./pull.ts";
+import { pushCommand } from "./push.ts";
 import { tagCommand } from "./tag.ts";
+import { urlCommand } from "./url.ts";
 
 /** Every command's factory; one file per command. */
 export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, any>> = [
@@ -23,6 +26,9 @@ export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, 
   deleteCommand,
   pruneCommand,
   importCommand,
+  pushCommand,
+  pullCommand,
+  urlCommand,
   loginCommand,
   logoutCommand,
 ];

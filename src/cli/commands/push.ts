@@ -1,0 +1,19 @@
+import { Command } from "@commander-js/extra-typings";
+import { pushImage } from "../../ops/push-pull.ts";
+import type { CliContext } from "../context.ts";
+import { globalOptions } from "../global-options.ts";
+import { withRepository } from "./registry-access.ts";
+import { openLocalStore } from "./store-output.ts";
+
+/** `ociboot push REF`: a local image to the registry its reference names. */
+export function pushCommand(context: CliContext) {
+  return new Command("push")
+    .description("push a local image (an index with all its manifests) to the registry its reference names; blobs the registry has are skipped")
+    .argument("<ref>", "full reference as tagged in the local store, e.g. 127.0.0.1:5000/gardenlinux:today")
+    .action(async (name, _options, command) => {
+      const global = globalOptions(command as never, context);
+      const store = openLocalStore(global, context);
+      const descriptor = await withRepository(name, global, context, (repository) => pushImage(store, repository, name, { signal: context.signal }));
+      context.stdout.write(`Successfully pushed ${name} ${descriptor.digest.slice(descriptor.digest.indexOf(":") + 1)}\n`);
+    });
+}

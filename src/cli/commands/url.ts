@@ -1,0 +1,53 @@
+import { Command, Option } from "@commander-js/extra-typings";
+import { OcibootError } from "../../errors.ts";
+import { MediaType } from "../../oci/mediatypes.ts";
+import { parsePlatform } from "../../oci/platform.ts";
+import { findLayer, LAYER_NAMES } from "../../ops/find-layer.ts";
+import { repositoryScope } from "../../registry/auth/authorizer.ts";
+import type { CliContext } from "../context.ts";
+import { globalOptions } from "../global-options.ts";
+import { withRepository } from "./registry-access.ts";
+import { formatGoIndentedJson } from "./store-output.ts";
+
+/**
+ * `ociboot url REF [--layer kernel]`: a URL and the headers to fetch it with any HTTP client, as
+ * onmetal-image prints them (`curl -L -H "Authorization: …" URL`). The token is the one the
+ * registry's own challenge led to, scoped to pull this repository.
+ */
+export function urlCommand(context: CliContext) {
+  return new Command("url")
+    .description("print {headers, url} for fetching a remote manifest or one of its layers with curl")
+    .argument("<ref>", "registry reference")
+    .addOption(new Option("--layer <layer>", "a layer instead of the manifest").choices(Object.keys(LAYER_NAMES)))
+    .option("--platform <os/arch[/variant]>", "platform to pick from a multi-arch index (with --layer)")
+    .addHelpText("after", '\nExample:\n  eval "$(ociboot url 127.0.0.1:5000/gardenlinux:today --layer kernel | jq -r \'"curl -L -H \\"Authorization: \\(.headers.Authorization[0])\\" -o vmlinuz \\(.url)"\')"')
+    .action(async (name, options, command) => {
+      const global = globalOptions(command as never, context);
+      const request = await withRepository(name, global, context, async (repository, reference) => {
+        const target = reference.digest ?? reference.tag ?? "latest";
+        const headers: Record<string, string[]> = {};
+        let path: string;
+        if (options.layer === undefined) {
+          await repository.resolve(target, { signal: context.signal });
+          headers["Accept"] = [MediaType.ociManifest];
+          path = `manifests/${target}`;
+        } else {
+          const role = LAYER_NAMES[options.layer];
+          if (role === undefined) throw new OcibootError("USAGE", `Cannot print a URL: unknown layer ${options.layer}`);
+          const selection = options.platform ? { platform: parsePlatform(options.platform) } : {};
+          const layer = await findLayer(repository, target, role, selection, context.signal);
+          const client = await repository.client();
+          if (!(await client.blobExists(repository.repository, layer.digest, { signal: context.signal }))) {
+            throw new OcibootError("NOT_FOUND", `Cannot print a URL for ${layer.digest}: the registry does not have it`);
+          }
+          path = `blobs/${layer.digest}`;
+        }
+        const client = await repository.client();
+        const authorization = await client.authorizer.authorization([repositoryScope(repository.repository, ["pull"])], context.signal);
+        if (authorization !== undefined) headers["Authorization"] = [authorization];
+        const url = new URL(`/v2/${repository.repository}/${path}`, client.endpoint.url).href;
+        return Object.keys(headers).length > 0 ? { headers, url } : { url };
+      });
+      context.stdout.write(formatGoIndentedJson(request));
+    });
+}

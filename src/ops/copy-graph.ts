@@ -1,0 +1,49 @@
+import type { ReadableStore, WritableStore } from "../content/store.ts";
+import { OcibootError } from "../errors.ts";
+import type { Descriptor } from "../oci/descriptor.ts";
+import { parseManifest } from "../oci/manifest.ts";
+import { Limits } from "../oci/mediatypes.ts";
+import { runBounded } from "./pool.ts";
+import { readManifestBytes } from "./resolve.ts";
+
+/** Options for {@link copyGraph}. */
+export interface CopyGraphOptions {
+  signal?: AbortSignal;
+  /** Blobs copied at once (default 3). */
+  concurrency?: number;
+  /** Called once per blob or manifest actually copied (not for those the target had). */
+  onCopied?: (descriptor: Descriptor) => void;
+}
+
+/**
+ * Copies a manifest or index and everything it reaches from one store to another: blobs first
+ * (skipped where the target has them), then each manifest, then the index, so the target never
+ * holds a manifest whose content is missing. Manifests are read verified and bounded; blobs are
+ * verified by the target store as they land.
+ */
+export async function copyGraph(source: ReadableStore, target: WritableStore, root: Descriptor, options: CopyGraphOptions = {}): Promise<void> {
+  await copyNode(source, target, root, options, 0);
+}
+
+async function copyNode(source: ReadableStore, target: WritableStore, node: Descriptor, options: CopyGraphOptions, depth: number): Promise<void> {
+  if (depth > Limits.indexDepth) {
+    throw new OcibootError("UNSAFE_CONTENT", `Cannot copy ${node.digest}: indexes nested deeper than ${Limits.indexDepth}`);
+  }
+  const bytes = await readManifestBytes(source, node, options.signal);
+  const parsed = parseManifest(bytes, node.mediaType);
+  if (parsed.kind === "index") {
+    for (const child of parsed.index.manifests) await copyNode(source, target, child, options, depth + 1);
+  } else {
+    const blobs = [parsed.manifest.config, ...parsed.manifest.layers];
+    await runBounded(blobs, options.concurrency ?? 3, async (blob) => {
+      if (await target.exists(blob)) return;
+      const { stream } = await source.fetch(blob, options.signal ? { signal: options.signal } : {});
+      await target.push(blob, stream, options.signal ? { signal: options.signal } : {});
+      options.onCopied?.(blob);
+    });
+  }
+  const manifest: Descriptor = { mediaType: parsed.mediaType, digest: node.digest, size: node.size };
+  if (await target.exists(manifest)) return;
+  await target.push(manifest, new Blob([bytes]).stream(), options.signal ? { signal: options.signal } : {});
+  options.onCopied?.(manifest);
+}

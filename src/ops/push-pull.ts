@@ -1,0 +1,38 @@
+import type { OciLayoutStore } from "../content/layout.ts";
+import type { ReadableStore, WritableStore } from "../content/store.ts";
+import type { Descriptor } from "../oci/descriptor.ts";
+import { formatReference, parseReference } from "../oci/reference.ts";
+import { copyGraph, type CopyGraphOptions } from "./copy-graph.ts";
+import { resolveLocalImage } from "./store-ops.ts";
+
+/**
+ * Pushes a local image (manifest or index with all it reaches) to the repository its reference
+ * names, skipping blobs the registry has, then points the reference's tag at it.
+ *
+ * @param name a reference as tagged in the store (`127.0.0.1:5000/gardenlinux:today`).
+ */
+export async function pushImage(store: OciLayoutStore, target: WritableStore & ReadableStore, name: string, options: CopyGraphOptions = {}): Promise<Descriptor> {
+  const descriptor = await resolveLocalImage(store, name);
+  const root: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
+  await copyGraph(store, target, root, options);
+  const reference = parseReference(name);
+  if (reference.digest === undefined) await target.tag(root, reference.tag ?? "latest");
+  return root;
+}
+
+/**
+ * Pulls an image (a whole index with every platform, or one manifest) into the store, every blob
+ * verified as it lands, and tags it locally with the full reference.
+ *
+ * @returns the descriptor and the full reference it is tagged under locally.
+ */
+export async function pullImage(source: ReadableStore, store: OciLayoutStore, name: string, options: CopyGraphOptions = {}): Promise<{ descriptor: Descriptor; reference: string }> {
+  const reference = parseReference(name);
+  const descriptor = await source.resolve(reference.digest ?? reference.tag ?? "latest");
+  const root: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
+  await copyGraph(source, store, root, options);
+  const full = formatReference(reference.digest === undefined ? { ...reference, tag: reference.tag ?? "latest" } : reference);
+  if (reference.digest === undefined) await store.tag(root, full);
+  else await store.updateIndex((entries) => (entries.some((entry) => entry.digest === root.digest) ? entries : [...entries, root]));
+  return { descriptor: root, reference: full };
+}
