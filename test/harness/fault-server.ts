@@ -3,6 +3,7 @@ import { createServer as createHttpServer } from "node:http";
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
+import { TLSSocket } from "node:tls";
 
 /**
  * A hand-written misbehaving registry for fault tests: each request goes to a handler the test
@@ -49,6 +50,8 @@ export interface FaultServer {
 export interface FaultServerOptions {
   /** Serve HTTPS with this certificate. */
   tls?: { certificateFile: string; keyFile: string };
+  /** As a proxy, end TLS inside CONNECT tunnels with this certificate (for the tunnelled host name). */
+  tunnelTls?: { certificateFile: string; keyFile: string };
 }
 
 /** Starts a fault server on a free loopback port. */
@@ -92,10 +95,16 @@ export async function startFaultServer(handler: FaultHandler, options: FaultServ
   server.on("connect", (request: IncomingMessage, socket: Socket, head: Buffer) => {
     tunnels.push(request.url ?? "");
     socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-    (socket as Socket & { tunnelled?: boolean }).tunnelled = true;
     if (head.length > 0) socket.unshift(head);
-    createHttpServer(onRequest).emit("connection", socket);
+    const inner: Socket = tunnelCredentials === undefined ? socket : new TLSSocket(socket, { isServer: true, ...tunnelCredentials });
+    (inner as Socket & { tunnelled?: boolean }).tunnelled = true;
+    inner.on("error", () => undefined);
+    createHttpServer(onRequest).emit("connection", inner);
   });
+  const tunnelCredentials =
+    options.tunnelTls === undefined
+      ? undefined
+      : { cert: await readFile(options.tunnelTls.certificateFile), key: await readFile(options.tunnelTls.keyFile) };
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as AddressInfo).port;
   const scheme = options.tls === undefined ? "http" : "https";

@@ -9,6 +9,7 @@ import type { Descriptor } from "../../src/oci/descriptor.ts";
 import { MediaType } from "../../src/oci/mediatypes.ts";
 import { openRepository, type RegistryOptions } from "../../src/registry/repository.ts";
 import { createCertificateAuthority, issueServerCertificate } from "../harness/certificates.ts";
+import { run } from "../harness/commands.ts";
 import { type FaultServer, sendRegistryError, startFaultServer } from "../harness/fault-server.ts";
 import { describe, readAll } from "./helpers.ts";
 
@@ -555,6 +556,46 @@ group("credentials stay with their registry", () => {
     const realRequests = proxy.requests.filter((request) => request.host === "registry.example.com");
     expect(realRequests.some((request) => request.headers.authorization === BASIC)).toBe(true);
     expect(proxy.tunnels.length + proxy.requests.filter((request) => !request.tunnelled).length).toBeGreaterThan(0);
+  });
+});
+
+group("proxies", () => {
+  it("reaches an HTTPS registry through HTTPS_PROXY with a CONNECT tunnel", async () => {
+    const authority = await createCertificateAuthority(join(work, "ca-proxy"));
+    const directory = join(work, "proxied-host");
+    const { mkdir } = await import("node:fs/promises");
+    await mkdir(directory, { recursive: true });
+    const keyFile = join(directory, "key.pem");
+    const requestFile = join(directory, "request.csr");
+    const certificateFile = join(directory, "cert.pem");
+    const extensions = join(directory, "ext.cnf");
+    await writeFile(extensions, "subjectAltName=DNS:registry.example.com\n");
+    await run("openssl", ["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", keyFile, "-out", requestFile, "-subj", "/CN=registry.example.com"]);
+    await run("openssl", ["x509", "-req", "-in", requestFile, "-CA", authority.caFile, "-CAkey", authority.caKeyFile, "-CAcreateserial", "-out", certificateFile, "-days", "2", "-extfile", extensions]);
+    const proxy = await server(
+      (request, response) => {
+        if (isPing(request.url)) return void response.writeHead(200).end("{}");
+        sendManifest(response);
+      },
+      { tunnelTls: { certificateFile, keyFile } },
+    );
+    const { options } = testOptions({ env: { HTTPS_PROXY: proxy.url }, caFile: authority.caFile });
+    const descriptor = await openRepository({ registry: "registry.example.com", repository: "boot/kernel" }, options).resolve("1.0");
+    expect(descriptor.digest).toBe(MANIFEST_DIGEST);
+    expect(proxy.tunnels).toEqual(["registry.example.com:443"]);
+    expect(proxy.requests.every((request) => request.tunnelled && request.host === "registry.example.com")).toBe(true);
+  });
+
+  it("never sends loopback registries through a proxy", async () => {
+    const proxy = await server((request, response) => void response.writeHead(502).end());
+    const registry = await server((request, response) => {
+      if (isPing(request.url)) return void response.writeHead(200).end("{}");
+      sendManifest(response);
+    });
+    const { options } = testOptions({ env: { HTTP_PROXY: proxy.url, HTTPS_PROXY: proxy.url } });
+    await openRepository({ registry: registry.host, repository: "boot/kernel" }, options).resolve("1.0");
+    expect(proxy.requests).toEqual([]);
+    expect(proxy.tunnels).toEqual([]);
   });
 });
 
