@@ -127,6 +127,29 @@ for (const auth of ["basic", "token"] as const) {
   });
 }
 
+describe("ociboot login under Deno, as a user runs it", () => {
+  it("logs in with the password on stdin, then fetches with the stored credentials", async () => {
+    const registry = await startRegistry({ auth: "basic" });
+    try {
+      await publishWithSkopeo(layout.directory, "1.0", registry, "boot/image");
+      const home = await mkdtemp(join(work, "home-deno-"));
+      const env = { DOCKER_CONFIG: join(home, "docker"), HOME: home };
+      const { username, password } = registry.credentials!;
+      const login = await run("npx", ["deno", "run", "-A", "src/main.ts", "login", registry.host, "-u", username, "--password-stdin"], {
+        env,
+        input: `${password}\n`,
+      });
+      expect(login.stderr).toMatch(/Credentials stored unencrypted in .*config\.json/);
+      expect(login).toMatchObject({ code: 0, stdout: "Login Succeeded\n" });
+      const fetched = await run("npx", ["deno", "run", "-A", "src/main.ts", "fetch", `${registry.host}/boot/image:1.0`, "-o", join(home, "boot"), "--quiet"], { env });
+      expect(fetched.stderr).toBe("");
+      expect(fetched.code).toBe(0);
+    } finally {
+      await registry.stop();
+    }
+  });
+});
+
 describe("ociboot login usage", () => {
   it("needs -u and --password-stdin", async () => {
     const result = await ociboot(["login", "127.0.0.1:1"], { cwd: work, env: {} });
