@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe as group, expect, it } from "vitest";
 import { verifyContent } from "../../src/content/verify.ts";
-import { isOcibootError } from "../../src/errors.ts";
+import { isOcibootError, OcibootError } from "../../src/errors.ts";
 import type { Descriptor } from "../../src/oci/descriptor.ts";
 import { MediaType } from "../../src/oci/mediatypes.ts";
 import { openRepository, type RegistryOptions } from "../../src/registry/repository.ts";
@@ -233,6 +233,23 @@ group("retries", () => {
     const error = await repository.resolve("1.0").catch((caught: unknown) => caught);
     expect(isOcibootError(error, "RATE_LIMITED")).toBe(true);
     expect((error as Error).message).toMatch(/429 TOOMANYREQUESTS: You have reached your pull rate limit/);
+  });
+
+  it("stops waiting for a retry at once when aborted", async () => {
+    const registry = await server((request, response) => {
+      if (isPing(request.url)) return void response.writeHead(200).end("{}");
+      sendRegistryError(response, 503, "UNAVAILABLE", "later", { "retry-after": "30" });
+    });
+    const options: RegistryOptions = { env: {}, homeDir: work };
+    const abort = new AbortController();
+    const reason = new OcibootError("INTERRUPTED", "Interrupted");
+    setTimeout(() => abort.abort(reason), 100);
+    const started = Date.now();
+    const error = await openRepository({ registry: registry.host, repository: "boot/kernel" }, options)
+      .resolve("1.0", { signal: abort.signal })
+      .catch((caught: unknown) => caught);
+    expect(error).toBe(reason);
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it("retries a dropped connection", async () => {
