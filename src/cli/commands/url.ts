@@ -26,26 +26,22 @@ export function urlCommand(context: CliContext) {
       const request = await withRepository(name, global, context, async (repository, reference) => {
         const target = reference.digest ?? reference.tag ?? "latest";
         const headers: Record<string, string[]> = {};
-        let path: string;
+        let url: string;
+        let authorization: string | undefined;
         if (options.layer === undefined) {
           await repository.resolve(target, { signal: context.signal });
           headers["Accept"] = [MediaType.ociManifest];
-          path = `manifests/${target}`;
+          const client = await repository.client();
+          url = new URL(`/v2/${repository.repository}/manifests/${target}`, client.endpoint.url).href;
+          authorization = await client.authorizer.authorization([repositoryScope(repository.repository, ["pull"])], context.signal);
         } else {
           const role = LAYER_NAMES[options.layer];
           if (role === undefined) throw new OcibootError("USAGE", `Cannot print a URL: unknown layer ${options.layer}`);
           const selection = options.platform ? { platform: parsePlatform(options.platform) } : {};
           const layer = await findLayer(repository, target, role, selection, context.signal);
-          const client = await repository.client();
-          if (!(await client.blobExists(repository.repository, layer.digest, { signal: context.signal }))) {
-            throw new OcibootError("NOT_FOUND", `Cannot print a URL for ${layer.digest}: the registry does not have it`);
-          }
-          path = `blobs/${layer.digest}`;
+          ({ url, authorization } = await repository.blobRequest(layer));
         }
-        const client = await repository.client();
-        const authorization = await client.authorizer.authorization([repositoryScope(repository.repository, ["pull"])], context.signal);
         if (authorization !== undefined) headers["Authorization"] = [authorization];
-        const url = new URL(`/v2/${repository.repository}/${path}`, client.endpoint.url).href;
         return Object.keys(headers).length > 0 ? { headers, url } : { url };
       });
       context.stdout.write(formatGoIndentedJson(request));
