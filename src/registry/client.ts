@@ -268,6 +268,9 @@ export class RegistryClient {
         return { mounted: true };
       }
       location = started.location;
+      // Both strategies send an explicit Content-Length with a streamed body. undici writes the
+      // request itself on Node and on Deno alike (Deno's own fetch would drop the length and go
+      // chunked); distribution accepts both, and deno.test.ts checks it on Deno.
       if (descriptor.size <= this.#upload.monolithicLimit) {
         const url = new URL(location.href);
         url.searchParams.set("digest", descriptor.digest);
