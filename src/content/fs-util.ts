@@ -36,13 +36,19 @@ export async function syncDirectory(directory: string): Promise<void> {
 
 /**
  * Replaces `path` with `bytes` so that readers see the old or the new content, never a torn
- * mix: write a temp file in `temporaryDirectory` (same file system), fsync, rename, fsync the directory.
+ * mix: write a temp file in `temporaryDirectory` (same file system; default: beside `path`),
+ * fsync, rename, fsync the directory.
  */
-export async function writeFileAtomically(path: string, bytes: Uint8Array, temporaryDirectory: string): Promise<void> {
+export async function writeFileAtomically(
+  path: string,
+  bytes: Uint8Array | string,
+  temporaryDirectory: string = dirname(path),
+  mode = 0o644,
+): Promise<void> {
   await mkdir(temporaryDirectory, { recursive: true });
   const temporary = temporaryPath(temporaryDirectory, "write");
   try {
-    const handle = await open(temporary, "wx", 0o644);
+    const handle = await open(temporary, "wx", mode);
     try {
       await handle.writeFile(bytes);
       await handle.sync();
@@ -55,6 +61,16 @@ export async function writeFileAtomically(path: string, bytes: Uint8Array, tempo
     throw new OcibootError("LOCAL_IO", `Cannot write ${path}: ${errorMessage(error)}`, { cause: error });
   }
   await syncDirectory(dirname(path));
+}
+
+/** Renames a verified temporary file onto its final name and makes the rename durable. */
+export async function commitFile(temporary: string, finalPath: string): Promise<void> {
+  try {
+    await rename(temporary, finalPath);
+  } catch (error) {
+    throw new OcibootError("LOCAL_IO", `Cannot move ${temporary} to ${finalPath}: ${errorMessage(error)}`, { cause: error });
+  }
+  await syncDirectory(dirname(finalPath));
 }
 
 const READ_CHUNK_BYTES = 1024 * 1024;

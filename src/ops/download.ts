@@ -1,6 +1,6 @@
 import { createReadStream } from "node:fs";
 import { open, rm, stat, type FileHandle } from "node:fs/promises";
-import { commitFile, messageOf } from "../content/atomic-file.ts";
+import { commitFile, errorMessage } from "../content/fs-util.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { ContentVerifier } from "../content/verify.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
@@ -81,7 +81,7 @@ async function downloadToPartial(
   try {
     handle = await open(partialPath, prefix > 0 ? "r+" : "w", 0o644);
   } catch (error) {
-    throw new OcibootError("LOCAL_IO", `Cannot create ${partialPath}: ${messageOf(error)}`, { cause: error });
+    throw new OcibootError("LOCAL_IO", `Cannot create ${partialPath}: ${errorMessage(error)}`, { cause: error });
   }
   let transferred = 0;
   let resumedFrom = 0;
@@ -175,7 +175,7 @@ async function streamToFile(
     await stream.cancel?.().catch?.(() => undefined);
     if (error instanceof OcibootError) throw error;
     if (signal?.aborted) throw signal.reason instanceof OcibootError ? signal.reason : new OcibootError("INTERRUPTED", "Interrupted");
-    throw new OcibootError("NETWORK", `Cannot receive content: ${messageOf(error)}`, { cause: error });
+    throw new OcibootError("NETWORK", `Cannot receive content: ${errorMessage(error)}`, { cause: error });
   }
   return position;
 }
@@ -190,7 +190,7 @@ async function writeAll(handle: FileHandle, buffers: Uint8Array[], position: num
       remaining = dropWritten(remaining, bytesWritten);
     }
   } catch (error) {
-    throw new OcibootError("LOCAL_IO", `Cannot write downloaded content: ${messageOf(error)}`, { cause: error });
+    throw new OcibootError("LOCAL_IO", `Cannot write downloaded content: ${errorMessage(error)}`, { cause: error });
   }
 }
 
@@ -244,7 +244,7 @@ async function hashFile(path: string, verifier: ContentVerifier, length: number,
     for await (const chunk of stream) verifier.update(chunk as Uint8Array);
   } catch (error) {
     if (error instanceof OcibootError) throw error;
-    throw new OcibootError("LOCAL_IO", `Cannot read ${path}: ${messageOf(error)}`, { cause: error });
+    throw new OcibootError("LOCAL_IO", `Cannot read ${path}: ${errorMessage(error)}`, { cause: error });
   }
 }
 

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { messageOf, writeFileAtomic } from "../content/atomic-file.ts";
+import { errorMessage, writeFileAtomically } from "../content/fs-util.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor, Platform } from "../oci/descriptor.ts";
@@ -115,15 +115,15 @@ export async function fetchBootImage(
   if (commandLineBytes) {
     const name = nameFor("cmdline", options.fileNames);
     const path = join(outputDir, name);
-    await writeFileAtomic(path, commandLineBytes);
+    await writeFileAtomically(path, commandLineBytes);
     fetched.push({ role: "cmdline", name, path, digest: sha256Of(commandLineBytes), size: commandLineBytes.byteLength, status: "written" });
   }
 
   const manifestPath = join(outputDir, MANIFEST_FILE_NAME);
-  await writeFileAtomic(manifestPath, resolved.bytes);
-  await writeFileAtomic(join(outputDir, CHECKSUM_FILE_NAME), checksumFile(fetched, resolved.descriptor));
+  await writeFileAtomically(manifestPath, resolved.bytes);
+  await writeFileAtomically(join(outputDir, CHECKSUM_FILE_NAME), checksumFile(fetched, resolved.descriptor));
   const bootScript = bootScriptFor(fetched);
-  if (bootScript) await writeFileAtomic(join(outputDir, BOOT_SCRIPT_FILE_NAME), bootScript, 0o755);
+  if (bootScript) await writeFileAtomically(join(outputDir, BOOT_SCRIPT_FILE_NAME), bootScript, outputDir, 0o755);
 
   const report: FetchReport = {
     source: store.description,
@@ -214,6 +214,6 @@ async function ensureDirectory(path: string): Promise<void> {
   try {
     await mkdir(path, { recursive: true });
   } catch (error) {
-    throw new OcibootError("LOCAL_IO", `Cannot create ${path}: ${messageOf(error)}`, { cause: error });
+    throw new OcibootError("LOCAL_IO", `Cannot create ${path}: ${errorMessage(error)}`, { cause: error });
   }
 }
