@@ -1,4 +1,3 @@
-import { OcibootError } from "../../errors.ts";
 import type { HttpRequest, HttpResponse, Transport } from "../transport.ts";
 import { type Challenge, parseWwwAuthenticate } from "./challenge.ts";
 import type { Credential } from "./credentials.ts";
@@ -149,9 +148,4 @@ export function authenticationHint(credential: Credential | undefined, registry:
   return credential === undefined
     ? ` (no credentials found for ${registry}: run "ociboot login ${registry}" or set up docker/podman credentials)`
     : "";
-}
-
-/** An UNAUTHORIZED error for a request whose streamed body could not be sent again after a challenge. */
-export function streamedBodyChallenged(action: string): OcibootError {
-  return new OcibootError("UNAUTHORIZED", `Cannot ${action}: the registry asked for authentication in the middle of an upload`);
 }
