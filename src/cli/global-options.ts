@@ -14,6 +14,7 @@ export interface GlobalOptions {
   registryMirrors: string[];
   username?: string;
   passwordStdin: boolean;
+  authFile?: string;
 }
 
 /** Reads the global options seen anywhere on the command line (commander merges them on the root). */
@@ -31,6 +32,7 @@ export function globalOptions(command: Command<unknown[], Record<string, unknown
     passwordStdin: merged["passwordStdin"] === true,
   };
   if (typeof merged["username"] === "string") result.username = merged["username"];
+  if (typeof merged["authfile"] === "string") result.authFile = merged["authfile"];
   if (typeof merged["caFile"] === "string") result.caFile = merged["caFile"];
   if (typeof merged["registryConfig"] === "string") result.registryConfig = merged["registryConfig"];
   return result;

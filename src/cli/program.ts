@@ -22,6 +22,7 @@ export function buildProgram(context: CliContext): Command {
     .option("--plain-http", "talk plain HTTP to non-loopback registries")
     .option("--registry-config <file>", "registry mirrors configuration (registries.conf style; default $OCIBOOT_REGISTRIES_CONF)")
     .option("--registry-mirror <origin=mirror>", "pull ORIGIN through MIRROR[,MIRROR…] first (repeatable)", (value: string, previous: string[] = []) => [...previous, value])
+    .option("--authfile <file>", "registry credentials file (docker config.json or containers auth.json), looked at first")
     .option("-u, --username <user>", "registry user name (password from --password-stdin)")
     .option("--password-stdin", "read the registry password from standard input")
     .option("-q, --quiet", "print nothing but errors and requested output")

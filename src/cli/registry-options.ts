@@ -16,6 +16,7 @@ export async function registryOptionsFrom(global: GlobalOptions, context: CliCon
   };
   if (global.debug) options.log = (line) => context.stderr.write(`debug: ${line}\n`);
   if (global.caFile !== undefined) options.caFile = resolvePath(context, global.caFile);
+  if (global.authFile !== undefined) options.authFile = resolvePath(context, global.authFile);
   const mirrors = mirrorConfig(global, context);
   if (mirrors) options.mirrors = mirrors;
   if (global.passwordStdin) {
