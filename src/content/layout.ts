@@ -269,7 +269,8 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister {
         if (errorCode(error) === "ENOENT") return [] as string[];
         throw new OcibootError("LOCAL_IO", `Cannot open store ${this.root}: ${errorMessage(error)}`, { cause: error });
       });
-      const foreign = names.filter((name) => !["index.json", "blobs", "ingest", PRIVATE_DIRECTORY].includes(name));
+      // oci-layout may appear meanwhile: another writer in this or another process is creating the store too.
+      const foreign = names.filter((name) => !["oci-layout", "index.json", "blobs", "ingest", PRIVATE_DIRECTORY].includes(name));
       if (foreign.length > 0) {
         throw new OcibootError("LOCAL_IO", `Cannot use ${this.root} as a store: it is not an OCI image layout and not empty`);
       }
