@@ -1,14 +1,14 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { OcibootError } from "../../errors.ts";
-import { ROLES, type Role } from "../../oci/dialects.ts";
-import { parsePlatform } from "../../oci/platform.ts";
+import type { Role } from "../../oci/dialects.ts";
 import { fetchBootImage, type FetchBootImageOptions } from "../../ops/fetch.ts";
 import { streamRole } from "../../ops/stream-role.ts";
 import type { CliContext } from "../context.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { createFetchProgress } from "../progress.ts";
-import { defaultPlatform, openSource } from "../sources.ts";
+import { openSource } from "../sources.ts";
+import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
 import { formatFetchReport } from "./fetch-output.ts";
 
 /** `ociboot fetch REF -o DIR`: verified boot-ready files in a folder. */
@@ -17,10 +17,10 @@ export function fetchCommand(context: CliContext) {
     .description("fetch a boot image: every blob verified while streaming, files named by role (vmlinuz, initrd, rootfs, cmdline)")
     .argument("<ref>", "registry reference (host/repo:tag, …@sha256:…), oci:DIR[:REF] or oci-archive:FILE[:REF]")
     .requiredOption("-o, --output <dir>", 'output directory, or "-" to write one --role to stdout')
-    .option("--platform <os/arch[/variant]>", "platform to pick from a multi-arch index (default: this machine)")
-    .option("--flavor <cname>", "Garden Linux flavor (cname annotation) to pick from an index")
-    .option("--role <roles>", `only these roles, comma-separated (${ROLES.join(", ")})`)
-    .option("--name <role=file>", "file name for a role, e.g. kernel=bzImage (repeatable)", collect, [] as string[])
+    .addOption(platformOption())
+    .addOption(flavorOption())
+    .addOption(roleOption())
+    .addOption(nameOption())
     .addOption(new Option("--concurrency <n>", "blobs downloaded at once").default("3"))
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
@@ -32,10 +32,7 @@ export function fetchCommand(context: CliContext) {
       const roles = options.role ? parseRoles(options.role) : undefined;
       const source = await openSource(ref, global, context);
       try {
-        const selection = {
-          platform: options.platform ? parsePlatform(options.platform) : defaultPlatform(),
-          ...(options.flavor !== undefined ? { flavor: options.flavor } : {}),
-        };
+        const selection = selectionFrom(options);
         if (options.output === "-") {
           if (!roles || roles.length !== 1) {
             throw new OcibootError("USAGE", "Cannot write to stdout: name exactly one --role (e.g. --role kernel)");
@@ -58,32 +55,6 @@ export function fetchCommand(context: CliContext) {
         await source.close();
       }
     });
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
-
-function parseRoles(text: string): Role[] {
-  const roles = text.split(",").map((role) => role.trim()).filter((role) => role.length > 0);
-  for (const role of roles) {
-    if (!(ROLES as readonly string[]).includes(role)) {
-      throw new OcibootError("USAGE", `Cannot use --role ${role}: choose from ${ROLES.join(", ")}`);
-    }
-  }
-  return roles as Role[];
-}
-
-function parseNames(entries: readonly string[]): Partial<Record<Role, string>> {
-  const names: Partial<Record<Role, string>> = {};
-  for (const entry of entries) {
-    const [role, name] = entry.split("=", 2);
-    if (!role || !name || !(ROLES as readonly string[]).includes(role)) {
-      throw new OcibootError("USAGE", `Cannot use --name ${entry}: expected ROLE=FILE with ROLE one of ${ROLES.join(", ")}`);
-    }
-    names[role as Role] = name;
-  }
-  return names;
 }
 
 function parseConcurrency(text: string): number {

@@ -2,12 +2,12 @@ import { Command } from "@commander-js/extra-typings";
 import { OciLayoutStore } from "../../content/layout.ts";
 import { OcibootError } from "../../errors.ts";
 import { toDigest } from "../../oci/digest.ts";
-import { parsePlatform } from "../../oci/platform.ts";
 import { verifyBlob, verifyDirectory, verifyImage, type VerifyReport } from "../../ops/verify.ts";
 import type { CliContext } from "../context.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
-import { defaultPlatform, openArchive, openSource, parseLocation } from "../sources.ts";
+import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
+import { openArchive, openSource, parseLocation } from "../sources.ts";
 
 /** `ociboot verify`: exit 0 only if everything matches what was published. */
 export function verifyCommand(context: CliContext) {
@@ -15,8 +15,10 @@ export function verifyCommand(context: CliContext) {
     .description("prove that fetched files, a store or an image are exactly what was published (exit 0 only if all match)")
     .argument("<source>", "registry reference, oci:DIR[:REF] or oci-archive:FILE[:REF]")
     .option("--dir <dir>", "check the boot files fetch wrote into DIR against the image")
-    .option("--platform <os/arch[/variant]>", "platform to pick from a multi-arch index (with --dir)")
-    .option("--flavor <cname>", "Garden Linux flavor to pick from an index (with --dir)")
+    .addOption(platformOption())
+    .addOption(flavorOption())
+    .addOption(roleOption())
+    .addOption(nameOption())
     .option("--json", "print the report as JSON")
     .addHelpText(
       "after",
@@ -43,8 +45,9 @@ export function verifyCommand(context: CliContext) {
             options.dir === undefined
               ? await verifyImage(source.store, source.reference, context.signal)
               : await verifyDirectory(source.store, source.reference, resolvePath(context, options.dir), {
-                  platform: options.platform ? parsePlatform(options.platform) : defaultPlatform(),
-                  ...(options.flavor !== undefined ? { flavor: options.flavor } : {}),
+                  ...selectionFrom(options),
+                  fileNames: parseNames(options.name),
+                  ...(options.role ? { roles: parseRoles(options.role) } : {}),
                   signal: context.signal,
                 });
         } finally {
