@@ -1,0 +1,71 @@
+import { spawnSync } from "node:child_process";
+import { mkdtemp, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { withFileLock } from "../../src/content/lock.ts";
+
+let directory: string;
+let lockPath: string;
+beforeEach(async () => {
+  directory = await mkdtemp(join(tmpdir(), "ociboot-lock-"));
+  lockPath = join(directory, "index.lock");
+});
+afterEach(async () => {
+  await rm(directory, { recursive: true, force: true });
+});
+
+/** The PID of a process that has exited: nothing holds it any more. */
+function deadPid(): number {
+  const child = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
+  return Number(child.stdout);
+}
+
+describe("withFileLock", () => {
+  it("holds the lock file while the action runs and removes it after, also on failure", async () => {
+    await withFileLock(lockPath, async () => {
+      const owner = JSON.parse(await readFile(lockPath, "utf8")) as { pid: number; host: string };
+      expect(owner).toMatchObject({ pid: process.pid, host: hostname() });
+    });
+    await expect(stat(lockPath)).rejects.toMatchObject({ code: "ENOENT" });
+    await expect(withFileLock(lockPath, async () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
+    await expect(stat(lockPath)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("serialises actions: no two run at once", async () => {
+    let running = 0;
+    let most = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, () =>
+        withFileLock(lockPath, async () => {
+          running++;
+          most = Math.max(most, running);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          running--;
+        }),
+      ),
+    );
+    expect(most).toBe(1);
+  });
+
+  it("waits for a live holder and gives up with LOCKED", async () => {
+    await writeFile(lockPath, JSON.stringify({ pid: process.pid, host: hostname(), token: "other" }));
+    await expect(withFileLock(lockPath, async () => "never", { timeoutMs: 150 })).rejects.toMatchObject({
+      code: "LOCKED",
+      message: expect.stringContaining(`held by process ${process.pid}`),
+    });
+  });
+
+  it("breaks the lock of a process that died", async () => {
+    await writeFile(lockPath, JSON.stringify({ pid: deadPid(), host: hostname(), token: "crashed" }));
+    expect(await withFileLock(lockPath, async () => "ran", { timeoutMs: 1_000 })).toBe("ran");
+  });
+
+  it("breaks another host's lock only once it is older than the stale age", async () => {
+    await writeFile(lockPath, JSON.stringify({ pid: 1, host: "elsewhere", token: "remote" }));
+    await expect(withFileLock(lockPath, async () => "never", { timeoutMs: 100, staleAfterMs: 60_000 })).rejects.toMatchObject({ code: "LOCKED" });
+    const old = new Date(Date.now() - 120_000);
+    await utimes(lockPath, old, old);
+    expect(await withFileLock(lockPath, async () => "ran", { timeoutMs: 1_000, staleAfterMs: 60_000 })).toBe("ran");
+  });
+});
