@@ -67,6 +67,17 @@ describe("import", () => {
     });
   }
 
+  it("falls back to WebAssembly when no xz program is on PATH (under Deno)", async () => {
+    const archive = join(sandbox, "image.oci.tar.xz");
+    await tarTo(archive, ["-cJf"]);
+    const deno = join(process.cwd(), "node_modules", ".bin", "deno");
+    const { stdout } = await exec(deno, ["run", "-A", join(process.cwd(), "src", "main.ts"), "--store-path", "store", "import", archive], {
+      cwd: sandbox,
+      env: { ...process.env, PATH: "/nonexistent" },
+    });
+    expect(stdout).toBe(`Successfully imported ${layout.manifests[0]?.descriptor.digest.slice("sha256:".length)}\n`);
+  });
+
   it("reads an archive of the layout root (skopeo's oci-archive shape) and keeps its tags", async () => {
     await rm(join(sandbox, "onmetal"), { recursive: true });
     await writeOciLayout(join(sandbox, "flat"), {
