@@ -11,6 +11,8 @@ export interface CopyGraphOptions {
   signal?: AbortSignal;
   /** Blobs copied at once (default 3). */
   concurrency?: number;
+  /** Called with the blobs of each manifest that the target lacks, before they are copied. */
+  onPlanned?: (blobs: readonly Descriptor[]) => void;
   /** Called once per blob or manifest actually copied (not for those the target had). */
   onCopied?: (descriptor: Descriptor) => void;
 }
@@ -34,9 +36,12 @@ async function copyNode(source: ReadableStore, target: WritableStore, node: Desc
   if (parsed.kind === "index") {
     for (const child of parsed.index.manifests) await copyNode(source, target, child, options, depth + 1);
   } else {
-    const blobs = [parsed.manifest.config, ...parsed.manifest.layers];
-    await runBounded(blobs, options.concurrency ?? 3, async (blob) => {
-      if (await target.exists(blob)) return;
+    const missing: Descriptor[] = [];
+    for (const blob of [parsed.manifest.config, ...parsed.manifest.layers]) {
+      if (!missing.some((known) => known.digest === blob.digest) && !(await target.exists(blob))) missing.push(blob);
+    }
+    options.onPlanned?.(missing);
+    await runBounded(missing, options.concurrency ?? 3, async (blob) => {
       const { stream } = await source.fetch(blob, options.signal ? { signal: options.signal } : {});
       await target.push(blob, stream, options.signal ? { signal: options.signal } : {});
       options.onCopied?.(blob);

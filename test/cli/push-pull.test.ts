@@ -36,7 +36,8 @@ describe("push and pull", () => {
     const uploadsBefore = registry.requests().filter((request) => request.method === "POST").length;
     expect(uploadsBefore).toBe(4);
     await cli("--store-path", "s1", "tag", reference, `${registry.host}/skip:2`);
-    expect((await cli("--store-path", "s1", "push", `${registry.host}/skip:2`)).code).toBe(0);
+    const again = await cli("--store-path", "s1", "push", `${registry.host}/skip:2`);
+    expect(again).toMatchObject({ code: 0, stderr: "" });
     expect(registry.requests().filter((request) => request.method === "POST")).toHaveLength(uploadsBefore);
   });
 
@@ -47,7 +48,8 @@ describe("push and pull", () => {
     const hex = built.stdout.trim().split(" ").at(-1);
     expect((await cli("--store-path", "s2", "push", reference)).stdout).toBe(`Successfully pushed ${reference} ${hex}\n`);
 
-    const pulled = await cli("--store-path", "s3", "pull", reference);
+    const pulled = await cli("--store-path", "s3", "--quiet", "pull", reference);
+    expect(pulled.stderr).toBe("");
     expect(pulled.stdout).toBe(`Successfully pulled ${reference} ${hex}\n`);
     const inspected = JSON.parse((await cli("--store-path", "s3", "inspect", reference)).stdout) as { manifests: unknown[] };
     expect(inspected.manifests).toHaveLength(2);

@@ -60,7 +60,8 @@ for (const auth of ["none", "token"] as const) {
       const reference = `${registry.host}/gardenlinux:today`;
       expect((await cli("--store-path", "onmetal", "tag", id, reference)).stdout).toBe(`Successfully tagged ${reference} with sha256:${hex}\n`);
       const pushed = await cli("--store-path", "onmetal", "push", reference);
-      expect(pushed.stderr).toBe("");
+      expect(pushed.stderr).toMatch(/^4 blobs to transfer, [\d.]+ MiB\n/);
+      expect(pushed.stderr).toContain(`sha256:${hex.slice(0, 12)} `);
       expect(pushed.stdout).toBe(`Successfully pushed ${reference} ${hex}\n`);
 
       // The registry holds exactly the store's manifest bytes.

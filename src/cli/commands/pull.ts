@@ -3,6 +3,7 @@ import { pullImage } from "../../ops/push-pull.ts";
 import type { CliContext } from "../context.ts";
 import { globalOptions } from "../global-options.ts";
 import { withRepository } from "./registry-access.ts";
+import { transferLog } from "./transfer-log.ts";
 import { openLocalStore } from "./store-output.ts";
 
 /** `ociboot pull REF`: an image from a registry into the local store, every blob verified. */
@@ -13,7 +14,7 @@ export function pullCommand(context: CliContext) {
     .action(async (name, _options, command) => {
       const global = globalOptions(command as never, context);
       const store = openLocalStore(global, context);
-      const result = await withRepository(name, global, context, (repository) => pullImage(repository, store, name, { signal: context.signal }));
+      const result = await withRepository(name, global, context, (repository) => pullImage(repository, store, name, { signal: context.signal, ...transferLog(context, "pulled", global.quiet) }));
       context.stdout.write(`Successfully pulled ${name} ${result.descriptor.digest.slice(result.descriptor.digest.indexOf(":") + 1)}\n`);
     });
 }

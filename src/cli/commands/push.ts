@@ -3,6 +3,7 @@ import { pushImage } from "../../ops/push-pull.ts";
 import type { CliContext } from "../context.ts";
 import { globalOptions } from "../global-options.ts";
 import { withRepository } from "./registry-access.ts";
+import { transferLog } from "./transfer-log.ts";
 import { openLocalStore } from "./store-output.ts";
 
 /** `ociboot push REF`: a local image to the registry its reference names. */
@@ -13,7 +14,7 @@ export function pushCommand(context: CliContext) {
     .action(async (name, _options, command) => {
       const global = globalOptions(command as never, context);
       const store = openLocalStore(global, context);
-      const descriptor = await withRepository(name, global, context, (repository) => pushImage(store, repository, name, { signal: context.signal }));
+      const descriptor = await withRepository(name, global, context, (repository) => pushImage(store, repository, name, { signal: context.signal, ...transferLog(context, "pushed", global.quiet) }));
       context.stdout.write(`Successfully pushed ${name} ${descriptor.digest.slice(descriptor.digest.indexOf(":") + 1)}\n`);
     });
 }
