@@ -14,7 +14,8 @@ export function pullCommand(context: CliContext) {
     .action(async (name, _options, command) => {
       const global = globalOptions(command as never, context);
       const store = openLocalStore(global, context);
-      const result = await withRepository(name, global, context, (repository) => pullImage(repository, store, name, { signal: context.signal, ...transferLog(context, "pulled", global.quiet) }));
+      const copyOptions = { signal: context.signal, ...transferLog(context, "pulled", global.quiet) };
+      const result = await withRepository(name, global, context, (repository) => pullImage(repository, store, name, copyOptions));
       context.stdout.write(`Successfully pulled ${name} ${result.descriptor.digest.slice(result.descriptor.digest.indexOf(":") + 1)}\n`);
     });
 }
