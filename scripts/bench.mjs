@@ -1,0 +1,409 @@
+#!/usr/bin/env node
+// `npm run bench`: how fast `ociboot fetch` brings a large boot image from a local registry,
+// side by side with skopeo, curl (the physical limit: download and write, no verification) and
+// the shell user's verified pipeline `curl | tee | openssl dgst`. Not a test: it prints figures.
+//
+//   npm run bench -- [--size 1G[,4G]] [--runs 5] [--dir DIR]
+//   (or OCIBOOT_BENCH_SIZES=1G,4G OCIBOOT_BENCH_RUNS=5)
+//
+// Needs: dist/ociboot (`npm run build`), docker-registry, skopeo, curl, openssl; GNU time
+// (/usr/bin/time) for peak RSS, else /proc is polled.
+import { spawn } from "node:child_process";
+import { createHash, randomBytes, randomFillSync } from "node:crypto";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { mkdir, mkdtemp, open, rename, rm, stat, writeFile } from "node:fs/promises";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const ociboot = join(root, "dist", "ociboot");
+const GNU_TIME = "/usr/bin/time";
+const REPOSITORY = "bench/boot";
+const MEDIA_TYPES = {
+  manifest: "application/vnd.oci.image.manifest.v1+json",
+  index: "application/vnd.oci.image.index.v1+json",
+  config: "application/vnd.onmetal.image.config.v1alpha1+json",
+  rootfs: "application/vnd.onmetal.image.rootfs.v1alpha1.rootfs",
+};
+
+const options = parseArguments(process.argv.slice(2));
+const cleanups = [];
+let cleaning;
+
+async function cleanUp() {
+  cleaning ??= (async () => {
+    for (const step of cleanups.reverse()) await step().catch((error) => console.error(`cleanup: ${error.message}`));
+  })();
+  await cleaning;
+}
+
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+  process.once(signal, () => {
+    console.error(`\n${signal}: cleaning up`);
+    void cleanUp().finally(() => process.exit(130));
+  });
+}
+
+try {
+  await main();
+} catch (error) {
+  console.error(`bench failed: ${error.stack ?? error}`);
+  process.exitCode = 1;
+} finally {
+  await cleanUp();
+}
+
+async function main() {
+  await checkTools();
+  const peakRss = existsSync(GNU_TIME) && (await gnuTimeWorks()) ? "gnu-time" : "proc-poll";
+  const work = await mkdtemp(join(options.dir ?? tmpdir(), "ociboot-bench-"));
+  cleanups.push(() => rm(work, { recursive: true, force: true }));
+
+  const registry = await startRegistry(join(work, "registry"));
+
+  console.log(header(peakRss));
+  const summaries = [];
+  for (const size of options.sizes) {
+    const image = await publishImage(work, registry.host, size);
+    const outputs = join(work, "out");
+    const commands = benchCommands(registry.host, image, outputs);
+    // Warm the page cache with the registry's copy of the blob, so every contender reads from memory.
+    for (let i = 0; i < 2; i++) await run("curl", ["-s", "-f", "-o", "/dev/null", image.blobUrl]);
+
+    const samples = new Map(commands.map((command) => [command.name, []]));
+    for (let round = 0; round < options.runs; round++) {
+      // Rotating the order spreads drift (other load, page cache, disk write-back) over everyone.
+      const order = rotate(commands, round);
+      for (const command of order) {
+        await rm(outputs, { recursive: true, force: true });
+        await mkdir(outputs, { recursive: true });
+        // Dirty pages of the previous contender must not be written back on the next one's time.
+        await run("sync", []);
+        const sample = await measure(command.argv, peakRss);
+        await command.check(sample);
+        samples.get(command.name).push(sample);
+        process.stderr.write(`  ${formatSize(size)} run ${round + 1}/${options.runs} ${command.name.padEnd(9)} ${sample.seconds.toFixed(2)} s  ${sample.peakRssMb.toFixed(0)} MB\n`);
+      }
+    }
+    await rm(outputs, { recursive: true, force: true });
+    const summary = summarize(size, samples);
+    summaries.push(summary);
+    console.log(report(summary));
+    // The registry's copy goes too: 4 GiB blobs should not pile up across sizes.
+    await rm(join(registry.root, "docker"), { recursive: true, force: true });
+  }
+  console.log(`load average after: ${loadavg().map((value) => value.toFixed(2)).join(" ")}`);
+}
+
+function parseArguments(argv) {
+  const parsed = {
+    sizes: (process.env.OCIBOOT_BENCH_SIZES ?? "1G").split(",").map(parseSize),
+    runs: Number(process.env.OCIBOOT_BENCH_RUNS ?? 5),
+    dir: process.env.OCIBOOT_BENCH_DIR,
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = argv[i].split("=", 2);
+    const value = () => inline ?? argv[++i] ?? usage(`${flag} needs a value`);
+    if (flag === "--size") parsed.sizes = value().split(",").map(parseSize);
+    else if (flag === "--runs") parsed.runs = Number(value());
+    else if (flag === "--dir") parsed.dir = value();
+    else if (flag === "--help" || flag === "-h") usage();
+    else usage(`unknown option ${flag}`);
+  }
+  if (!Number.isInteger(parsed.runs) || parsed.runs < 1) usage("--runs must be a positive integer");
+  return parsed;
+}
+
+function usage(problem) {
+  if (problem) console.error(`bench: ${problem}`);
+  console.error("usage: npm run bench -- [--size 1G[,4G]] [--runs N] [--dir TEMP_PARENT]");
+  process.exit(problem ? 2 : 0);
+}
+
+function parseSize(text) {
+  const match = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
+  if (!match) usage(`cannot read size "${text}" (e.g. 1G, 512M, 4GiB)`);
+  const units = { "": 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+  return Math.round(Number(match[1]) * units[match[2].toUpperCase()]);
+}
+
+async function checkTools() {
+  if (!existsSync(ociboot)) throw new Error(`${ociboot} is missing: run npm run build first`);
+  for (const tool of ["docker-registry", "skopeo", "curl", "openssl", "bash", "sync"]) {
+    const found = (process.env.PATH ?? "").split(":").some((directory) => existsSync(join(directory, tool)));
+    if (!found) throw new Error(`${tool} is not on PATH`);
+  }
+}
+
+async function gnuTimeWorks() {
+  const result = await run(GNU_TIME, ["-f", "%M", "true"], { allowFailure: true });
+  return result.code === 0 && /^\d+\s*$/m.test(result.stderr);
+}
+
+/** Starts `docker-registry serve` with filesystem storage on a free loopback port. */
+async function startRegistry(directory) {
+  const storage = join(directory, "storage");
+  await mkdir(storage, { recursive: true });
+  const config = {
+    version: "0.1",
+    // "info": the port it picked is only named in the info-level "listening on" line.
+    log: { level: "info", formatter: "text" },
+    storage: { filesystem: { rootdirectory: storage }, delete: { enabled: true }, maintenance: { uploadpurging: { enabled: false } } },
+    http: { addr: "127.0.0.1:0", secret: randomBytes(16).toString("hex") },
+  };
+  // JSON is YAML.
+  const configFile = join(directory, "config.yml");
+  await writeFile(configFile, JSON.stringify(config));
+  const env = { ...process.env };
+  // REGISTRY_* variables override the config file; none from the outside may leak in.
+  for (const name of Object.keys(env)) if (name.startsWith("REGISTRY_")) delete env[name];
+  const child = spawn("docker-registry", ["serve", configFile], { env, stdio: ["ignore", "pipe", "pipe"] });
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  cleanups.push(stop);
+  let log = "";
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`docker-registry did not start listening:\n${log}`)), 15_000);
+    const onData = (chunk) => {
+      log = (log + chunk.toString()).slice(-16_384);
+      const match = /listening on [0-9.]+:(\d+)/.exec(log);
+      if (match) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.once("error", (error) => reject(new Error(`Cannot start docker-registry: ${error.message}`)));
+    child.once("exit", (code, signal) => reject(new Error(`docker-registry exited (${code ?? signal}):\n${log}`)));
+  });
+  // Keep draining its output so a chatty registry never blocks on a full pipe.
+  child.stdout.resume();
+  child.stderr.resume();
+  const host = `127.0.0.1:${port}`;
+  for (let attempt = 0; ; attempt++) {
+    const response = await fetch(`http://${host}/v2/`).catch(() => undefined);
+    if (response?.status === 200) break;
+    if (attempt > 100) throw new Error("docker-registry does not answer GET /v2/");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return { host, root: storage };
+}
+
+/**
+ * Publishes a single-layer onmetal boot image (config with a command line, one rootfs layer of
+ * `size` random bytes) through an OCI layout and `skopeo copy`, digest-preserving.
+ */
+async function publishImage(work, host, size) {
+  const layout = join(work, "layout");
+  const blobs = join(layout, "blobs", "sha256");
+  await mkdir(blobs, { recursive: true });
+  const started = performance.now();
+  const rootfs = await writeRandomBlob(blobs, size);
+  const config = await writeBlob(blobs, MEDIA_TYPES.config, Buffer.from(JSON.stringify({ commandLine: "console=ttyS0 root=/dev/ram0" })));
+  // onmetal-image writes its manifests without a mediaType field.
+  const manifest = await writeBlob(blobs, MEDIA_TYPES.manifest, Buffer.from(JSON.stringify({ schemaVersion: 2, config, layers: [{ ...rootfs, mediaType: MEDIA_TYPES.rootfs }] })));
+  const tag = `bench-${formatSize(size).replace(/\s+/g, "")}`;
+  await writeFile(join(layout, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  await writeFile(
+    join(layout, "index.json"),
+    JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.index, manifests: [{ ...manifest, annotations: { "org.opencontainers.image.ref.name": tag } }] }),
+  );
+  const reference = `${host}/${REPOSITORY}:${tag}`;
+  await run("skopeo", ["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false", `oci:${layout}:${tag}`, `docker://${reference}`]);
+  await rm(layout, { recursive: true, force: true });
+  process.stderr.write(`published ${reference} (rootfs ${formatSize(size)}, ${rootfs.digest}) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+  return { reference, size, digest: rootfs.digest, blobUrl: `http://${host}/v2/${REPOSITORY}/blobs/${rootfs.digest}` };
+}
+
+async function writeRandomBlob(directory, size) {
+  const temporary = join(directory, "random.tmp");
+  const hash = createHash("sha256");
+  const chunk = Buffer.alloc(Math.min(size, 4 * 1024 * 1024));
+  const handle = await open(temporary, "w");
+  try {
+    for (let remaining = size; remaining > 0; ) {
+      const piece = chunk.subarray(0, Math.min(chunk.length, remaining));
+      randomFillSync(piece);
+      hash.update(piece);
+      await handle.write(piece);
+      remaining -= piece.length;
+    }
+  } finally {
+    await handle.close();
+  }
+  const hex = hash.digest("hex");
+  await rename(temporary, join(directory, hex));
+  return { digest: `sha256:${hex}`, size };
+}
+
+async function writeBlob(directory, mediaType, bytes) {
+  const hex = createHash("sha256").update(bytes).digest("hex");
+  await writeFile(join(directory, hex), bytes);
+  return { mediaType, digest: `sha256:${hex}`, size: bytes.length };
+}
+
+function benchCommands(host, image, outputs) {
+  const file = join(outputs, "rootfs");
+  const expectFile = async (path) => {
+    const info = await stat(path);
+    if (info.size !== image.size) throw new Error(`${path} has ${info.size} bytes, expected ${image.size}`);
+  };
+  return [
+    {
+      name: "ociboot",
+      argv: [ociboot, "fetch", image.reference, "-o", outputs, "--quiet"],
+      check: () => expectFile(file),
+    },
+    {
+      name: "skopeo",
+      argv: ["skopeo", "copy", "--quiet", "--src-tls-verify=false", `docker://${image.reference}`, `oci:${join(outputs, "layout")}`],
+      check: () => expectFile(join(outputs, "layout", "blobs", "sha256", image.digest.slice("sha256:".length))),
+    },
+    {
+      name: "curl -o",
+      argv: ["curl", "-s", "-f", "-o", file, image.blobUrl],
+      check: () => expectFile(file),
+    },
+    {
+      name: "pipeline",
+      // The URL and path are ours (no shell metacharacters), so plain interpolation is safe.
+      argv: ["bash", "-c", `set -o pipefail; curl -s -f '${image.blobUrl}' | tee '${file}' | openssl dgst -sha256`],
+      check: async (sample) => {
+        await expectFile(file);
+        if (!sample.stdout.includes(image.digest.slice("sha256:".length))) throw new Error(`pipeline printed ${sample.stdout.trim()}`);
+      },
+    },
+  ];
+}
+
+/** Runs one contender; wall time from here, peak RSS from GNU time (largest single process) or /proc polling. */
+async function measure(argv, peakRss) {
+  const timeFile = join(tmpdir(), `ociboot-bench-time-${process.pid}`);
+  const wrapped = peakRss === "gnu-time" ? [GNU_TIME, "-f", "%M", "-o", timeFile, ...argv] : argv;
+  const started = performance.now();
+  const result = await run(wrapped[0], wrapped.slice(1), { pollRss: peakRss === "proc-poll" });
+  const seconds = (performance.now() - started) / 1000;
+  let peakKb = result.peakKb;
+  if (peakRss === "gnu-time") {
+    peakKb = Number(readFileSync(timeFile, "utf8").trim().split("\n").at(-1));
+    await rm(timeFile, { force: true });
+  }
+  return { seconds, peakRssMb: peakKb / 1024, stdout: result.stdout };
+}
+
+/** Spawns a command and collects its output; fails on a non-zero exit unless allowed. */
+function run(command, args, { allowFailure = false, pollRss = false } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    let peakKb = 0;
+    child.stdout.on("data", (chunk) => (stdout += chunk));
+    child.stderr.on("data", (chunk) => (stderr += chunk));
+    const poller = pollRss ? setInterval(() => (peakKb = Math.max(peakKb, treeHighWaterKb(child.pid))), 10) : undefined;
+    child.once("error", (error) => {
+      clearInterval(poller);
+      reject(new Error(`Cannot run ${command}: ${error.message}`));
+    });
+    child.once("close", (code, signal) => {
+      clearInterval(poller);
+      if ((code !== 0 || signal) && !allowFailure) {
+        reject(new Error(`${command} ${args.join(" ")} failed (${code ?? signal}):\n${stderr.slice(-4000)}`));
+      } else {
+        resolve({ code, stdout, stderr, peakKb });
+      }
+    });
+  });
+}
+
+/** Largest VmHWM among a process and its descendants (sampled; misses very short-lived peaks). */
+function treeHighWaterKb(pid) {
+  let peak = 0;
+  const children = new Map();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (!children.has(parent)) children.set(parent, []);
+      children.get(parent).push(Number(entry));
+    } catch {
+      // The process exited meanwhile.
+    }
+  }
+  const pending = [pid];
+  while (pending.length > 0) {
+    const current = pending.pop();
+    try {
+      const match = /VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${current}/status`, "utf8"));
+      if (match) peak = Math.max(peak, Number(match[1]));
+    } catch {
+      // Exited.
+    }
+    pending.push(...(children.get(current) ?? []));
+  }
+  return peak;
+}
+
+function rotate(list, by) {
+  const shift = by % list.length;
+  return [...list.slice(shift), ...list.slice(0, shift)];
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+function summarize(size, samples) {
+  const rows = new Map();
+  for (const [name, list] of samples) {
+    const seconds = list.map((sample) => sample.seconds);
+    const rss = list.map((sample) => sample.peakRssMb);
+    rows.set(name, { median: median(seconds), min: Math.min(...seconds), max: Math.max(...seconds), peakRssMb: Math.max(...rss) });
+  }
+  return { size, rows };
+}
+
+function header(peakRss) {
+  const cpu = cpus();
+  return [
+    `ociboot bench — ${new Date().toISOString()}`,
+    `machine: ${cpu.length} cores (${cpu[0]?.model ?? "unknown CPU"}), Node ${process.version}, load average ${loadavg().map((value) => value.toFixed(2)).join(" ")}`,
+    `runs: ${options.runs} per contender, order rotated each round, page cache warm; peak RSS via ${peakRss === "gnu-time" ? "GNU time (largest single process of a pipeline)" : "/proc VmHWM polling"}`,
+  ].join("\n");
+}
+
+function report({ size, rows }) {
+  const lines = [``, `blob ${formatSize(size)}:`, `  ${"contender".padEnd(10)} ${"median".padStart(8)} ${"min".padStart(7)} ${"max".padStart(7)} ${"GB/s".padStart(6)} ${"peak RSS".padStart(9)}`];
+  for (const [name, row] of rows) {
+    lines.push(
+      `  ${name.padEnd(10)} ${`${row.median.toFixed(2)} s`.padStart(8)} ${`${row.min.toFixed(2)}`.padStart(7)} ${`${row.max.toFixed(2)}`.padStart(7)} ${(size / row.median / 1e9).toFixed(2).padStart(6)} ${`${row.peakRssMb.toFixed(0)} MB`.padStart(9)}`,
+    );
+  }
+  const of = (name) => rows.get(name).median;
+  const ratio = (a, b) => (of(a) / of(b)).toFixed(2);
+  lines.push(
+    `  ociboot / curl -o:   ${ratio("ociboot", "curl -o")}×  (target ≤ 1.30)`,
+    `  skopeo / ociboot:    ${ratio("skopeo", "ociboot")}×  (target ≥ 2.50)`,
+    `  pipeline / ociboot:  ${ratio("pipeline", "ociboot")}×`,
+    `  ociboot peak RSS:    ${rows.get("ociboot").peakRssMb.toFixed(0)} MB  (target < 100)`,
+  );
+  return lines.join("\n");
+}
+
+function formatSize(bytes) {
+  for (const [unit, scale] of [["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]]) {
+    if (bytes >= scale && bytes % (scale / 4) === 0) return `${bytes / scale} ${unit}`;
+  }
+  return `${bytes} B`;
+}
