@@ -23,7 +23,8 @@ interface LockOwner {
 }
 
 const BREAK_SUFFIX = ".break";
-// A lock breaker holds `<lock>.break` only for a read and an unlink: an older one was left by a crash.
+// A lock breaker holds `<lock>.break` only for a read and an unlink: one older than this, or
+// whose owner died, was left by a crash.
 const BREAK_STALE_AFTER_MS = 30_000;
 
 /**
@@ -105,12 +106,12 @@ async function isStale(path: string, ownerText: string, staleAfterMs: number): P
 
 async function breakStaleLock(lockPath: string, observed: string): Promise<void> {
   const breakPath = lockPath + BREAK_SUFFIX;
-  if (!(await tryCreate(breakPath, String(pid)))) {
-    try {
-      const { mtimeMs } = await stat(breakPath);
-      if (Date.now() - mtimeMs > BREAK_STALE_AFTER_MS) await unlink(breakPath).catch(() => undefined);
-    } catch {
-      // The breaker finished meanwhile.
+  const breaker: LockOwner = { pid, host: hostname(), token: randomUUID() };
+  if (!(await tryCreate(breakPath, JSON.stringify(breaker)))) {
+    // Another waiter is breaking the lock; if it died doing so, its side lock is stale in turn.
+    const other = await readOwnerText(breakPath);
+    if (other !== undefined && (await isStale(breakPath, other, BREAK_STALE_AFTER_MS))) {
+      if ((await readOwnerText(breakPath)) === other) await unlink(breakPath).catch(() => undefined);
     }
     await sleep(5);
     return;

@@ -157,7 +157,10 @@ describe("OciLayoutStore", () => {
     const { store, manifest } = await storeWithBase(path);
     for (let round = 0; round < 3; round++) {
       const child = spawn(DENO, ["run", "-A", join(HELPERS, "rewrite-forever.ts"), path], { stdio: ["ignore", "pipe", "inherit"] });
-      await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.once("data", () => resolve());
+        child.once("exit", (code) => reject(new Error(`the writer exited with ${code} before it ran`)));
+      });
       await new Promise((resolve) => setTimeout(resolve, 150 + round * 70));
       child.kill("SIGKILL");
       await new Promise((resolve) => child.once("exit", resolve));

@@ -61,6 +61,12 @@ describe("withFileLock", () => {
     expect(await withFileLock(lockPath, async () => "ran", { timeoutMs: 1_000 })).toBe("ran");
   });
 
+  it("is not stalled by a breaker that died while breaking a stale lock", async () => {
+    await writeFile(lockPath, JSON.stringify({ pid: deadPid(), host: hostname(), token: "crashed" }));
+    await writeFile(`${lockPath}.break`, JSON.stringify({ pid: deadPid(), host: hostname(), token: "crashed-breaker" }));
+    expect(await withFileLock(lockPath, async () => "ran", { timeoutMs: 1_000 })).toBe("ran");
+  });
+
   it("breaks another host's lock only once it is older than the stale age", async () => {
     await writeFile(lockPath, JSON.stringify({ pid: 1, host: "elsewhere", token: "remote" }));
     await expect(withFileLock(lockPath, async () => "never", { timeoutMs: 100, staleAfterMs: 60_000 })).rejects.toMatchObject({ code: "LOCKED" });
