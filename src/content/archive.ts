@@ -50,8 +50,8 @@ export async function* readOciArchive(path: string, options: ArchiveReadOptions 
   source.pipe(extract);
   const policy = new ArchivePolicy(path, options);
   try {
-    for await (const source of extract) {
-      const entry = source as unknown as AsyncIterable<Uint8Array> & { header: tarStream.Header };
+    for await (const tarEntry of extract) {
+      const entry = tarEntry as unknown as AsyncIterable<Uint8Array> & { header: tarStream.Header };
       const accepted = policy.accept(entry.header);
       if (accepted.kind === "skip") {
         await drain(entry);
@@ -90,8 +90,6 @@ export async function* readOciArchive(path: string, options: ArchiveReadOptions 
       }
     }
   } catch (error) {
-    extract.destroy();
-    source.destroy();
     if (error instanceof OcibootError) throw error;
     throw new OcibootError("UNSAFE_CONTENT", `Cannot read archive ${path}: ${error instanceof Error ? error.message : String(error)}`, {
       cause: error,
