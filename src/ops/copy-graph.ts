@@ -1,5 +1,5 @@
 import type { ReadableStore, WritableStore } from "../content/store.ts";
-import { OcibootError } from "../errors.ts";
+import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { Limits } from "../oci/mediatypes.ts";
@@ -15,6 +15,8 @@ export interface CopyGraphOptions {
   onPlanned?: (blobs: readonly Descriptor[]) => void;
   /** Called once per blob or manifest actually copied (not for those the target had). */
   onCopied?: (descriptor: Descriptor) => void;
+  /** First wait before a broken blob copy starts over; doubles each time (default 1 s). */
+  retryDelayMs?: number;
 }
 
 /**
@@ -42,8 +44,7 @@ async function copyNode(source: ReadableStore, target: WritableStore, node: Desc
     }
     options.onPlanned?.(missing);
     await runBounded(missing, options.concurrency ?? 3, async (blob) => {
-      const { stream } = await source.fetch(blob, options.signal ? { signal: options.signal } : {});
-      await target.push(blob, stream, options.signal ? { signal: options.signal } : {});
+      await copyBlob(source, target, blob, options.retryDelayMs ?? 1000, options.signal);
       options.onCopied?.(blob);
     });
   }
@@ -51,4 +52,37 @@ async function copyNode(source: ReadableStore, target: WritableStore, node: Desc
   if (await target.exists(manifest)) return;
   await target.push(manifest, new Blob([bytes]).stream(), options.signal ? { signal: options.signal } : {});
   options.onCopied?.(manifest);
+}
+
+/** Attempts per blob: a streamed upload cannot be replayed by the HTTP layer, so copy starts it over. */
+const BLOB_ATTEMPTS = 3;
+const RETRYABLE = ["NETWORK", "TIMEOUT", "RATE_LIMITED"] as const;
+
+async function copyBlob(
+  source: ReadableStore,
+  target: WritableStore,
+  blob: Descriptor,
+  retryDelayMs: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { stream } = await source.fetch(blob, signal ? { signal } : {});
+      await target.push(blob, stream, signal ? { signal } : {});
+      return;
+    } catch (error) {
+      if (attempt >= BLOB_ATTEMPTS || !RETRYABLE.some((code) => isOcibootError(error, code))) throw error;
+      await delay(retryDelayMs * 2 ** (attempt - 1), signal);
+    }
+  }
+}
+
+function delay(milliseconds: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, milliseconds);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }, { once: true });
+  });
 }
