@@ -45,13 +45,17 @@ export function encodeGoIndex(mediaType: string, manifests: readonly Descriptor[
   return new TextEncoder().encode(body);
 }
 
-/** One descriptor, fields in image-spec struct order, empty optional fields left out. */
+/**
+ * One descriptor, fields in image-spec v1.1 struct order (`mediaType, digest, size, urls,
+ * annotations, data, platform, artifactType`), empty optional fields left out.
+ */
 export function goDescriptor(descriptor: Descriptor): string {
   let body = `{"mediaType":${goJsonString(descriptor.mediaType)},"digest":${goJsonString(descriptor.digest)},"size":${descriptor.size}`;
   if (descriptor.urls && descriptor.urls.length > 0) body += `,"urls":[${descriptor.urls.map(goJsonString).join(",")}]`;
   if (descriptor.annotations && Object.keys(descriptor.annotations).length > 0) {
     body += `,"annotations":${goStringMap(descriptor.annotations)}`;
   }
+  if (descriptor.data) body += `,"data":${goJsonString(descriptor.data)}`;
   if (descriptor.platform) {
     const { architecture, os, variant } = descriptor.platform;
     body += `,"platform":{"architecture":${goJsonString(architecture)},"os":${goJsonString(os)}`;
@@ -60,10 +64,12 @@ export function goDescriptor(descriptor: Descriptor): string {
     if (variant) body += `,"variant":${goJsonString(variant)}`;
     body += "}";
   }
+  if (descriptor.artifactType) body += `,"artifactType":${goJsonString(descriptor.artifactType)}`;
   return `${body}}`;
 }
 
-function goStringMap(map: Record<string, string>): string {
+/** A string map as Go's encoding/json writes it: keys sorted, strings escaped the Go way. */
+export function goStringMap(map: Record<string, string>): string {
   // Go's encoding/json sorts map keys by their bytes; for strings UTF-16 order differs only
   // outside the BMP, which no annotation key uses.
   const keys = Object.keys(map).sort();

@@ -3,6 +3,7 @@ import type { FetchedContent, FetchOptions, ReadableStore, ReferrerLister, TagLi
 import { readVerified } from "../content/verify.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { type Digest, isDigest, parseDigest } from "../oci/digest.ts";
+import { referrerDescriptorOf, subjectOf } from "../oci/artifact.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { isIndexMediaType, isManifestMediaType, Limits, MediaType } from "../oci/mediatypes.ts";
 import { isLoopbackRegistry, parseReference, type Reference, registryEndpointHost } from "../oci/reference.ts";
@@ -200,14 +201,9 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
       const result = await client.putManifest(this.repository, descriptor.digest, descriptor.mediaType, bytes, signalOnly(options));
       this.#manifests.set(descriptor.digest, { mediaType: descriptor.mediaType, bytes });
       const parsed = parseManifest(bytes, descriptor.mediaType);
-      const subject = parsed.kind === "manifest" ? parsed.manifest.subject : parsed.index.subject;
+      const subject = subjectOf(parsed);
       if (subject !== undefined && result.subject === undefined) {
-        const referrer: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
-        const artifactType = parsed.kind === "manifest" ? (parsed.manifest.artifactType ?? parsed.manifest.config.mediaType) : parsed.index.artifactType;
-        if (artifactType !== undefined) referrer.artifactType = artifactType;
-        const annotations = parsed.kind === "manifest" ? parsed.manifest.annotations : parsed.index.annotations;
-        if (annotations !== undefined) referrer.annotations = annotations;
-        await this.#addToReferrersTag(client, subject, referrer);
+        await this.#addToReferrersTag(client, subject, referrerDescriptorOf(descriptor, parsed));
       }
       return;
     }
