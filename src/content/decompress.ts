@@ -1,8 +1,7 @@
-import { spawn } from "node:child_process";
 import { open } from "node:fs/promises";
-import { Readable } from "node:stream";
 import { OcibootError } from "../errors.ts";
 import { errorCode, errorMessage, fileReadableStream } from "./fs-util.ts";
+import { startXz } from "./xz-process.ts";
 
 /** How `.xz` is decoded: the system `xz` when present (fast), else WebAssembly (no native addon). */
 export type XzDecoder = "auto" | "system" | "wasm";
@@ -84,44 +83,13 @@ async function sniff(path: string): Promise<{ compression: Compression; size: nu
   }
 }
 
-/**
- * `xz -dc FILE` as a stream, or undefined when there is no `xz` to run. A non-zero exit (corrupt
- * input) errors the stream only after all output was read, so the error is never lost.
- */
+/** `xz -dc FILE` as a stream, or undefined when there is no `xz` to run. */
 async function systemXz(path: string): Promise<ReadableStream<Uint8Array> | undefined> {
-  const child = spawn("xz", ["--decompress", "--stdout", "--", path], { stdio: ["ignore", "pipe", "pipe"] });
-  const started = await new Promise<boolean>((resolve) => {
-    child.once("spawn", () => resolve(true));
-    child.once("error", () => resolve(false));
+  const xz = await startXz(["--decompress", "--stdout", "--", path], {
+    pipeInput: false,
+    failure: (detail) => new OcibootError("UNSAFE_CONTENT", `Cannot decompress ${path}: xz failed (${detail})`),
   });
-  if (!started) return undefined;
-  let errorText = "";
-  child.stderr.setEncoding("utf8");
-  child.stderr.on("data", (text: string) => {
-    if (errorText.length < 4096) errorText += text;
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
-  const output = Readable.toWeb(child.stdout) as unknown as ReadableStream<Uint8Array>;
-  const reader = output.getReader();
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        const { done, value } = await reader.read();
-        if (!done) {
-          controller.enqueue(value);
-          return;
-        }
-        const code = await exited;
-        if (code === 0) controller.close();
-        else controller.error(new OcibootError("UNSAFE_CONTENT", `Cannot decompress ${path}: xz failed (${errorText.trim() || `exit ${code}`})`));
-      },
-      async cancel(reason) {
-        child.kill();
-        await reader.cancel(reason).catch(() => undefined);
-      },
-    },
-    { highWaterMark: 0 },
-  );
+  return xz?.output;
 }
 
 function capOutput(path: string, compressedSize: number, maxBytes: number, maxRatio: number): TransformStream<Uint8Array, Uint8Array> {

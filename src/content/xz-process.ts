@@ -1,0 +1,61 @@
+import { type ChildProcessByStdio, spawn } from "node:child_process";
+import { Readable, type Writable } from "node:stream";
+import type { OcibootError } from "../errors.ts";
+
+/** A running system `xz`: its stdin (when piped) and its stdout as a stream. */
+export interface XzProcess {
+  /** Where the input goes; undefined when xz reads a file named in its arguments. */
+  input: Writable | undefined;
+  /**
+   * xz's output. A non-zero exit errors the stream only after all output was read, so the error
+   * is never lost; cancelling it kills xz.
+   */
+  output: ReadableStream<Uint8Array>;
+  kill(): void;
+}
+
+/**
+ * Starts the system `xz` with `args`, or returns undefined when there is no `xz` to run (the
+ * caller decides what that means: a WebAssembly decoder, or a clear refusal). `failure` turns
+ * xz's own complaint into the error the output stream ends with.
+ */
+export async function startXz(
+  args: readonly string[],
+  options: { pipeInput: boolean; failure: (detail: string) => OcibootError },
+): Promise<XzProcess | undefined> {
+  const child: ChildProcessByStdio<Writable | null, Readable, Readable> = options.pipeInput
+    ? spawn("xz", args, { stdio: ["pipe", "pipe", "pipe"] })
+    : spawn("xz", args, { stdio: ["ignore", "pipe", "pipe"] });
+  const started = await new Promise<boolean>((resolve) => {
+    child.once("spawn", () => resolve(true));
+    child.once("error", () => resolve(false));
+  });
+  if (!started) return undefined;
+  let errorText = "";
+  child.stderr.setEncoding("utf8");
+  child.stderr.on("data", (text: string) => {
+    if (errorText.length < 4096) errorText += text;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+  const reader = (Readable.toWeb(child.stdout) as unknown as ReadableStream<Uint8Array>).getReader();
+  const output = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const { done, value } = await reader.read();
+        if (!done) {
+          controller.enqueue(value);
+          return;
+        }
+        const code = await exited;
+        if (code === 0) controller.close();
+        else controller.error(options.failure(errorText.trim() || `exit ${code}`));
+      },
+      async cancel(reason) {
+        child.kill();
+        await reader.cancel(reason).catch(() => undefined);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return { input: child.stdin ?? undefined, output, kill: () => child.kill() };
+}
