@@ -1,0 +1,382 @@
+import { open, unlink, type FileHandle } from "node:fs/promises";
+import tarStream from "tar-stream";
+import { OcibootError } from "../errors.ts";
+import { referrerDescriptorOf, subjectOf } from "../oci/artifact.ts";
+import type { Descriptor } from "../oci/descriptor.ts";
+import { parseDigest } from "../oci/digest.ts";
+import { parseManifest } from "../oci/manifest.ts";
+import { Annotation, isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
+import { commitFile, errorCode, errorMessage } from "./fs-util.ts";
+import { emptyLayoutIndex, refNameOf, serializeLayoutIndex } from "./layout-index.ts";
+import type { WritableStore } from "./store.ts";
+import { ContentVerifier, readVerified } from "./verify.ts";
+import { startXz } from "./xz-process.ts";
+
+/** How an archive's bytes are compressed on disk. */
+export type ArchiveCompression = "none" | "gzip" | "xz";
+
+/** Options for {@link OciArchiveWriter.create}. */
+export interface ArchiveWriterOptions {
+  /** Default: by the file name (`.tar.gz`/`.tgz` gzip, `.tar.xz`/`.txz` xz, else none). */
+  compression?: ArchiveCompression;
+  /**
+   * Put the layout under this one folder of the archive, with the empty `ingest/` an onmetal-image
+   * store has: `onmetal` gives the shape of the Garden Linux `<name>.oci.tar.xz`. Default: the root,
+   * which is what `skopeo copy oci-archive:` expects.
+   */
+  folder?: string;
+}
+
+/** The compression a file name asks for. */
+export function compressionForPath(path: string): ArchiveCompression {
+  const name = path.toLowerCase();
+  if (name.endsWith(".gz") || name.endsWith(".tgz")) return "gzip";
+  if (name.endsWith(".xz") || name.endsWith(".txz")) return "xz";
+  return "none";
+}
+
+/** Every entry is dated 1970 and owned by root, so the same content always gives the same archive. */
+const ENTRY_TIME = new Date(0);
+const OCI_LAYOUT_BYTES = new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}');
+/** Names the archive reader takes for the layout itself; a folder so named would be misread. */
+const LAYOUT_NAMES = new Set(["blobs", "index.json", "oci-layout", "ingest"]);
+const FOLDER_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+
+type TarSink = ReturnType<tarStream.Pack["entry"]>;
+
+/**
+ * An OCI image layout archive being written (`oci-layout`, `blobs/<alg>/<hex>`, `index.json` last),
+ * as a write-only store, so the generic graph copy can fill it. Blobs are streamed into the tar
+ * one at a time (pushes wait for each other), each checked against its descriptor on the way; the
+ * compressed bytes go to `FILE.partial`, which {@link commit} fsyncs and renames to `FILE`, and
+ * {@link abort} removes. A failed blob leaves the tar unusable: every later write then fails too.
+ */
+export class OciArchiveWriter implements WritableStore {
+  readonly path: string;
+  readonly description: string;
+  readonly #partialPath: string;
+  readonly #handle: FileHandle;
+  readonly #pack: tarStream.Pack;
+  readonly #prefix: string;
+  /** Moves the tar bytes through the compressor into the file; settles when the tar ends. */
+  readonly #output: Promise<void>;
+  /** Rejects as soon as the output fails: a write waiting on a full pipe must not wait forever. */
+  readonly #outputFailure: Promise<never>;
+  readonly #stopCompressor: () => void;
+  readonly #written = new Set<string>();
+  readonly #directories = new Set<string>();
+  #entries: Descriptor[] = [];
+  #queue: Promise<void> = Promise.resolve();
+  #failure: unknown;
+  #finished = false;
+
+  private constructor(path: string, handle: FileHandle, compressor: Compressor, prefix: string) {
+    this.path = path;
+    this.description = `oci-archive:${path}`;
+    this.#partialPath = partialPathOf(path);
+    this.#handle = handle;
+    this.#pack = tarStream.pack();
+    // A destroyed pack ends its byte stream with the error, which the output reports.
+    this.#pack.on("error", () => undefined);
+    this.#prefix = prefix;
+    this.#stopCompressor = compressor.stop;
+    const tar = packStream(this.#pack);
+    this.#output = writeAll(compressor.transform ? tar.pipeThrough(compressor.transform) : tar, handle);
+    this.#outputFailure = this.#output.then(() => {
+      throw new OcibootError("INTERNAL", `Cannot write ${path}: the archive ended before it was complete`);
+    });
+    this.#output.catch(() => undefined);
+    this.#outputFailure.catch(() => undefined);
+  }
+
+  /**
+   * Starts an archive at `FILE.partial`. Fails before anything is written when `xz` is needed and
+   * missing (UNSUPPORTED) or when `FILE.partial` exists: another copy is writing it, or an
+   * interrupted one left it behind (LOCAL_IO).
+   */
+  static async create(path: string, options: ArchiveWriterOptions = {}): Promise<OciArchiveWriter> {
+    const prefix = options.folder === undefined ? "" : `${checkFolder(options.folder)}/`;
+    const compressor = await startCompressor(path, options.compression ?? compressionForPath(path));
+    let handle: FileHandle;
+    try {
+      handle = await open(partialPathOf(path), "wx", 0o644);
+    } catch (error) {
+      compressor.stop();
+      const reason = errorCode(error) === "EEXIST"
+        ? `${partialPathOf(path)} exists (another copy is writing it, or an interrupted one left it; remove it)`
+        : errorMessage(error);
+      throw new OcibootError("LOCAL_IO", `Cannot write ${path}: ${reason}`, { cause: error });
+    }
+    const writer = new OciArchiveWriter(path, handle, compressor, prefix);
+    await writer.#exclusive(async () => {
+      if (prefix !== "") await writer.#addDirectory("");
+      await writer.#addSmallFile("oci-layout", OCI_LAYOUT_BYTES);
+      if (prefix !== "") await writer.#addDirectory("ingest");
+    });
+    return writer;
+  }
+
+  async exists(descriptor: Descriptor): Promise<boolean> {
+    return this.#written.has(descriptor.digest);
+  }
+
+  /**
+   * Adds a blob, manifest or index, verified against `descriptor` as it streams into the tar. A
+   * manifest with a `subject` is also listed untagged in index.json, as `oras --oci-layout`
+   * keeps referrers. Content already in the archive is skipped.
+   */
+  async push(descriptor: Descriptor, content: ReadableStream<Uint8Array>, options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.#exclusive(async () => {
+      if (this.#written.has(descriptor.digest)) {
+        await content.cancel().catch(() => undefined);
+        return;
+      }
+      if (isManifestMediaType(descriptor.mediaType) || isIndexMediaType(descriptor.mediaType)) {
+        const bytes = await readVerified(content, descriptor, Limits.manifestBytes);
+        await this.#addBlob(descriptor, new Blob([bytes]).stream(), options.signal);
+        const parsed = parseManifest(bytes, descriptor.mediaType);
+        if (subjectOf(parsed) !== undefined) this.#addEntry(withoutRefName(referrerDescriptorOf(descriptor, parsed)));
+      } else {
+        await this.#addBlob(descriptor, content, options.signal);
+      }
+      this.#written.add(descriptor.digest);
+    });
+  }
+
+  /** Lists a manifest in index.json under a reference name, replacing an entry of the same name. */
+  async tag(descriptor: Descriptor, reference: string): Promise<void> {
+    this.#checkWritten(descriptor, `tag it as ${reference}`);
+    const entry = plainEntry(descriptor);
+    entry.annotations = { [Annotation.refName]: reference };
+    this.#entries = [...this.#entries.filter((existing) => refNameOf(existing) !== reference), entry];
+  }
+
+  /** Lists a manifest in index.json without a name (once). */
+  async addUntaggedEntry(descriptor: Descriptor): Promise<void> {
+    this.#checkWritten(descriptor, "list it");
+    this.#addEntry(plainEntry(descriptor));
+  }
+
+  /** Writes index.json, ends the tar, waits for the compressor, fsyncs and renames `FILE.partial` to `FILE`. */
+  async commit(): Promise<void> {
+    await this.#exclusive(async () => {
+      const index = serializeLayoutIndex({ fields: emptyLayoutIndex().fields, manifests: this.#entries });
+      await this.#addSmallFile("index.json", index);
+      this.#finished = true;
+      this.#pack.finalize();
+      await this.#output;
+    });
+    try {
+      await this.#handle.sync();
+      await this.#handle.close();
+    } catch (error) {
+      throw new OcibootError("LOCAL_IO", `Cannot write ${this.path}: ${errorMessage(error)}`, { cause: error });
+    }
+    await commitFile(this.#partialPath, this.path);
+  }
+
+  /** Stops writing and removes `FILE.partial`; `FILE` is never touched. */
+  async abort(): Promise<void> {
+    this.#finished = true;
+    this.#failure ??= new OcibootError("INTERNAL", `Cannot write ${this.path}: aborted`);
+    this.#pack.destroy(new Error("archive aborted"));
+    this.#stopCompressor();
+    await this.#output.catch(() => undefined);
+    await this.#handle.close().catch(() => undefined);
+    await unlink(this.#partialPath).catch(() => undefined);
+  }
+
+  /** Runs tar writes one after another; after a failure nothing more is written. */
+  #exclusive(action: () => Promise<void>): Promise<void> {
+    const run = this.#queue.then(async () => {
+      if (this.#failure !== undefined) {
+        throw new OcibootError("LOCAL_IO", `Cannot add to ${this.path}: an earlier write failed (${errorMessage(this.#failure)})`);
+      }
+      if (this.#finished) throw new OcibootError("INTERNAL", `Cannot add to ${this.path}: the archive is closed`);
+      try {
+        await action();
+      } catch (error) {
+        this.#failure = error;
+        throw error;
+      }
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  #checkWritten(descriptor: Descriptor, what: string): void {
+    if (!this.#written.has(descriptor.digest)) {
+      throw new OcibootError("NOT_FOUND", `Cannot ${what} in ${this.path}: ${descriptor.digest} is not in the archive`);
+    }
+  }
+
+  #addEntry(entry: Descriptor): void {
+    const listed = this.#entries.some((existing) => existing.digest === entry.digest && refNameOf(existing) === undefined);
+    if (!listed) this.#entries.push(entry);
+  }
+
+  async #addBlob(descriptor: Descriptor, content: ReadableStream<Uint8Array>, signal: AbortSignal | undefined): Promise<void> {
+    const { algorithm, hex } = parseDigest(descriptor.digest);
+    await this.#addDirectory("blobs");
+    await this.#addDirectory(`blobs/${algorithm}`);
+    const verifier = new ContentVerifier(descriptor);
+    const { sink, written } = this.#startEntry({ name: `${this.#prefix}blobs/${algorithm}/${hex}`, size: descriptor.size });
+    const reader = content.getReader();
+    try {
+      for (;;) {
+        if (signal?.aborted) throw signal.reason;
+        const { done, value } = await reader.read();
+        if (done) break;
+        // Checked before writing, so not one byte past the declared size reaches the tar.
+        verifier.update(value);
+        if (!sink.write(value)) await this.#whileOutputWorks(drained(sink));
+      }
+      verifier.finish();
+      sink.end(undefined);
+      await this.#whileOutputWorks(written);
+    } catch (error) {
+      await reader.cancel(error).catch(() => undefined);
+      sink.destroy(error instanceof Error ? error : new Error(String(error)));
+      throw error;
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  async #addSmallFile(name: string, bytes: Uint8Array): Promise<void> {
+    const { sink, written } = this.#startEntry({ name: `${this.#prefix}${name}`, size: bytes.byteLength });
+    sink.end(bytes);
+    await this.#whileOutputWorks(written);
+  }
+
+  /** A directory entry (once): tools that extract the archive get the layout's folders as the spec shows them. */
+  async #addDirectory(name: string): Promise<void> {
+    if (this.#directories.has(name)) return;
+    this.#directories.add(name);
+    const { sink, written } = this.#startEntry({ name: `${this.#prefix}${name}${name === "" ? "" : "/"}`, type: "directory", mode: 0o755 });
+    sink.end(undefined);
+    await this.#whileOutputWorks(written);
+  }
+
+  #startEntry(header: { name: string; size?: number; type?: "file" | "directory"; mode?: number }): { sink: TarSink; written: Promise<void> } {
+    let sink: TarSink | undefined;
+    const written = new Promise<void>((resolve, reject) => {
+      sink = this.#pack.entry(
+        { mode: 0o644, ...header, mtime: ENTRY_TIME, uid: 0, gid: 0, uname: "", gname: "" },
+        (error) => (error ? reject(error) : resolve()),
+      );
+    });
+    written.catch(() => undefined);
+    // Failures arrive through the entry callback; the event would only be reported as unhandled.
+    sink?.on("error", () => undefined);
+    return { sink: sink as TarSink, written };
+  }
+
+  #whileOutputWorks<T>(work: Promise<T>): Promise<T> {
+    return Promise.race([work, this.#outputFailure]);
+  }
+}
+
+interface Compressor {
+  transform: TransformStream<Uint8Array, Uint8Array> | undefined;
+  stop(): void;
+}
+
+async function startCompressor(path: string, compression: ArchiveCompression): Promise<Compressor> {
+  if (compression === "none") return { transform: undefined, stop: () => undefined };
+  if (compression === "gzip") {
+    // node:zlib underneath on Node; the Web API keeps the plumbing the same under Deno.
+    return { transform: new CompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>, stop: () => undefined };
+  }
+  const xz = await startXz(["--compress", "--stdout"], {
+    pipeInput: true,
+    failure: (detail) => new OcibootError("LOCAL_IO", `Cannot write ${path}: xz failed (${detail})`),
+  });
+  if (xz?.input === undefined) {
+    throw new OcibootError("UNSUPPORTED", `Cannot write ${path}: .tar.xz needs the xz program, which is not installed; name the archive .tar.gz instead`);
+  }
+  const input = xz.input;
+  // A write error (xz died) is reported by the output stream's exit check; this only keeps it from being unhandled.
+  input.on("error", () => undefined);
+  const writable = new WritableStream<Uint8Array>({
+    write: (chunk) => new Promise<void>((resolve, reject) => input.write(chunk, (error) => (error ? reject(error) : resolve()))),
+    close: () => new Promise<void>((resolve) => input.end(resolve)),
+    abort: () => xz.kill(),
+  });
+  return { transform: { writable, readable: xz.output } as TransformStream<Uint8Array, Uint8Array>, stop: () => xz.kill() };
+}
+
+/** The tar bytes the pack produces, pulled as the file takes them. */
+function packStream(pack: tarStream.Pack): ReadableStream<Uint8Array> {
+  const iterator = (pack as unknown as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const next = await iterator.next();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      },
+      cancel(reason) {
+        pack.destroy(reason instanceof Error ? reason : new Error(String(reason)));
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+async function writeAll(stream: ReadableStream<Uint8Array>, handle: FileHandle): Promise<void> {
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      await handle.write(value);
+    }
+  } catch (error) {
+    await reader.cancel(error).catch(() => undefined);
+    if (error instanceof OcibootError) throw error;
+    throw new OcibootError("LOCAL_IO", `Cannot write the archive: ${errorMessage(error)}`, { cause: error });
+  }
+}
+
+function drained(sink: TarSink): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const settle = (error?: Error) => {
+      sink.off("drain", onDrain);
+      sink.off("close", onClose);
+      sink.off("error", onError);
+      if (error) reject(error);
+      else resolve();
+    };
+    const onDrain = () => settle();
+    const onClose = () => settle(new Error("tar entry closed"));
+    const onError = (error: Error) => settle(error);
+    sink.on("drain", onDrain);
+    sink.on("close", onClose);
+    sink.on("error", onError);
+  });
+}
+
+function partialPathOf(path: string): string {
+  return `${path}.partial`;
+}
+
+function checkFolder(folder: string): string {
+  if (!FOLDER_NAME.test(folder) || LAYOUT_NAMES.has(folder)) {
+    throw new OcibootError("USAGE", `Cannot use archive folder "${folder.slice(0, 80)}": name one plain folder such as onmetal (not ${[...LAYOUT_NAMES].join(", ")})`);
+  }
+  return folder;
+}
+
+function plainEntry(descriptor: Descriptor): Descriptor {
+  const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
+  if (descriptor.platform) entry.platform = descriptor.platform;
+  if (descriptor.artifactType) entry.artifactType = descriptor.artifactType;
+  return entry;
+}
+
+function withoutRefName(descriptor: Descriptor): Descriptor {
+  if (refNameOf(descriptor) === undefined) return descriptor;
+  const { [Annotation.refName]: _dropped, ...others } = descriptor.annotations ?? {};
+  return { ...descriptor, annotations: others };
+}
