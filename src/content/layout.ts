@@ -4,8 +4,9 @@ import { join } from "node:path";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { type Digest, isDigest, parseDigest, toDigest } from "../oci/digest.ts";
+import { referrerDescriptorOf, subjectOf } from "../oci/artifact.ts";
 import { parseManifest } from "../oci/manifest.ts";
-import { Annotation, Limits } from "../oci/mediatypes.ts";
+import { Annotation, isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
 import {
   errorCode,
   errorMessage,
@@ -23,7 +24,7 @@ import {
   serializeLayoutIndex,
 } from "./layout-index.ts";
 import { withFileLock } from "./lock.ts";
-import type { FetchedContent, FetchOptions, ReadableStore, TagLister, WritableStore } from "./store.ts";
+import type { FetchedContent, FetchOptions, Ingester, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
 
 /** `oci-layout` as the image spec and onmetal-image write it. */
@@ -32,6 +33,8 @@ const OCI_LAYOUT_BYTES = new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;
 /** ociboot's own bookkeeping inside a layout: lock file and temp files (same file system, so rename works). */
 const PRIVATE_DIRECTORY = ".ociboot";
+/** Manifests one referrers scan reads at most (each bounded to 4 MiB), so a huge store cannot make it unbounded. */
+const MAX_REFERRER_SCAN = 10_000;
 
 /** One blob file found in the store. */
 export interface StoredBlob {
@@ -54,8 +57,10 @@ export interface LayoutStoreOptions {
  * exclusive lock held across processes, so concurrent writers lose no update. A tag is an extra
  * index.json entry whose `org.opencontainers.image.ref.name` is the full reference, as onmetal-image writes it.
  * The directory is created on the first write; reading a missing store sees an empty one.
+ * A manifest with a `subject` gets an untagged entry when pushed, as `oras attach --oci-layout`
+ * writes it: that keeps it listed among the referrers of its subject and safe from `prune`.
  */
-export class OciLayoutStore implements ReadableStore, WritableStore, TagLister {
+export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, Ingester, ReferrerLister {
   readonly root: string;
   readonly description: string;
   readonly #lockTimeoutMs: number;
@@ -115,7 +120,10 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister {
     }
   }
 
-  /** Stores a blob: written to a temp file while verified, then fsynced and renamed into place. */
+  /**
+   * Stores a blob: written to a temp file while verified, then fsynced and renamed into place. A
+   * manifest or index with a `subject` also gets an untagged index.json entry (see the class).
+   */
   async push(descriptor: Descriptor, content: ReadableStream<Uint8Array>, options: { signal?: AbortSignal } = {}): Promise<void> {
     const finalPath = this.blobPath(descriptor.digest);
     if (await this.exists(descriptor)) {
@@ -123,10 +131,11 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister {
       // A fresh mtime tells a concurrent `prune` that this blob is about to be referenced.
       const now = new Date();
       await utimes(finalPath, now, now).catch(() => undefined);
-      return;
+    } else {
+      const verifier = new ContentVerifier(descriptor);
+      await this.#writeBlob(content, finalPath, options.signal, (chunk) => verifier.update(chunk), () => verifier.finish());
     }
-    const verifier = new ContentVerifier(descriptor);
-    await this.#writeBlob(content, finalPath, options.signal, (chunk) => verifier.update(chunk), () => verifier.finish());
+    if (isManifestMediaType(descriptor.mediaType) || isIndexMediaType(descriptor.mediaType)) await this.#listIfReferrer(descriptor);
   }
 
   /**
@@ -164,6 +173,39 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister {
     if (descriptor.artifactType) entry.artifactType = descriptor.artifactType;
     entry.annotations = { [Annotation.refName]: reference };
     await this.updateIndex((entries) => [...entries.filter((existing) => refNameOf(existing) !== reference), entry]);
+  }
+
+  /**
+   * Manifests and indexes listed in index.json whose `subject` is `subject`, as referrer
+   * descriptors (`artifactType`, annotations); filtered by `artifactType` when given. Each entry's
+   * manifest is read, bounded and verified; entries whose blob is missing are skipped.
+   */
+  async referrers(subject: Descriptor, artifactType?: string): Promise<Descriptor[]> {
+    const scanned = new Set<string>();
+    const found: Descriptor[] = [];
+    for (const entry of await this.entries()) {
+      if (scanned.has(entry.digest) || !(isManifestMediaType(entry.mediaType) || isIndexMediaType(entry.mediaType))) continue;
+      scanned.add(entry.digest);
+      if (scanned.size > MAX_REFERRER_SCAN) {
+        throw new OcibootError("UNSUPPORTED", `Cannot list referrers of ${subject.digest} in ${this.description}: more than ${MAX_REFERRER_SCAN} manifests to scan`);
+      }
+      if (!(await this.exists(entry))) continue;
+      const parsed = parseManifest(await this.readBlob(entry), entry.mediaType);
+      if (subjectOf(parsed)?.digest !== subject.digest) continue;
+      const referrer = referrerDescriptorOf({ mediaType: parsed.mediaType, digest: entry.digest, size: entry.size }, parsed);
+      if (artifactType === undefined || referrer.artifactType === artifactType) found.push(referrer);
+    }
+    return found;
+  }
+
+  /**
+   * Adds an untagged index.json entry for a manifest unless one exists already, so that pushing or
+   * building the same content again never duplicates entries (onmetal-image appended one each time).
+   */
+  async addUntaggedEntry(entry: Descriptor): Promise<void> {
+    await this.updateIndex((entries) =>
+      entries.some((existing) => existing.digest === entry.digest && refNameOf(existing) === undefined) ? entries : [...entries, entry],
+    );
   }
 
   async *tags(): AsyncIterable<string> {
@@ -241,6 +283,13 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister {
   async readBlob(descriptor: Descriptor, maxBytes: number = Limits.manifestBytes): Promise<Uint8Array> {
     const { stream } = await this.fetch(descriptor);
     return readVerified(stream, descriptor, maxBytes);
+  }
+
+  async #listIfReferrer(descriptor: Descriptor): Promise<void> {
+    const parsed = parseManifest(await this.readBlob(descriptor), descriptor.mediaType);
+    if (subjectOf(parsed) === undefined) return;
+    // The entry carries the manifest's annotations, as oras writes it; a ref name among them would make it a tag.
+    await this.addUntaggedEntry(withoutRefName(referrerDescriptorOf(descriptor, parsed)));
   }
 
   async #describeManifestBlob(digest: Digest): Promise<Descriptor> {

@@ -48,6 +48,14 @@ export interface ReferrerLister {
   referrers(subject: Descriptor, artifactType?: string): Promise<Descriptor[]>;
 }
 
+/**
+ * Optional power: storing content whose digest is not known in advance, hashed while it is
+ * written (one pass over the source), and named by that digest once complete.
+ */
+export interface Ingester {
+  ingest(content: ReadableStream<Uint8Array>, mediaType: string, options?: { signal?: AbortSignal }): Promise<Descriptor>;
+}
+
 export type Store = ReadableStore & WritableStore;
 
 export function isTagLister(store: object): store is TagLister {
@@ -56,4 +64,13 @@ export function isTagLister(store: object): store is TagLister {
 
 export function isReferrerLister(store: object): store is ReferrerLister {
   return typeof (store as Partial<ReferrerLister>).referrers === "function";
+}
+
+export function isIngester(store: object): store is Ingester {
+  return typeof (store as Partial<Ingester>).ingest === "function";
+}
+
+/** True for a store that can also be written (a registry repository or a layout; not an archive being read). */
+export function isWritableStore(store: object): store is WritableStore {
+  return typeof (store as Partial<WritableStore>).push === "function" && typeof (store as Partial<WritableStore>).tag === "function";
 }

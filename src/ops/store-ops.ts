@@ -141,9 +141,7 @@ export async function addUntaggedEntry(store: OciLayoutStore, descriptor: Descri
   const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
   if (descriptor.platform) entry.platform = descriptor.platform;
   if (descriptor.artifactType) entry.artifactType = descriptor.artifactType;
-  await store.updateIndex((entries) =>
-    entries.some((existing) => existing.digest === entry.digest && refNameOf(existing) === undefined) ? entries : [...entries, entry],
-  );
+  await store.addUntaggedEntry(entry);
 }
 
 /**
