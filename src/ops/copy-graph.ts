@@ -17,6 +17,8 @@ export interface CopyGraphOptions {
   onCopied?: (descriptor: Descriptor) => void;
   /** First wait before a broken blob copy starts over; doubles each time (default 1 s). */
   retryDelayMs?: number;
+  /** Tries per blob (default 3); 1 for a target that cannot take a blob again once it started (an archive being written). */
+  attempts?: number;
 }
 
 /**
@@ -44,7 +46,7 @@ async function copyNode(source: ReadableStore, target: WritableStore, node: Desc
     }
     options.onPlanned?.(missing);
     await runBounded(missing, options.concurrency ?? 3, async (blob) => {
-      await copyBlob(source, target, blob, options.retryDelayMs ?? 1000, options.signal);
+      await copyBlob(source, target, blob, options);
       options.onCopied?.(blob);
     });
   }
@@ -54,24 +56,20 @@ async function copyNode(source: ReadableStore, target: WritableStore, node: Desc
   options.onCopied?.(manifest);
 }
 
-/** Attempts per blob: a streamed upload cannot be replayed by the HTTP layer, so copy starts it over. */
+/** Tries per blob: a streamed upload cannot be replayed by the HTTP layer, so copy starts it over. */
 const BLOB_ATTEMPTS = 3;
 const RETRYABLE = ["NETWORK", "TIMEOUT", "RATE_LIMITED"] as const;
 
-async function copyBlob(
-  source: ReadableStore,
-  target: WritableStore,
-  blob: Descriptor,
-  retryDelayMs: number,
-  signal: AbortSignal | undefined,
-): Promise<void> {
+async function copyBlob(source: ReadableStore, target: WritableStore, blob: Descriptor, options: CopyGraphOptions): Promise<void> {
+  const { signal } = options;
+  const retryDelayMs = options.retryDelayMs ?? 1000;
   for (let attempt = 1; ; attempt++) {
     try {
       const { stream } = await source.fetch(blob, signal ? { signal } : {});
       await target.push(blob, stream, signal ? { signal } : {});
       return;
     } catch (error) {
-      if (attempt >= BLOB_ATTEMPTS || !RETRYABLE.some((code) => isOcibootError(error, code))) throw error;
+      if (attempt >= (options.attempts ?? BLOB_ATTEMPTS) || !RETRYABLE.some((code) => isOcibootError(error, code))) throw error;
       await delay(retryDelayMs * 2 ** (attempt - 1), signal);
     }
   }

@@ -62,4 +62,12 @@ describe("copyGraph", () => {
     await expect(copyGraph(source, target, manifest, { retryDelayMs: 1 })).rejects.toMatchObject({ code: "INTEGRITY" });
     expect(target.failuresLeft).toBe(4);
   });
+
+  it("tries a blob only once when told to (a target that cannot take it again)", async () => {
+    const source = new MemoryStore();
+    const { manifest } = imageIn(source);
+    const target = new FlakyTarget(5);
+    await expect(copyGraph(source, target, manifest, { retryDelayMs: 1, attempts: 1 })).rejects.toMatchObject({ code: "NETWORK" });
+    expect(target.failuresLeft).toBe(4);
+  });
 });
