@@ -6,6 +6,9 @@ import { OciLayoutStore } from "../content/layout.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Platform } from "../oci/descriptor.ts";
+import { subjectOf } from "../oci/artifact.ts";
+import { parseManifest } from "../oci/manifest.ts";
+import { isIndexMediaType, isManifestMediaType } from "../oci/mediatypes.ts";
 import { platformFromNode } from "../oci/platform.ts";
 import { importArchive } from "../ops/import.ts";
 import { parseReference, referenceTarget } from "../oci/reference.ts";
@@ -93,12 +96,29 @@ export async function openArchive(path: string, context: CliContext): Promise<{ 
   }
 }
 
-/** With no REF, a layout holding exactly one image means that image. */
+/**
+ * With no REF, a layout holding exactly one image means that image. Its referrers (entries whose
+ * `subject` is another entry, as `copy --with-referrers` and `oras attach` add them) come along
+ * and do not count as images of their own.
+ */
 async function onlyImageIn(store: OciLayoutStore, text: string): Promise<string> {
-  const digests = [...new Set((await store.entries()).map((entry) => entry.digest))];
+  const digests = await withoutReferrers(store, [...new Set((await store.entries()).map((entry) => entry.digest))]);
   if (digests.length === 1) return digests[0] as string;
   if (digests.length === 0) throw new OcibootError("NOT_FOUND", `Cannot use ${text}: the store holds no image`);
   throw new OcibootError("AMBIGUOUS", `Cannot use ${text}: the store holds ${digests.length} images; name one as ${text}:REF`);
+}
+
+async function withoutReferrers(store: OciLayoutStore, digests: string[]): Promise<string[]> {
+  if (digests.length < 2) return digests;
+  const listed = new Set(digests);
+  const images: string[] = [];
+  for (const entry of await store.entries()) {
+    if (!listed.delete(entry.digest)) continue;
+    const isManifest = isManifestMediaType(entry.mediaType) || isIndexMediaType(entry.mediaType);
+    const subject = isManifest ? subjectOf(parseManifest(await store.readBlob(entry), entry.mediaType)) : undefined;
+    if (subject === undefined || !digests.includes(subject.digest)) images.push(entry.digest);
+  }
+  return images;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { CliContext } from "../context.ts";
 import { fetchCommand } from "./fetch.ts";
 import { verifyCommand } from "./verify.ts";
 import { buildCommand } from "./build.ts";
+import { copyCommand } from "./copy.ts";
 import { deleteCommand } from "./delete.ts";
 import { importCommand } from "./import.ts";
 import { inspectCommand } from "./inspect.ts";
@@ -28,6 +29,7 @@ export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, 
   importCommand,
   pushCommand,
   pullCommand,
+  copyCommand,
   urlCommand,
   loginCommand,
   logoutCommand,

@@ -3,8 +3,8 @@ import type { CopyGraphOptions } from "../../ops/copy-graph.ts";
 import type { CliContext } from "../context.ts";
 import { formatBytes } from "../format.ts";
 
-/** stderr lines for push and pull: what is about to move and each blob once it arrived verified; nothing with --quiet. */
-export function transferLog(context: CliContext, verb: "pushed" | "pulled", quiet: boolean): Pick<CopyGraphOptions, "onPlanned" | "onCopied"> {
+/** stderr lines for push, pull and copy: what is about to move and each blob once it arrived verified; nothing with --quiet. */
+export function transferLog(context: CliContext, verb: "pushed" | "pulled" | "copied", quiet: boolean): Pick<CopyGraphOptions, "onPlanned" | "onCopied"> {
   if (quiet) return {};
   const short = (descriptor: Descriptor) => descriptor.digest.slice(0, descriptor.digest.indexOf(":") + 13);
   return {
