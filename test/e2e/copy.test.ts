@@ -17,7 +17,7 @@ import {
   type WrittenLayout,
 } from "../harness/images.ts";
 import { startRegistry, type RunningRegistry } from "../harness/registry.ts";
-import { ociboot } from "./ociboot-binary.ts";
+import { ociboot, ocibootUnderDeno } from "./ociboot-binary.ts";
 
 /** The air-gapped transfer, as a user runs it: registry → archive → (carried across) → another registry. */
 describe("ociboot copy", () => {
@@ -136,6 +136,18 @@ describe("ociboot copy", () => {
     expect(copied.code, copied.stderr).toBe(0);
     expect(copied.stderr).toBe("");
     expect(await rawManifest(direct)).toBe(bytes.toString("utf8"));
+  });
+
+  it("runs from the sources under Deno: registry → .tar.gz and .tar.xz → registry", async () => {
+    const { descriptor, bytes } = manifestOf(boot);
+    for (const file of ["deno.oci.tar.gz", "deno.oci.tar.xz"]) {
+      const archive = join(work, file);
+      const exported = await ocibootUnderDeno(["copy", bootReference, `oci-archive:${archive}`, "--quiet"]);
+      expect(exported.stdout, exported.stderr).toBe(`Copied ${bootReference} → oci-archive:${archive} ${descriptor.digest}\n`);
+      const target = `${airgap.host}/os/${file.replaceAll(".", "-")}:today`;
+      expect((await ocibootUnderDeno(["copy", `oci-archive:${archive}`, target, "--quiet"])).stdout).toContain(descriptor.digest);
+      expect(await rawManifest(target)).toBe(bytes.toString("utf8"));
+    }
   });
 
   it("refuses a corrupted blob in the source registry: exit 5, neither FILE nor FILE.partial", async () => {
