@@ -13,7 +13,7 @@ import { TokenCache } from "./auth/token.ts";
 import { type FetchedManifest, type OpenedBlob, RegistryClient, type UploadOptions } from "./client.ts";
 import { type MirrorConfig, pullEndpoints, type PullEndpoint } from "./mirrors.ts";
 import { errorFromResponse } from "./errors.ts";
-import { readBounded, type RetryPolicy, type Sleep, Transport } from "./transport.ts";
+import { readBounded, realSleep, type RetryPolicy, type Sleep, Transport } from "./transport.ts";
 
 /** Everything a registry repository needs from the outside world; the CLI builds it. */
 export interface RegistryOptions {
@@ -89,6 +89,9 @@ export async function closeRegistryConnections(options: RegistryOptions): Promis
 export function openRepository(reference: Pick<Reference, "registry" | "repository">, options: RegistryOptions): RegistryRepository {
   return new RegistryRepository(reference.registry, reference.repository, options);
 }
+
+/** Shortest wait before reading the referrers fallback tag back after writing it (see `#addToReferrersTag`). */
+const REFERRERS_SETTLE_MS = 100;
 
 /** A cache of small documents (manifests) by digest, so resolve-then-fetch costs one request. */
 const MANIFEST_CACHE_ENTRIES = 64;
@@ -266,16 +269,25 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
 
   /**
    * Adds a referrer to the fallback tag index (read, modify, write). The registry offers no
-   * conditional PUT, so a lost update is detected by reading back and retried a few times.
+   * conditional PUT, so a lost update is detected by reading back and retried a few times. The
+   * read-back waits first: another writer that read the index before our write may still put its
+   * own version without our entry, and that happens within about one read-modify-write of ours.
    */
   async #addToReferrersTag(client: RegistryClient, subject: Descriptor, referrer: Descriptor): Promise<void> {
     const tag = fallbackTag(subject.digest);
+    const now = this.#options.now ?? Date.now;
+    const sleep = this.#options.sleep ?? realSleep;
     for (let attempt = 0; attempt < 5; attempt++) {
+      const started = now();
       const current = await this.#referrersFromTag(client, subject.digest);
-      if (current.manifests.some((entry) => entry.digest === referrer.digest)) return;
-      const index = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [...current.manifests, referrer] };
-      const bytes = new TextEncoder().encode(JSON.stringify(index));
-      await client.putManifest(this.repository, tag, MediaType.ociIndex, bytes);
+      if (current.manifests.some((entry) => entry.digest === referrer.digest)) {
+        if (attempt === 0) return;
+      } else {
+        const index = { schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [...current.manifests, referrer] };
+        const bytes = new TextEncoder().encode(JSON.stringify(index));
+        await client.putManifest(this.repository, tag, MediaType.ociIndex, bytes);
+      }
+      await sleep(Math.max(REFERRERS_SETTLE_MS, 2 * (now() - started)) * (1 + Math.random()));
       const after = await this.#referrersFromTag(client, subject.digest);
       if (after.manifests.some((entry) => entry.digest === referrer.digest)) return;
     }
