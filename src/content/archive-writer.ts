@@ -7,7 +7,7 @@ import { parseDigest } from "../oci/digest.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { Annotation, isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
 import { commitFile, errorCode, errorMessage } from "./fs-util.ts";
-import { emptyLayoutIndex, refNameOf, serializeLayoutIndex } from "./layout-index.ts";
+import { emptyLayoutIndex, refNameOf, serializeLayoutIndex, withoutRefName } from "./layout-index.ts";
 import type { WritableStore } from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
 import { startXz } from "./xz-process.ts";
@@ -373,10 +373,4 @@ function plainEntry(descriptor: Descriptor): Descriptor {
   if (descriptor.platform) entry.platform = descriptor.platform;
   if (descriptor.artifactType) entry.artifactType = descriptor.artifactType;
   return entry;
-}
-
-function withoutRefName(descriptor: Descriptor): Descriptor {
-  if (refNameOf(descriptor) === undefined) return descriptor;
-  const { [Annotation.refName]: _dropped, ...others } = descriptor.annotations ?? {};
-  return { ...descriptor, annotations: others };
 }

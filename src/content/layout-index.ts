@@ -51,6 +51,14 @@ export function refNameOf(descriptor: Descriptor): string | undefined {
   return descriptor.annotations?.[Annotation.refName];
 }
 
+/** An index.json entry as an untagged one: the same descriptor without `org.opencontainers.image.ref.name`. */
+export function withoutRefName(entry: Descriptor): Descriptor {
+  if (refNameOf(entry) === undefined) return entry;
+  const { annotations, ...rest } = entry;
+  const others = Object.fromEntries(Object.entries(annotations ?? {}).filter(([key]) => key !== Annotation.refName));
+  return Object.keys(others).length > 0 ? { ...rest, annotations: others } : rest;
+}
+
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }

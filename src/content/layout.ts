@@ -22,6 +22,7 @@ import {
   parseLayoutIndex,
   refNameOf,
   serializeLayoutIndex,
+  withoutRefName,
 } from "./layout-index.ts";
 import { withFileLock } from "./lock.ts";
 import type { FetchedContent, FetchOptions, Ingester, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
@@ -390,13 +391,6 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     }
     await syncDirectory(join(finalPath, ".."));
   }
-}
-
-function withoutRefName(entry: Descriptor): Descriptor {
-  if (refNameOf(entry) === undefined) return entry;
-  const { annotations, ...rest } = entry;
-  const others = Object.fromEntries(Object.entries(annotations ?? {}).filter(([key]) => key !== Annotation.refName));
-  return Object.keys(others).length > 0 ? { ...rest, annotations: others } : rest;
 }
 
 function checkRefName(reference: string): void {
