@@ -15,6 +15,8 @@ import { pullCommand } from "./pull.ts";
 import { pushCommand } from "./push.ts";
 import { tagCommand } from "./tag.ts";
 import { urlCommand } from "./url.ts";
+import { attachCommand } from "./attach.ts";
+import { discoverCommand } from "./discover.ts";
 
 /** Every command's factory; one file per command. */
 export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, any>> = [
@@ -33,4 +35,6 @@ export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, 
   urlCommand,
   loginCommand,
   logoutCommand,
+  attachCommand,
+  discoverCommand,
 ];
