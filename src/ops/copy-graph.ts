@@ -1,9 +1,10 @@
 import type { ReadableStore, WritableStore } from "../content/store.ts";
-import { isOcibootError, OcibootError } from "../errors.ts";
+import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { Limits } from "../oci/mediatypes.ts";
 import { runBounded } from "./pool.ts";
+import { delay, isTransientFailure } from "./retry.ts";
 import { readManifestBytes } from "./resolve.ts";
 
 /** Options for {@link copyGraph}. */
@@ -58,7 +59,6 @@ async function copyNode(source: ReadableStore, target: WritableStore, node: Desc
 
 /** Tries per blob: a streamed upload cannot be replayed by the HTTP layer, so copy starts it over. */
 const BLOB_ATTEMPTS = 3;
-const RETRYABLE = ["NETWORK", "TIMEOUT", "RATE_LIMITED"] as const;
 
 async function copyBlob(source: ReadableStore, target: WritableStore, blob: Descriptor, options: CopyGraphOptions): Promise<void> {
   const { signal } = options;
@@ -69,18 +69,8 @@ async function copyBlob(source: ReadableStore, target: WritableStore, blob: Desc
       await target.push(blob, stream, signal ? { signal } : {});
       return;
     } catch (error) {
-      if (attempt >= (options.attempts ?? BLOB_ATTEMPTS) || !RETRYABLE.some((code) => isOcibootError(error, code))) throw error;
+      if (attempt >= (options.attempts ?? BLOB_ATTEMPTS) || !isTransientFailure(error)) throw error;
       await delay(retryDelayMs * 2 ** (attempt - 1), signal);
     }
   }
-}
-
-function delay(milliseconds: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, milliseconds);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    }, { once: true });
-  });
 }

@@ -1,6 +1,7 @@
 import { type ArchiveWriterOptions, OciArchiveWriter } from "../content/archive-writer.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { copyImage, type CopyImageOptions, type CopyImageResult } from "./copy-image.ts";
+import { resumingReads } from "./resuming-source.ts";
 
 /** Options for {@link exportArchive}. */
 export type ExportOptions = Omit<CopyImageOptions, "concurrency" | "attempts" | "targetDigest"> & ArchiveWriterOptions;
@@ -9,8 +10,9 @@ export type ExportOptions = Omit<CopyImageOptions, "concurrency" | "attempts" | 
  * Writes the image `reference` names (with its referrers, if asked) from any store into an OCI
  * layout archive at `path` (`.tar`, `.tar.gz` or `.tar.xz` by name): the air-gapped half of a
  * copy, read back by `ociboot import`, `skopeo copy oci-archive:` and `ociboot fetch oci-archive:`.
- * Every blob is verified as it enters the archive; `path` appears only once the whole archive is
- * written and synced, and a failure leaves neither `path` nor `path.partial` behind.
+ * Every blob is verified as it enters the archive (a transfer broken by the network continues
+ * where it stopped); `path` appears only once the whole archive is written and synced, and a
+ * failure leaves neither `path` nor `path.partial` behind.
  */
 export async function exportArchive(source: ReadableStore, reference: string, path: string, options: ExportOptions = {}): Promise<CopyImageResult> {
   const { compression, folder, ...copyOptions } = options;
@@ -19,8 +21,10 @@ export async function exportArchive(source: ReadableStore, reference: string, pa
     ...(folder !== undefined ? { folder } : {}),
   });
   try {
-    // A tar takes one entry at a time, and a blob cut off halfway cannot be taken back out of it.
-    const result = await copyImage(source, reference, writer, { ...copyOptions, concurrency: 1, attempts: 1 });
+    // A tar takes one entry at a time, and a blob cut off halfway cannot be taken back out of it:
+    // a broken transfer continues from the byte reached instead of starting the blob over.
+    const resuming = resumingReads(source, options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {});
+    const result = await copyImage(resuming, reference, writer, { ...copyOptions, concurrency: 1, attempts: 1 });
     await writer.commit();
     return result;
   } catch (error) {

@@ -1,0 +1,96 @@
+import { isReferrerLister, type FetchedContent, type FetchOptions, type ReadableStore, type ReferrerLister } from "../content/store.ts";
+import { OcibootError } from "../errors.ts";
+import type { Descriptor } from "../oci/descriptor.ts";
+import { delay, isTransientFailure } from "./retry.ts";
+
+/** Options for {@link resumingReads}. */
+export interface ResumingOptions {
+  /** Breaks survived per blob (default 4). */
+  breaks?: number;
+  /** First wait before asking again; doubles each time (default 1 s). */
+  retryDelayMs?: number;
+}
+
+/**
+ * A view of `source` whose blob streams survive broken transfers: when one fails with a network
+ * error, the rest is asked for from the byte reached (a ranged request; from the start with the
+ * bytes already delivered skipped, where the store cannot do ranges) and continues the same
+ * stream. For targets that cannot take a blob twice once it started, such as an archive being
+ * written; the target still verifies the whole. Everything else passes through unchanged.
+ */
+export function resumingReads(source: ReadableStore, options: ResumingOptions = {}): ReadableStore & Partial<ReferrerLister> {
+  const view: ReadableStore = {
+    description: source.description,
+    resolve: (reference) => source.resolve(reference),
+    exists: (descriptor) => source.exists(descriptor),
+    fetch: async (descriptor, fetchOptions = {}) => {
+      const first = await source.fetch(descriptor, fetchOptions);
+      return { stream: continuing(source, descriptor, first, fetchOptions.signal, options), offset: first.offset };
+    },
+  };
+  if (!isReferrerLister(source)) return view;
+  return { ...view, referrers: (subject, artifactType) => source.referrers(subject, artifactType) };
+}
+
+function continuing(
+  source: ReadableStore,
+  descriptor: Descriptor,
+  first: FetchedContent,
+  signal: AbortSignal | undefined,
+  options: ResumingOptions,
+): ReadableStream<Uint8Array> {
+  let reader = first.stream.getReader();
+  let position = first.offset;
+  let breaks = 0;
+  const reopen = async (): Promise<ReadableStreamDefaultReader<Uint8Array>> => {
+    const fetchOptions: FetchOptions = signal ? { offset: position, signal } : { offset: position };
+    const again = await source.fetch(descriptor, fetchOptions);
+    if (again.offset > position) {
+      await again.stream.cancel().catch(() => undefined);
+      throw new OcibootError("REGISTRY", `Cannot resume ${descriptor.digest} at byte ${position}: ${source.description} answered from byte ${again.offset}`);
+    }
+    return skipping(again.stream, position - again.offset).getReader();
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        for (;;) {
+          try {
+            const { done, value } = await reader.read();
+            if (done) controller.close();
+            else {
+              position += value.byteLength;
+              controller.enqueue(value);
+            }
+            return;
+          } catch (error) {
+            if (++breaks > (options.breaks ?? 4) || !isTransientFailure(error)) throw error;
+            await reader.cancel().catch(() => undefined);
+            await delay((options.retryDelayMs ?? 1000) * 2 ** (breaks - 1), signal);
+            reader = await reopen();
+          }
+        }
+      },
+      cancel: (reason) => reader.cancel(reason),
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** Drops the first `count` bytes of a stream. */
+function skipping(stream: ReadableStream<Uint8Array>, count: number): ReadableStream<Uint8Array> {
+  if (count === 0) return stream;
+  let left = count;
+  return stream.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        if (left >= chunk.byteLength) {
+          left -= chunk.byteLength;
+          return;
+        }
+        controller.enqueue(left > 0 ? chunk.subarray(left) : chunk);
+        left = 0;
+      },
+    }),
+  );
+}
