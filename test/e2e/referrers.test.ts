@@ -7,7 +7,7 @@ import { runOk } from "../harness/commands.ts";
 import { writeDockerConfig } from "../harness/docker-config.ts";
 import { makeBootImage, publishWithSkopeo, skopeoRegistryFlags, writeOciLayout } from "../harness/images.ts";
 import { startRegistry, type RunningRegistry } from "../harness/registry.ts";
-import { ociboot } from "./ociboot-binary.ts";
+import { ociboot, ocibootUnderDeno } from "./ociboot-binary.ts";
 
 /** The build extras the Garden Linux seed attaches (REFERENCE.md §4), with their artifact types. */
 const EXTRAS = [
@@ -203,6 +203,23 @@ describe("attach and discover in a local store (oci:DIR:REF)", () => {
     const pushed = await ociboot(["--store-path", store, "push", reference]);
     expect(pushed.code, pushed.stderr).toBe(0);
     expect((await discoverJson(reference)).manifests).toEqual([]);
+  });
+
+  it("lists the referrers an archive of the store carries, and runs the same under Deno", async () => {
+    const store = join(work, "onmetal-deno");
+    const reference = "example.com/os/deno:v1";
+    const built = await ociboot(["--store-path", store, "build", "--kernel-file", join(work, "metal.log"), "--initramfs-file", join(work, "metal.log"), "--rootfs-file", join(work, "metal.log"), "--tag", reference]);
+    expect(built.code, built.stderr).toBe(0);
+    const underDeno = await ocibootUnderDeno(["attach", `oci:${store}:${reference}`, join(work, "metal.os-release"), "--artifact-type", "build/os-release"]);
+    expect(underDeno.code, underDeno.stderr).toBe(0);
+    const digest = /^Digest: (sha256:[0-9a-f]{64})$/m.exec(underDeno.stdout)?.[1];
+    const listed = await ocibootUnderDeno(["discover", `oci:${store}:${reference}`, "--json"]);
+    expect((JSON.parse(listed.stdout) as DiscoverJson).manifests.map((manifest) => manifest.digest)).toEqual([digest]);
+
+    const archive = join(work, "onmetal-deno.tar");
+    await runOk("tar", ["--create", "--file", archive, "--exclude=./.ociboot", "-C", store, "."]);
+    const fromArchive = await discoverJson(`oci-archive:${archive}:${reference}`);
+    expect(fromArchive.manifests.map((manifest) => [manifest.digest, manifest.layers[0]?.annotations["org.opencontainers.image.title"]])).toEqual([[digest, "metal.os-release"]]);
   });
 
   it("refuses to attach to an archive, which is read-only", async () => {
