@@ -27,6 +27,11 @@ export interface FetchedContent {
   stream: ReadableStream<Uint8Array>;
   /** Where `stream` starts: the requested offset when honoured exactly, else 0. */
   offset: number;
+  /**
+   * Present when chunks come from pooled memory (large registry blobs): a consumer that is done
+   * with a chunk may give it back for reuse, and must not read it afterwards.
+   */
+  release?(chunk: Uint8Array): void;
 }
 
 export interface WritableStore {

@@ -38,7 +38,12 @@ export interface OpenedBlob {
   length: number | undefined;
   /** Abandons the download and frees its connection. */
   close(): void;
+  /** Present when the body is read into pooled blocks: gives a consumed chunk's memory back. */
+  release?(chunk: Uint8Array): void;
 }
+
+/** Blobs from this size on are read with bulk GETs. */
+const BULK_MIN_BYTES = 16 * 1024 * 1024;
 
 /** Result of a manifest PUT. */
 export interface PutManifestResult {
@@ -181,7 +186,9 @@ export class RegistryClient {
     const headers: Record<string, string> = {};
     if (wantRange) headers["range"] = `bytes=${requestedOffset}-`;
     const scopes = [repositoryScope(repository, ["pull"])];
-    let response = await this.#send({ method: "GET", url: this.#url(repository, "blobs", descriptor.digest), headers, ...signalOf(options) }, scopes);
+    // Large blobs are worth a connection of their own with block reads (see bulkGet).
+    const bulk = descriptor.size >= BULK_MIN_BYTES;
+    let response = await this.#send({ method: "GET", url: this.#url(repository, "blobs", descriptor.digest), headers, bulk, ...signalOf(options) }, scopes);
     let offset = 0;
     if (wantRange && response.status === 206) {
       if (exactContentRange(response.headers.get("content-range"), requestedOffset, descriptor.size)) {
@@ -189,11 +196,11 @@ export class RegistryClient {
       } else {
         this.#transport.debug(`Range answer for ${descriptor.digest} has Content-Range ${response.headers.get("content-range") ?? "(none)"}; restarting from 0`);
         response.body.destroy();
-        response = await this.#send({ method: "GET", url: this.#url(repository, "blobs", descriptor.digest), ...signalOf(options) }, scopes);
+        response = await this.#send({ method: "GET", url: this.#url(repository, "blobs", descriptor.digest), bulk, ...signalOf(options) }, scopes);
       }
     } else if (wantRange && response.status === 416) {
       await response.body.dump().catch(() => undefined);
-      response = await this.#send({ method: "GET", url: this.#url(repository, "blobs", descriptor.digest), ...signalOf(options) }, scopes);
+      response = await this.#send({ method: "GET", url: this.#url(repository, "blobs", descriptor.digest), bulk, ...signalOf(options) }, scopes);
     }
     if (response.status !== 200 && !(offset > 0 && response.status === 206)) throw await this.#error(response, action);
     const expected = descriptor.size - offset;
@@ -207,7 +214,9 @@ export class RegistryClient {
       );
     }
     const body = response.body;
-    return { body: countingBody(body, length, action), offset, length, close: () => body.destroy() };
+    const opened: OpenedBlob = { body: countingBody(body, length, action), offset, length, close: () => body.destroy() };
+    if (body.release !== undefined) opened.release = (chunk) => body.release?.(chunk);
+    return opened;
   }
 
   /**

@@ -153,7 +153,9 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
       return { stream: bytesStream(bytes.subarray(offset)), offset };
     }
     const opened = await this.openBlob(descriptor, options);
-    return { stream: blobStream(opened), offset: opened.offset };
+    const content: FetchedContent = { stream: blobStream(opened), offset: opened.offset };
+    if (opened.release !== undefined) content.release = (chunk) => opened.release?.(chunk);
+    return content;
   }
 
   /**

@@ -3,6 +3,7 @@ import { rootCertificates } from "node:tls";
 import { Agent, type Dispatcher, EnvHttpProxyAgent } from "undici";
 import { OcibootError } from "../errors.ts";
 import { Limits } from "../oci/mediatypes.ts";
+import { bulkGet, type BulkGetResponse } from "./bulk-get.ts";
 
 /** Bodies a request may carry. Strings and byte arrays can be sent again (retries, redirects); streams only once. */
 export type RequestBody = string | Uint8Array | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
@@ -22,6 +23,8 @@ export interface HttpRequest {
   followRedirects?: boolean;
   /** Header names, besides `authorization`, that are credentials and must not cross origins. */
   sensitiveHeaders?: readonly string[];
+  /** A large body read once (a blob): a GET on a direct connection reads it with `bulkGet`. */
+  bulk?: boolean;
 }
 
 /** A response whose body is the raw undici body: an async iterable of Buffers. */
@@ -39,6 +42,8 @@ export interface ResponseBody extends AsyncIterable<Buffer> {
   dump(): Promise<void>;
   /** Closes the body and its connection at once. */
   destroy(error?: Error): void;
+  /** Present on bulk bodies: hands a chunk's memory back for reuse once it has been consumed. */
+  release?(chunk: Uint8Array): void;
 }
 
 /** Lower-case response headers. */
@@ -217,7 +222,7 @@ export class Transport {
     const sensitive = ["authorization", ...(request.sensitiveHeaders ?? []).map((name) => name.toLowerCase())];
     const follow = request.followRedirects ?? true;
     for (let hop = 0; ; hop++) {
-      const response = await this.#send({ method, url, headers, body, signal: request.signal });
+      const response = await this.#send({ method, url, headers, body, signal: request.signal, bulk: request.bulk === true });
       const location = response.headers.get("location");
       if (!follow || !REDIRECT_STATUSES.has(response.status) || location === undefined) return response;
       // A body that was streamed once cannot be sent to the new location.
@@ -262,10 +267,15 @@ export class Transport {
     headers: Record<string, string>;
     body: RequestBody | undefined;
     signal: AbortSignal | undefined;
+    bulk?: boolean;
   }): Promise<HttpResponse> {
     const { method, url } = request;
     const started = this.#now();
     const headers: Record<string, string> = { "user-agent": this.#options.userAgent ?? "ociboot", ...request.headers };
+    if (request.bulk === true && method === "GET" && request.body === undefined && this.#isDirect(url)) {
+      const response = await this.#sendBulk(url, headers, request.signal, started);
+      if (response !== undefined) return response;
+    }
     const options: Dispatcher.RequestOptions = {
       origin: url.origin,
       path: `${url.pathname}${url.search}`,
@@ -301,6 +311,44 @@ export class Transport {
       },
     };
     return { status: data.statusCode, url, headers: new ResponseHeaders(data.headers), body };
+  }
+
+  /** GET with the body read into large pooled blocks; undefined when the response needs undici after all. */
+  async #sendBulk(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined, started: number): Promise<HttpResponse | undefined> {
+    const what = `GET ${redactUrl(url)}`;
+    let response: BulkGetResponse | undefined;
+    try {
+      response = await bulkGet({
+        url,
+        headers,
+        tls: this.#tlsOptions(),
+        ...(signal !== undefined ? { signal } : {}),
+        headersTimeoutMs: this.#options.headersTimeoutMs ?? 60_000,
+        bodyTimeoutMs: this.#options.bodyTimeoutMs ?? 120_000,
+      });
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason ?? error;
+      this.debug(`HTTP ${what} failed: ${describeError(error)}`);
+      throw mapConnectionError(error, what);
+    }
+    if (response === undefined) {
+      this.debug(`HTTP ${what}: body not framed by Content-Length; asking again through undici`);
+      return undefined;
+    }
+    this.debug(`HTTP ${what} -> ${response.status} (${this.#now() - started} ms, bulk)`);
+    const raw = response.body;
+    const body: ResponseBody = {
+      [Symbol.asyncIterator]: () => iterateMappingErrors(raw, what),
+      dump: () => raw.dump(),
+      destroy: (error?: Error) => raw.destroy(error),
+      release: (chunk) => raw.release(chunk),
+    };
+    return { status: response.status, url, headers: new ResponseHeaders(response.headers), body };
+  }
+
+  /** Loopback, or no proxy configured: the connection goes straight to the server. */
+  #isDirect(url: URL): boolean {
+    return proxySettings(this.#options.env ?? {}) === undefined || isLoopbackHost(url.hostname);
   }
 
   #dispatcherFor(url: URL): Dispatcher {
