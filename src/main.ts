@@ -1,12 +1,14 @@
 import { homedir } from "node:os";
 import process from "node:process";
 import { Writable } from "node:stream";
+import { setFlagsFromString } from "node:v8";
 import { exitCodeFor, OcibootError } from "./errors.ts";
 import type { CliContext } from "./cli/context.ts";
 import { runCli } from "./cli/program.ts";
 
 /** The entry point: the only place that touches `process` besides `cli/`. */
 async function main(): Promise<void> {
+  keepWebAssemblyBaseline();
   const abort = new AbortController();
   let interrupted = false;
   const onSignal = () => {
@@ -65,3 +67,16 @@ function formatError(error: unknown, debug: boolean): string {
 
 // A CommonJS bundle (the single executable) cannot hold top-level await.
 void main();
+
+/**
+ * undici parses HTTP with a WebAssembly module; V8's optimising compiler for it adds ~35 MB of
+ * memory and ~80 ms at start and buys nothing measurable here (large blob bodies bypass the
+ * parser, see registry/bulk-get.ts). Must run before the first request compiles the module.
+ */
+function keepWebAssemblyBaseline(): void {
+  try {
+    setFlagsFromString("--liftoff-only");
+  } catch {
+    // Runtimes without V8 flags (Deno's node:v8 may refuse): only memory is at stake.
+  }
+}
