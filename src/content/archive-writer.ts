@@ -1,4 +1,6 @@
 import { open, unlink, type FileHandle } from "node:fs/promises";
+import type { Readable, Writable } from "node:stream";
+import { createGzip } from "node:zlib";
 import tarStream from "tar-stream";
 import { OcibootError } from "../errors.ts";
 import { referrerDescriptorOf, subjectOf } from "../oci/artifact.ts";
@@ -285,8 +287,11 @@ interface Compressor {
 async function startCompressor(path: string, compression: ArchiveCompression): Promise<Compressor> {
   if (compression === "none") return { transform: undefined, stop: () => undefined };
   if (compression === "gzip") {
-    // node:zlib underneath on Node; the Web API keeps the plumbing the same under Deno.
-    return { transform: new CompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>, stop: () => undefined };
+    // Not CompressionStream: on Node 20 it takes in everything it is given before compressing any
+    // of it, so a large blob would end up whole in memory.
+    const gzip = createGzip();
+    const stop = () => gzip.destroy();
+    return { transform: { writable: writableInto(gzip, stop), readable: readableFrom(gzip, stop) }, stop };
   }
   const xz = await startXz(["--compress", "--stdout"], {
     pipeInput: true,
@@ -295,15 +300,38 @@ async function startCompressor(path: string, compression: ArchiveCompression): P
   if (xz?.input === undefined) {
     throw new OcibootError("UNSUPPORTED", `Cannot write ${path}: .tar.xz needs the xz program, which is not installed; name the archive .tar.gz instead`);
   }
-  const input = xz.input;
   // A write error (xz died) is reported by the output stream's exit check; this only keeps it from being unhandled.
-  input.on("error", () => undefined);
-  const writable = new WritableStream<Uint8Array>({
+  xz.input.on("error", () => undefined);
+  return { transform: { writable: writableInto(xz.input, xz.kill), readable: xz.output }, stop: xz.kill };
+}
+
+/**
+ * A Web Stream writing into a Node stream, one chunk at a time: each write waits until the
+ * stream has taken the chunk (a pipe has room, zlib has compressed it), which holds the tar,
+ * and so the source, to the pace of the compressor.
+ */
+function writableInto(input: Writable, stop: () => void): WritableStream<Uint8Array> {
+  return new WritableStream<Uint8Array>({
     write: (chunk) => new Promise<void>((resolve, reject) => input.write(chunk, (error) => (error ? reject(error) : resolve()))),
     close: () => new Promise<void>((resolve) => input.end(resolve)),
-    abort: () => xz.kill(),
+    abort: stop,
   });
-  return { transform: { writable, readable: xz.output } as TransformStream<Uint8Array, Uint8Array>, stop: () => xz.kill() };
+}
+
+/** A Web Stream reading a Node stream only as fast as it is consumed. */
+function readableFrom(output: Readable, stop: () => void): ReadableStream<Uint8Array> {
+  const iterator = output[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const next = await iterator.next();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      },
+      cancel: stop,
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 /** The tar bytes the pack produces, pulled as the file takes them. */

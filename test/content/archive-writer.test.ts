@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -204,6 +204,32 @@ describe("OciArchiveWriter", () => {
       for await (const chunk of entry.content) hash.update(chunk);
       expect(`sha256:${hash.digest("hex")}`).toBe(descriptor.digest);
     }
+  });
+
+  it("reads the source only as fast as gzip and the disk take it: never more than a few MiB in flight", async () => {
+    const path = join(sandbox, "paced.tar.gz");
+    // Random bytes do not compress, so what is in the file shows how much of the source has gone through.
+    const big = randomBytes(48 * 1024 * 1024);
+    const descriptor = describeBytes("application/octet-stream", big);
+    let read = 0;
+    let mostInFlight = 0;
+    const source = new ReadableStream<Uint8Array>(
+      {
+        async pull(controller) {
+          if (read >= big.byteLength) return controller.close();
+          const written = (await stat(`${path}.partial`)).size;
+          mostInFlight = Math.max(mostInFlight, read - written);
+          controller.enqueue(big.subarray(read, read + 1024 * 1024));
+          read += 1024 * 1024;
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    const writer = await OciArchiveWriter.create(path);
+    await writer.push(descriptor, source);
+    await writer.commit();
+    expect(mostInFlight).toBeLessThan(8 * 1024 * 1024);
+    expect((await stat(path)).size).toBeGreaterThan(big.byteLength);
   });
 
   it("does not overwrite the FILE.partial of another writer", async () => {
