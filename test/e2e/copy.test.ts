@@ -1,11 +1,13 @@
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Descriptor } from "../../src/oci/descriptor.ts";
 import { closeRegistryConnections, openRepository } from "../../src/registry/repository.ts";
 import { runOk } from "../harness/commands.ts";
+import { trackChild } from "../harness/processes.ts";
 import {
   describeBytes,
   encodeManifest,
@@ -17,7 +19,7 @@ import {
   type WrittenLayout,
 } from "../harness/images.ts";
 import { startRegistry, type RunningRegistry } from "../harness/registry.ts";
-import { ociboot, ocibootUnderDeno } from "./ociboot-binary.ts";
+import { ociboot, OCIBOOT_BINARY, ocibootUnderDeno } from "./ociboot-binary.ts";
 
 /** The air-gapped transfer, as a user runs it: registry → archive → (carried across) → another registry. */
 describe("ociboot copy", () => {
@@ -165,6 +167,33 @@ describe("ociboot copy", () => {
     const copied = await ociboot(["copy", reference, `oci-archive:${join(out, "bad.oci.tar.gz")}`]);
     expect(copied.code).toBe(5);
     expect(copied.stderr).toMatch(new RegExp(`Cannot accept ${kernel.digest}: content hashes to sha256:`));
+    expect(await readdir(out)).toEqual([]);
+  });
+
+  it("removes FILE.partial when interrupted (Ctrl-C) halfway through a blob", async () => {
+    const big = join(work, "big-rootfs");
+    await writeFile(big, randomBytes(96 * 1024 * 1024));
+    const layout = await writeOciLayout(join(work, "big-layout"), {
+      manifests: [{ ...makeBootImage({ kernel: { bytes: "k" }, initrd: { bytes: "i" }, rootfs: { file: big }, dialect: "onmetal" }), tag: "big" }],
+    });
+    const reference = (await publishWithSkopeo(layout.directory, "big", origin, "os/big")).reference;
+    const out = join(work, "interrupted");
+    await mkdir(out);
+    const partial = join(out, "big.oci.tar.gz.partial");
+    // gzip of random bytes runs at tens of MB/s: the copy is still inside the rootfs when the signal comes.
+    const child = spawn(OCIBOOT_BINARY, ["copy", reference, `oci-archive:${join(out, "big.oci.tar.gz")}`, "--quiet"], { env: { ...process.env, HOME: "/nonexistent" }, stdio: ["ignore", "ignore", "pipe"] });
+    trackChild(child);
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString("utf8")));
+    let running = true;
+    const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code))).finally(() => (running = false));
+    for (let waited = 0; ((await stat(partial).catch(() => undefined))?.size ?? 0) < 4 * 1024 * 1024; waited += 20) {
+      if (!running || waited > 30_000) throw new Error(`the copy never got going: ${stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    child.kill("SIGINT");
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/Interrupted/);
     expect(await readdir(out)).toEqual([]);
   });
 
