@@ -249,6 +249,24 @@ describe("ociboot copy", () => {
       expect(fallback.manifests).toEqual([expect.objectContaining({ digest: referrer.digest, artifactType: "build/log" })]);
     });
 
+    it("carries the referrers registry → registry and registry → oci:DIR directly", async () => {
+      const { descriptor } = manifestOf(boot);
+      const target = `${airgap.host}/os/direct-referrers:today`;
+      expect((await ociboot(["copy", bootReference, target, "--with-referrers", "--quiet"])).code).toBe(0);
+      expect(await rawManifest(`${airgap.host}/os/direct-referrers@${referrer.digest}`)).toBe(referrerBytes.toString("utf8"));
+      const fallback = JSON.parse(await rawManifest(`${airgap.host}/os/direct-referrers:sha256-${descriptor.digest.slice("sha256:".length)}`));
+      expect(fallback.manifests.map((entry: Descriptor) => entry.digest)).toEqual([referrer.digest]);
+
+      const layout = join(work, "referrers-layout");
+      expect((await ociboot(["copy", bootReference, `oci:${layout}:today`, "--with-referrers", "--quiet"])).code).toBe(0);
+      const index = JSON.parse(await readFile(join(layout, "index.json"), "utf8"));
+      expect(index.manifests.map((entry: Descriptor) => [entry.digest, entry.annotations?.["org.opencontainers.image.ref.name"]])).toEqual([
+        [descriptor.digest, "today"],
+        [referrer.digest, undefined],
+      ]);
+      expect(await readFile(join(layout, "blobs", "sha256", referrer.digest.slice("sha256:".length)), "utf8")).toBe(referrerBytes.toString("utf8"));
+    });
+
     it("leaves the referrers behind without the flag", async () => {
       const archive = join(work, "without-referrers.tar");
       const exported = await ociboot(["copy", bootReference, `oci-archive:${archive}`, "--json"]);
