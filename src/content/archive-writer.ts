@@ -85,7 +85,7 @@ export class OciArchiveWriter implements WritableStore {
     const tar = packStream(this.#pack);
     this.#output = writeAll(compressor.transform ? tar.pipeThrough(compressor.transform) : tar, handle);
     this.#outputFailure = this.#output.then(() => {
-      throw new OcibootError("INTERNAL", `Cannot write ${path}: the archive ended before it was complete`);
+      throw new OcibootError("LOCAL_IO", `Cannot write ${path}: the archive ended before it was complete`);
     });
     this.#output.catch(() => undefined);
     this.#outputFailure.catch(() => undefined);
@@ -110,11 +110,16 @@ export class OciArchiveWriter implements WritableStore {
       throw new OcibootError("LOCAL_IO", `Cannot write ${path}: ${reason}`, { cause: error });
     }
     const writer = new OciArchiveWriter(path, handle, compressor, prefix);
-    await writer.#exclusive(async () => {
-      if (prefix !== "") await writer.#addDirectory("");
-      await writer.#addSmallFile("oci-layout", OCI_LAYOUT_BYTES);
-      if (prefix !== "") await writer.#addDirectory("ingest");
-    });
+    try {
+      await writer.#exclusive(async () => {
+        if (prefix !== "") await writer.#addDirectory("");
+        await writer.#addSmallFile("oci-layout", OCI_LAYOUT_BYTES);
+        if (prefix !== "") await writer.#addDirectory("ingest");
+      });
+    } catch (error) {
+      await writer.abort();
+      throw error;
+    }
     return writer;
   }
 
