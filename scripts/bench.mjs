@@ -3,7 +3,8 @@
 // side by side with skopeo, curl (the physical limit: download and write, no verification) and
 // the shell user's verified pipeline `curl | tee | openssl dgst`. Not a test: it prints figures.
 //
-//   npm run bench -- [--size 1G[,4G]] [--runs 5] [--dir DIR]
+//   npm run bench -- [--size 1G[,4G]] [--runs 5] [--dir DIR] [--ociboot BIN] [--baseline BIN]
+//   (--baseline adds another ociboot build, e.g. of an older commit, as a fifth contender)
 //   (or OCIBOOT_BENCH_SIZES=1G,4G OCIBOOT_BENCH_RUNS=5)
 //
 // Needs: dist/ociboot (`npm run build`), docker-registry, skopeo, curl, openssl; GNU time
@@ -17,7 +18,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const ociboot = join(root, "dist", "ociboot");
+let ociboot = join(root, "dist", "ociboot");
 const GNU_TIME = "/usr/bin/time";
 const REPOSITORY = "bench/boot";
 const MEDIA_TYPES = {
@@ -101,6 +102,8 @@ function parseArguments(argv) {
     sizes: (process.env.OCIBOOT_BENCH_SIZES ?? "1G").split(",").map(parseSize),
     runs: Number(process.env.OCIBOOT_BENCH_RUNS ?? 5),
     dir: process.env.OCIBOOT_BENCH_DIR,
+    binary: process.env.OCIBOOT_BENCH_BINARY,
+    baseline: process.env.OCIBOOT_BENCH_BASELINE,
   };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split("=", 2);
@@ -108,16 +111,20 @@ function parseArguments(argv) {
     if (flag === "--size") parsed.sizes = value().split(",").map(parseSize);
     else if (flag === "--runs") parsed.runs = Number(value());
     else if (flag === "--dir") parsed.dir = value();
+    // Another build (say, of an older commit) to compare against.
+    else if (flag === "--ociboot") parsed.binary = value();
+    else if (flag === "--baseline") parsed.baseline = value();
     else if (flag === "--help" || flag === "-h") usage();
     else usage(`unknown option ${flag}`);
   }
   if (!Number.isInteger(parsed.runs) || parsed.runs < 1) usage("--runs must be a positive integer");
+  if (parsed.binary) ociboot = parsed.binary;
   return parsed;
 }
 
 function usage(problem) {
   if (problem) console.error(`bench: ${problem}`);
-  console.error("usage: npm run bench -- [--size 1G[,4G]] [--runs N] [--dir TEMP_PARENT]");
+  console.error("usage: npm run bench -- [--size 1G[,4G]] [--runs N] [--dir TEMP_PARENT] [--ociboot BINARY] [--baseline BINARY]");
   process.exit(problem ? 2 : 0);
 }
 
@@ -256,7 +263,11 @@ function benchCommands(host, image, outputs) {
     const info = await stat(path);
     if (info.size !== image.size) throw new Error(`${path} has ${info.size} bytes, expected ${image.size}`);
   };
+  const baseline = options.baseline
+    ? [{ name: "baseline", argv: [options.baseline, "fetch", image.reference, "-o", outputs, "--quiet"], check: () => expectFile(file) }]
+    : [];
   return [
+    ...baseline,
     {
       name: "ociboot",
       argv: [ociboot, "fetch", image.reference, "-o", outputs, "--quiet"],
@@ -379,6 +390,7 @@ function header(peakRss) {
   return [
     `ociboot bench — ${new Date().toISOString()}`,
     `machine: ${cpu.length} cores (${cpu[0]?.model ?? "unknown CPU"}), Node ${process.version}, load average ${loadavg().map((value) => value.toFixed(2)).join(" ")}`,
+    `ociboot: ${ociboot}${options.baseline ? `; baseline: ${options.baseline}` : ""}`,
     `runs: ${options.runs} per contender, order rotated each round, page cache warm; peak RSS via ${peakRss === "gnu-time" ? "GNU time (largest single process of a pipeline)" : "/proc VmHWM polling"}`,
   ].join("\n");
 }
@@ -398,6 +410,7 @@ function report({ size, rows }) {
     `  pipeline / ociboot:  ${ratio("pipeline", "ociboot")}×`,
     `  ociboot peak RSS:    ${rows.get("ociboot").peakRssMb.toFixed(0)} MB  (target < 100)`,
   );
+  if (rows.has("baseline")) lines.push(`  baseline / ociboot:  ${ratio("baseline", "ociboot")}×`);
   return lines.join("\n");
 }
 
