@@ -298,16 +298,20 @@ function benchCommands(host, image, outputs) {
 /** Runs one contender; wall time from here, peak RSS from GNU time (largest single process) or /proc polling. */
 async function measure(argv, peakRss) {
   const timeFile = join(tmpdir(), `ociboot-bench-time-${process.pid}`);
-  const wrapped = peakRss === "gnu-time" ? [GNU_TIME, "-f", "%M", "-o", timeFile, ...argv] : argv;
+  // CPU (user + system, of the whole process tree) says how much of the 2 cores a contender needs.
+  const wrapped = peakRss === "gnu-time" ? [GNU_TIME, "-f", "%M %U %S", "-o", timeFile, ...argv] : argv;
   const started = performance.now();
   const result = await run(wrapped[0], wrapped.slice(1), { pollRss: peakRss === "proc-poll" });
   const seconds = (performance.now() - started) / 1000;
   let peakKb = result.peakKb;
+  let cpuSeconds = Number.NaN;
   if (peakRss === "gnu-time") {
-    peakKb = Number(readFileSync(timeFile, "utf8").trim().split("\n").at(-1));
+    const [rss = "0", user = "NaN", system = "NaN"] = (readFileSync(timeFile, "utf8").trim().split("\n").at(-1) ?? "").split(" ");
+    peakKb = Number(rss);
+    cpuSeconds = Number(user) + Number(system);
     await rm(timeFile, { force: true });
   }
-  return { seconds, peakRssMb: peakKb / 1024, stdout: result.stdout };
+  return { seconds, cpuSeconds, peakRssMb: peakKb / 1024, stdout: result.stdout };
 }
 
 /** Spawns a command and collects its output; fails on a non-zero exit unless allowed. */
@@ -380,7 +384,8 @@ function summarize(size, samples) {
   for (const [name, list] of samples) {
     const seconds = list.map((sample) => sample.seconds);
     const rss = list.map((sample) => sample.peakRssMb);
-    rows.set(name, { median: median(seconds), min: Math.min(...seconds), max: Math.max(...seconds), peakRssMb: Math.max(...rss) });
+    const cpu = median(list.map((sample) => sample.cpuSeconds));
+    rows.set(name, { median: median(seconds), min: Math.min(...seconds), max: Math.max(...seconds), cpu, peakRssMb: Math.max(...rss) });
   }
   return { size, rows };
 }
@@ -396,10 +401,10 @@ function header(peakRss) {
 }
 
 function report({ size, rows }) {
-  const lines = [``, `blob ${formatSize(size)}:`, `  ${"contender".padEnd(10)} ${"median".padStart(8)} ${"min".padStart(7)} ${"max".padStart(7)} ${"GB/s".padStart(6)} ${"peak RSS".padStart(9)}`];
+  const lines = [``, `blob ${formatSize(size)}:`, `  ${"contender".padEnd(10)} ${"median".padStart(8)} ${"min".padStart(7)} ${"max".padStart(7)} ${"GB/s".padStart(6)} ${"CPU".padStart(7)} ${"peak RSS".padStart(9)}`];
   for (const [name, row] of rows) {
     lines.push(
-      `  ${name.padEnd(10)} ${`${row.median.toFixed(2)} s`.padStart(8)} ${`${row.min.toFixed(2)}`.padStart(7)} ${`${row.max.toFixed(2)}`.padStart(7)} ${(size / row.median / 1e9).toFixed(2).padStart(6)} ${`${row.peakRssMb.toFixed(0)} MB`.padStart(9)}`,
+      `  ${name.padEnd(10)} ${`${row.median.toFixed(2)} s`.padStart(8)} ${`${row.min.toFixed(2)}`.padStart(7)} ${`${row.max.toFixed(2)}`.padStart(7)} ${(size / row.median / 1e9).toFixed(2).padStart(6)} ${(Number.isNaN(row.cpu) ? "–" : `${row.cpu.toFixed(2)} s`).padStart(7)} ${`${row.peakRssMb.toFixed(0)} MB`.padStart(9)}`,
     );
   }
   const of = (name) => rows.get(name).median;
