@@ -1,5 +1,6 @@
 import { createReadStream } from "node:fs";
 import { open, rm, stat, type FileHandle } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { commitFile, errorMessage } from "../content/fs-util.ts";
 import type { FetchedContent, ReadableStore } from "../content/store.ts";
 import { ContentVerifier } from "../content/verify.ts";
@@ -153,7 +154,9 @@ class BlobCheck {
 
   static start(descriptor: Descriptor): BlobCheck {
     const verifier = new ContentVerifier(descriptor);
-    const worker = descriptor.size >= OFF_THREAD_HASH_MIN_BYTES ? HashWorker.start(parseDigest(descriptor.digest).algorithm) : undefined;
+    // With one core a worker only adds work: the hash would take turns with receiving anyway.
+    const worthIt = descriptor.size >= OFF_THREAD_HASH_MIN_BYTES && availableParallelism() > 1;
+    const worker = worthIt ? HashWorker.start(parseDigest(descriptor.digest).algorithm) : undefined;
     return new BlobCheck(verifier, worker);
   }
 
