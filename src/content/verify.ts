@@ -25,15 +25,6 @@ export class ContentVerifier {
 
   /** Feeds a chunk; throws INTEGRITY as soon as the content is longer than declared. */
   update(chunk: Uint8Array): void {
-    this.count(chunk);
-    this.#hash.update(chunk);
-  }
-
-  /**
-   * Counts a chunk that is hashed elsewhere (a worker thread); the size rule applies at once, the
-   * digest is given to `finishWithDigest`.
-   */
-  count(chunk: Uint8Array): void {
     this.#received += chunk.byteLength;
     if (this.#received > this.#descriptor.size) {
       throw new OcibootError(
@@ -42,32 +33,19 @@ export class ContentVerifier {
         { details: { digest: this.#descriptor.digest, expectedSize: this.#descriptor.size } },
       );
     }
+    this.#hash.update(chunk);
   }
 
   /** Checks size and digest once all content was fed; throws INTEGRITY on any mismatch. */
   finish(): void {
-    this.#checkSize();
-    this.#checkDigest(this.#hash.digest("hex"));
-  }
-
-  /** `finish` for content fed through `count`: `actualHex` is its hash, computed elsewhere. */
-  finishWithDigest(actualHex: string): void {
-    this.#checkSize();
-    this.#checkDigest(actualHex);
-  }
-
-  #checkSize(): void {
     const { digest, size } = this.#descriptor;
     if (this.#received !== size) {
       throw new OcibootError("INTEGRITY", `Cannot accept ${digest}: received ${this.#received} of ${size} bytes`, {
         details: { digest, expectedSize: size, receivedSize: this.#received },
       });
     }
-  }
-
-  #checkDigest(actual: string): void {
-    const { digest } = this.#descriptor;
     const { algorithm, hex } = parseDigest(digest);
+    const actual = this.#hash.digest("hex");
     if (actual !== hex) {
       throw new OcibootError("INTEGRITY", `Cannot accept ${digest}: content hashes to ${algorithm}:${actual}`, {
         details: { digest, actualDigest: `${algorithm}:${actual}` },

@@ -10,7 +10,7 @@ import { isOcibootError } from "../../src/errors.ts";
 import type { Descriptor } from "../../src/oci/descriptor.ts";
 import { downloadBlob } from "../../src/ops/download.ts";
 
-/** Large enough for the hashing worker. */
+/** A blob the size a registry serves with bulk reads. */
 const SIZE = 40 * 1024 * 1024 + 4321;
 const BLOCK = 1024 * 1024;
 
@@ -61,7 +61,7 @@ class SharedBlockStore extends MemoryStore {
   }
 }
 
-describe("downloadBlob, large blobs (hashing worker, pooled chunks)", () => {
+describe("downloadBlob, large blobs in pooled chunks", () => {
   let dir: string;
   let store: SharedBlockStore;
   let content: Buffer;
@@ -79,7 +79,7 @@ describe("downloadBlob, large blobs (hashing worker, pooled chunks)", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it("writes verified content and gives every chunk back once written and hashed", async () => {
+  it("writes verified content and gives every chunk back once written", async () => {
     const result = await downloadBlob(store, descriptor, target);
     expect(result).toEqual({ status: "downloaded", transferred: SIZE });
     expect(Buffer.compare(await readFile(target), content)).toBe(0);
@@ -106,7 +106,7 @@ describe("downloadBlob, large blobs (hashing worker, pooled chunks)", () => {
     expect(existsSync(target)).toBe(false);
   });
 
-  it("resumes from a partial file, hashing its prefix on the worker", async () => {
+  it("resumes from a partial file after hashing its prefix", async () => {
     const prefix = 17 * 1024 * 1024 + 3;
     await writeFile(`${target}.partial`, content.subarray(0, prefix));
     const result = await downloadBlob(store, descriptor, target);
