@@ -37,8 +37,9 @@ export interface BulkBody extends AsyncIterable<Buffer> {
 
 /**
  * One HTTP/1.1 GET on a connection of its own, the body read with `onread` straight into large
- * pooled blocks: no allocation per socket read and a few hundred chunks per GiB instead of
- * ~16 000 (undici, node:http). On a fast link this halves the CPU a download needs.
+ * pooled blocks: no allocation per socket read, and about a thousand chunks per GiB instead of
+ * ~16 000 (undici). Measured here, receiving 1 GiB from a local registry took ~0.35 s of CPU this
+ * way against ~1.1 s through undici, which copies each socket read into its WebAssembly parser.
  *
  * Resolves to `undefined`, having closed the connection, when the response is not framed by
  * `Content-Length` (chunked, or until close): the caller then sends the request another way.
