@@ -12,10 +12,10 @@ import { isIndexMediaType, isManifestMediaType } from "../oci/mediatypes.ts";
 import { platformFromNode } from "../oci/platform.ts";
 import { importArchive } from "../ops/import.ts";
 import { parseReference, referenceTarget } from "../oci/reference.ts";
-import { closeRegistryConnections, openRepository } from "../registry/repository.ts";
 import type { CliContext } from "./context.ts";
 import type { GlobalOptions } from "./global-options.ts";
 import { resolvePath } from "./paths.ts";
+import { loadRegistryClient } from "./registry-loader.ts";
 import { registryOptionsFrom } from "./registry-options.ts";
 
 /** Where content comes from, as written on the command line (skopeo's transport prefixes). */
@@ -69,6 +69,7 @@ export async function openSource(text: string, global: GlobalOptions, context: C
     case "registry": {
       const reference = parseReference(location.reference);
       const options = await registryOptionsFrom(global, context);
+      const { closeRegistryConnections, openRepository } = await loadRegistryClient();
       return {
         store: openRepository(reference, options),
         reference: referenceTarget(reference),

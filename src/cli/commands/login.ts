@@ -1,7 +1,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { OcibootError } from "../../errors.ts";
 import { dockerConfigPath, normaliseRegistryHost, storeCredential } from "../../registry/auth/credentials.ts";
-import { checkLogin, closeRegistryConnections } from "../../registry/repository.ts";
+import { loadRegistryClient } from "../registry-loader.ts";
 import type { CliContext } from "../context.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
@@ -32,6 +32,7 @@ export function loginCommand(context: CliContext) {
       const registryOptions = await registryOptionsFrom({ ...withoutUser, passwordStdin: false }, context);
       registryOptions.username = username;
       registryOptions.password = password;
+      const { checkLogin, closeRegistryConnections } = await loadRegistryClient();
       try {
         await checkLogin(host, registryOptions);
       } finally {

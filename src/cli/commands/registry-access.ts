@@ -1,7 +1,8 @@
 import { parseReference, type Reference } from "../../oci/reference.ts";
-import { closeRegistryConnections, openRepository, type RegistryRepository } from "../../registry/repository.ts";
+import type { RegistryRepository } from "../../registry/repository.ts";
 import type { CliContext } from "../context.ts";
 import type { GlobalOptions } from "../global-options.ts";
+import { loadRegistryClient } from "../registry-loader.ts";
 import { registryOptionsFrom } from "../registry-options.ts";
 
 /** Opens the registry repository a reference names, runs `action`, then closes idle connections. */
@@ -13,6 +14,7 @@ export async function withRepository<T>(
 ): Promise<T> {
   const reference = parseReference(name);
   const options = await registryOptionsFrom(global, context);
+  const { closeRegistryConnections, openRepository } = await loadRegistryClient();
   try {
     return await action(openRepository(reference, options), reference);
   } finally {

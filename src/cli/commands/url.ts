@@ -3,11 +3,11 @@ import { OcibootError } from "../../errors.ts";
 import { MediaType } from "../../oci/mediatypes.ts";
 import { parsePlatform } from "../../oci/platform.ts";
 import { findLayer, LAYER_NAMES } from "../../ops/find-layer.ts";
-import { repositoryScope } from "../../registry/auth/authorizer.ts";
 import type { CliContext } from "../context.ts";
 import { globalOptions } from "../global-options.ts";
 import { withRepository } from "./registry-access.ts";
 import { formatGoIndentedJson } from "./store-output.ts";
+import { loadRegistryClient } from "../registry-loader.ts";
 
 /**
  * `ociboot url REF [--layer kernel]`: a URL and the headers to fetch it with any HTTP client, as
@@ -33,6 +33,7 @@ export function urlCommand(context: CliContext) {
           headers["Accept"] = [MediaType.ociManifest];
           const client = await repository.client();
           url = new URL(`/v2/${repository.repository}/manifests/${target}`, client.endpoint.url).href;
+          const { repositoryScope } = await loadRegistryClient();
           authorization = await client.authorizer.authorization([repositoryScope(repository.repository, ["pull"])], context.signal);
         } else {
           const role = LAYER_NAMES[options.layer];
