@@ -22,7 +22,7 @@ export async function registryOptionsFrom(global: GlobalOptions, context: CliCon
   if (global.passwordStdin) {
     if (global.username === undefined) throw new OcibootError("USAGE", "Cannot use --password-stdin without --username");
     options.username = global.username;
-    options.password = (await context.readStdin()).replace(/\r?\n$/, "");
+    options.password = await passwordFromStdin(context);
   } else if (global.username !== undefined) {
     throw new OcibootError("USAGE", "Cannot use --username without --password-stdin (passwords never go on the command line)");
   }
@@ -35,4 +35,16 @@ function mirrorConfig(global: GlobalOptions, context: CliContext): MirrorConfig 
   const file = global.registryConfig ?? context.env["OCIBOOT_REGISTRIES_CONF"];
   if (file !== undefined) configs.push(readMirrorConfig(resolvePath(context, file)));
   return configs.length > 0 ? mergeMirrorConfigs(...configs) : undefined;
+}
+
+const passwords = new WeakMap<CliContext, Promise<string>>();
+
+/** Standard input can be read once: a command that opens two registries gets the same password for both. */
+function passwordFromStdin(context: CliContext): Promise<string> {
+  let password = passwords.get(context);
+  if (password === undefined) {
+    password = context.readStdin().then((text) => text.replace(/\r?\n$/, ""));
+    passwords.set(context, password);
+  }
+  return password;
 }
