@@ -1,6 +1,4 @@
 import { open, unlink, type FileHandle } from "node:fs/promises";
-import type { Readable, Writable } from "node:stream";
-import { createGzip } from "node:zlib";
 import tarStream from "tar-stream";
 import { OcibootError } from "../errors.ts";
 import { referrerDescriptorOf, subjectOf } from "../oci/artifact.ts";
@@ -12,6 +10,7 @@ import { commitFile, errorCode, errorMessage } from "./fs-util.ts";
 import { emptyLayoutIndex, refNameOf, serializeLayoutIndex, withoutRefName } from "./layout-index.ts";
 import type { WritableStore } from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
+import { drained, gzipStage, packStream, startTarEntry, type TarEntrySink, writableInto } from "./node-web-streams.ts";
 import { startXz } from "./xz-process.ts";
 
 /** How an archive's bytes are compressed on disk. */
@@ -44,7 +43,7 @@ const OCI_LAYOUT_BYTES = new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"
 const LAYOUT_NAMES = new Set(["blobs", "index.json", "oci-layout", "ingest"]);
 const FOLDER_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
-type TarSink = ReturnType<tarStream.Pack["entry"]>;
+type TarSink = TarEntrySink;
 
 /**
  * An OCI image layout archive being written (`oci-layout`, `blobs/<alg>/<hex>`, `index.json` last),
@@ -266,17 +265,7 @@ export class OciArchiveWriter implements WritableStore {
   }
 
   #startEntry(header: { name: string; size?: number; type?: "file" | "directory"; mode?: number }): { sink: TarSink; written: Promise<void> } {
-    let sink: TarSink | undefined;
-    const written = new Promise<void>((resolve, reject) => {
-      sink = this.#pack.entry(
-        { mode: 0o644, ...header, mtime: ENTRY_TIME, uid: 0, gid: 0, uname: "", gname: "" },
-        (error) => (error ? reject(error) : resolve()),
-      );
-    });
-    written.catch(() => undefined);
-    // Failures arrive through the entry callback; the event would only be reported as unhandled.
-    sink?.on("error", () => undefined);
-    return { sink: sink as TarSink, written };
+    return startTarEntry(this.#pack, { mode: 0o644, ...header, mtime: ENTRY_TIME, uid: 0, gid: 0, uname: "", gname: "" });
   }
 
   #whileOutputWorks<T>(work: Promise<T>): Promise<T> {
@@ -291,13 +280,7 @@ interface Compressor {
 
 async function startCompressor(path: string, compression: ArchiveCompression): Promise<Compressor> {
   if (compression === "none") return { transform: undefined, stop: () => undefined };
-  if (compression === "gzip") {
-    // Not CompressionStream: on Node 20 it takes in everything it is given before compressing any
-    // of it, so a large blob would end up whole in memory.
-    const gzip = createGzip();
-    const stop = () => gzip.destroy();
-    return { transform: { writable: writableInto(gzip, stop), readable: readableFrom(gzip, stop) }, stop };
-  }
+  if (compression === "gzip") return gzipStage();
   const xz = await startXz(["--compress", "--stdout"], {
     pipeInput: true,
     failure: (detail) => new OcibootError("LOCAL_IO", `Cannot write ${path}: xz failed (${detail})`),
@@ -308,53 +291,6 @@ async function startCompressor(path: string, compression: ArchiveCompression): P
   // A write error (xz died) is reported by the output stream's exit check; this only keeps it from being unhandled.
   xz.input.on("error", () => undefined);
   return { transform: { writable: writableInto(xz.input, xz.kill), readable: xz.output }, stop: xz.kill };
-}
-
-/**
- * A Web Stream writing into a Node stream, one chunk at a time: each write waits until the
- * stream has taken the chunk (a pipe has room, zlib has compressed it), which holds the tar,
- * and so the source, to the pace of the compressor.
- */
-function writableInto(input: Writable, stop: () => void): WritableStream<Uint8Array> {
-  return new WritableStream<Uint8Array>({
-    write: (chunk) => new Promise<void>((resolve, reject) => input.write(chunk, (error) => (error ? reject(error) : resolve()))),
-    close: () => new Promise<void>((resolve) => input.end(resolve)),
-    abort: stop,
-  });
-}
-
-/** A Web Stream reading a Node stream only as fast as it is consumed. */
-function readableFrom(output: Readable, stop: () => void): ReadableStream<Uint8Array> {
-  const iterator = output[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        const next = await iterator.next();
-        if (next.done) controller.close();
-        else controller.enqueue(next.value);
-      },
-      cancel: stop,
-    },
-    { highWaterMark: 0 },
-  );
-}
-
-/** The tar bytes the pack produces, pulled as the file takes them. */
-function packStream(pack: tarStream.Pack): ReadableStream<Uint8Array> {
-  const iterator = (pack as unknown as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        const next = await iterator.next();
-        if (next.done) controller.close();
-        else controller.enqueue(next.value);
-      },
-      cancel(reason) {
-        pack.destroy(reason instanceof Error ? reason : new Error(String(reason)));
-      },
-    },
-    { highWaterMark: 0 },
-  );
 }
 
 async function writeAll(stream: ReadableStream<Uint8Array>, handle: FileHandle): Promise<void> {
@@ -370,24 +306,6 @@ async function writeAll(stream: ReadableStream<Uint8Array>, handle: FileHandle):
     if (error instanceof OcibootError) throw error;
     throw new OcibootError("LOCAL_IO", `Cannot write the archive: ${errorMessage(error)}`, { cause: error });
   }
-}
-
-function drained(sink: TarSink): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const settle = (error?: Error) => {
-      sink.off("drain", onDrain);
-      sink.off("close", onClose);
-      sink.off("error", onError);
-      if (error) reject(error);
-      else resolve();
-    };
-    const onDrain = () => settle();
-    const onClose = () => settle(new Error("tar entry closed"));
-    const onError = (error: Error) => settle(error);
-    sink.on("drain", onDrain);
-    sink.on("close", onClose);
-    sink.on("error", onError);
-  });
 }
 
 function partialPathOf(path: string): string {
