@@ -3,6 +3,7 @@ import { isWritableStore, type ReadableStore, type Store } from "../../content/s
 import { OcibootError } from "../../errors.ts";
 import { attachFiles, type AttachOptions, DEFAULT_FILE_MEDIA_TYPE } from "../../ops/referrers.ts";
 import type { CliContext } from "../context.ts";
+import { createdTimestamp } from "../created.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { openSource, parseLocation } from "../sources.ts";
@@ -57,20 +58,6 @@ function parseAnnotations(pairs: readonly string[]): Record<string, string> {
     annotations[pair.slice(0, equals)] = pair.slice(equals + 1);
   }
   return annotations;
-}
-
-/**
- * RFC 3339 in whole seconds, as oras writes it; `$SOURCE_DATE_EPOCH` (reproducible-builds.org)
- * fixes it so that the same files give the same artifact digest.
- */
-function createdTimestamp(context: CliContext): string {
-  const epoch = context.env["SOURCE_DATE_EPOCH"];
-  let milliseconds = Date.now();
-  if (epoch !== undefined && epoch !== "") {
-    if (!/^\d{1,12}$/.test(epoch)) throw new OcibootError("USAGE", `Cannot use SOURCE_DATE_EPOCH=${epoch}: expected whole seconds since 1970`);
-    milliseconds = Number(epoch) * 1000;
-  }
-  return new Date(milliseconds).toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
 function collect(value: string, previous: string[]): string[] {
