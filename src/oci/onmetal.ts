@@ -24,18 +24,21 @@ export function encodeOnmetalManifest(config: Descriptor, layers: readonly Descr
 
 /**
  * A manifest in the same Go encoding with a `mediaType` field after `schemaVersion`, as image-spec
- * v1.1 structs (ironcore-image) place it; optional annotations, keys sorted as Go sorts map keys.
+ * v1.1 structs (ironcore-image) place it; optional `subject` (media type, digest and size only)
+ * and annotations, keys sorted as Go sorts map keys.
  */
 export function encodeGoManifest(
   mediaType: string,
   config: Descriptor,
   layers: readonly Descriptor[],
   annotations?: Record<string, string>,
+  subject?: Descriptor,
 ): Uint8Array {
   const annotationPart = annotations && Object.keys(annotations).length > 0 ? `,"annotations":${goStringMap(annotations)}` : "";
+  const subjectPart = subject ? `,"subject":${goDescriptor({ mediaType: subject.mediaType, digest: subject.digest, size: subject.size })}` : "";
   const body =
     `{"schemaVersion":2,"mediaType":${goJsonString(mediaType)},"config":${goDescriptor(config)},` +
-    `"layers":[${layers.map(goDescriptor).join(",")}]${annotationPart}}`;
+    `"layers":[${layers.map(goDescriptor).join(",")}]${subjectPart}${annotationPart}}`;
   return new TextEncoder().encode(body);
 }
 
