@@ -17,6 +17,7 @@ import { tagCommand } from "./tag.ts";
 import { urlCommand } from "./url.ts";
 import { attachCommand } from "./attach.ts";
 import { discoverCommand } from "./discover.ts";
+import { infoImageCommand } from "./info-image.ts";
 
 /** Every command's factory; one file per command. */
 export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, any>> = [
@@ -37,4 +38,5 @@ export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, 
   logoutCommand,
   attachCommand,
   discoverCommand,
+  infoImageCommand,
 ];
