@@ -1,4 +1,6 @@
 import { type ArchiveWriterOptions, OciArchiveWriter } from "../content/archive-writer.ts";
+import { refNameOf } from "../content/layout-index.ts";
+import type { OciLayoutStore } from "../content/layout.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { copyImage, type CopyImageOptions, type CopyImageResult } from "./copy-image.ts";
 import { resumingReads } from "./resuming-source.ts";
@@ -27,6 +29,31 @@ export async function exportArchive(source: ReadableStore, reference: string, pa
     const result = await copyImage(resuming, reference, writer, { ...copyOptions, concurrency: 1, attempts: 1 });
     await writer.commit();
     return result;
+  } catch (error) {
+    await writer.abort();
+    throw error;
+  }
+}
+
+/**
+ * Writes a whole layout into an archive: every index.json entry, tagged or untagged (referrers
+ * among them), in the store's order, with everything it reaches, so that importing the archive
+ * gives the same listing. Verified, `FILE.partial` and commit as {@link exportArchive}.
+ */
+export async function exportLayout(store: OciLayoutStore, path: string, options: ArchiveWriterOptions & { signal?: AbortSignal } = {}): Promise<void> {
+  const { signal, ...writerOptions } = options;
+  const writer = await OciArchiveWriter.create(path, writerOptions);
+  try {
+    for (const entry of await store.entries()) {
+      const name = refNameOf(entry);
+      await copyImage(store, entry.digest, writer, {
+        concurrency: 1,
+        attempts: 1,
+        ...(signal !== undefined ? { signal } : {}),
+        ...(name !== undefined ? { targetReference: name } : {}),
+      });
+    }
+    await writer.commit();
   } catch (error) {
     await writer.abort();
     throw error;

@@ -5,7 +5,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { OciLayoutStore } from "../../src/content/layout.ts";
 import { MemoryStore } from "../../src/content/memory.ts";
 import type { Descriptor } from "../../src/oci/descriptor.ts";
-import { exportArchive } from "../../src/ops/export.ts";
+import { copyImage } from "../../src/ops/copy-image.ts";
+import { exportArchive, exportLayout } from "../../src/ops/export.ts";
 import { importArchive } from "../../src/ops/import.ts";
 import { closeRegistryConnections, openRepository, type RegistryOptions } from "../../src/registry/repository.ts";
 import { makeBootImage, publishWithSkopeo, REF_NAME_ANNOTATION, writeOciLayout, type ManifestSpec } from "../harness/images.ts";
@@ -136,5 +137,25 @@ describe("exportArchive", () => {
       expect(Buffer.from(await store.readBlob(images[0] as Descriptor))).toEqual(manifest?.bytes);
       expect((await readFile(archive)).subarray(0, 6).toString("hex")).toBe("fd377a585a00");
     });
+  });
+});
+
+describe("exportLayout", () => {
+  it("archives every index.json entry of a store, tagged, untagged and referrers alike, so an import lists the same", async () => {
+    const first = bootImage("first");
+    const written = await writeOciLayout(join(sandbox, "source"), { manifests: [{ ...first, tag: "ghcr.io/org/os:1" }, { ...bootImage("second"), untaggedEntry: true }] });
+    const subject = written.manifests[0]?.descriptor;
+    if (subject === undefined) throw new Error("no manifest written");
+    const store = new OciLayoutStore(written.directory);
+    await writeOciLayout(join(sandbox, "artifact"), { manifests: [buildLog(subject)] }).then(async (artifact) => {
+      const artifactStore = new OciLayoutStore(artifact.directory);
+      for (const entry of await artifactStore.entries()) await copyImage(artifactStore, entry.digest, store);
+    });
+    const archive = join(sandbox, "store.oci.tar.gz");
+    await exportLayout(store, archive, { folder: "onmetal" });
+    const { store: imported } = await importInto(archive);
+    const plain = (entries: Descriptor[]) => entries.map((entry) => [entry.digest, entry.annotations?.[REF_NAME_ANNOTATION] ?? null]);
+    expect(plain(await imported.entries())).toEqual(plain(await store.entries()));
+    expect((await imported.referrers(subject)).map((referrer) => referrer.artifactType)).toEqual(["build/log"]);
   });
 });
