@@ -1,5 +1,4 @@
 import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { OciLayoutStore } from "../content/layout.ts";
@@ -14,7 +13,7 @@ import { importArchive } from "../ops/import.ts";
 import { parseReference, referenceTarget } from "../oci/reference.ts";
 import type { CliContext } from "./context.ts";
 import type { GlobalOptions } from "./global-options.ts";
-import { resolvePath } from "./paths.ts";
+import { resolvePath, temporaryBase } from "./paths.ts";
 import { loadRegistryClient } from "./registry-loader.ts";
 import { registryOptionsFrom } from "./registry-options.ts";
 
@@ -84,8 +83,7 @@ export async function openSource(text: string, global: GlobalOptions, context: C
  * way in), which is removed again on close. `$OCIBOOT_TMPDIR` or `$TMPDIR` says where it goes.
  */
 export async function openArchive(path: string, context: CliContext): Promise<{ store: OciLayoutStore; close(): Promise<void> }> {
-  const base = context.env["OCIBOOT_TMPDIR"] ?? context.env["TMPDIR"] ?? tmpdir();
-  const directory = await mkdtemp(join(base, "ociboot-archive-"));
+  const directory = await mkdtemp(join(temporaryBase(context), "ociboot-archive-"));
   const close = () => rm(directory, { recursive: true, force: true });
   try {
     const store = new OciLayoutStore(directory);
