@@ -18,6 +18,7 @@ import { urlCommand } from "./url.ts";
 import { attachCommand } from "./attach.ts";
 import { discoverCommand } from "./discover.ts";
 import { infoImageCommand } from "./info-image.ts";
+import { packCommand } from "./pack.ts";
 
 /** Every command's factory; one file per command. */
 export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, any>> = [
@@ -39,4 +40,5 @@ export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, 
   attachCommand,
   discoverCommand,
   infoImageCommand,
+  packCommand,
 ];

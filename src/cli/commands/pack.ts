@@ -1,0 +1,55 @@
+import { Command } from "@commander-js/extra-typings";
+import { parsePlatform } from "../../oci/platform.ts";
+import { packBuild, type PackOptions } from "../../ops/pack.ts";
+import type { CliContext } from "../context.ts";
+import { sourceDateEpochTimestamp } from "../created.ts";
+import { resolvePath, temporaryBase } from "../paths.ts";
+import { defaultPlatform } from "../sources.ts";
+
+/** `ociboot pack`: the Garden Linux `_oci` feature, from a build folder to `<name>.oci.tar.xz`. */
+export function packCommand(context: CliContext) {
+  return new Command("pack")
+    .description(
+      "pack a Garden Linux build folder into an OCI archive with an onmetal/ store: the onmetal boot image, " +
+        "an info container image (os-release, build log, package manifest) and the three build files attached as referrers",
+    )
+    .requiredOption("--from-build <dir>", "build folder holding <NAME>.vmlinuz, .initrd, .rootfs|.squashfs|.tar, .os-release, .manifest, .log (and .cmdline)")
+    .requiredOption("--name <name>", "the build's file name prefix, e.g. metal-gardener_prod-amd64-1592.1")
+    .requiredOption("-o, --output <file>", "archive to write: .tar.xz (needs xz), .tar.gz or .tar")
+    .option("--tag <ref>", "also tag the boot image (it is always listed untagged, as onmetal-image builds it)")
+    .option("--info-tag <ref>", "tag of the info image (default: the --tag tag with -info appended, else localhost/build-info:<NAME>)")
+    .option("--command-line <text>", "kernel command line when the folder has no <NAME>.cmdline")
+    .option("--rootfs-file <file>", "the rootfs, instead of <NAME>.rootfs, .squashfs or .tar (first found)")
+    .option("--platform <os/arch[/variant]>", "os and architecture of the info image (default: this machine's, linux)")
+    .addHelpText(
+      "after",
+      "\n$SOURCE_DATE_EPOCH dates the info image and the attached files; without it neither is dated and the same build gives the same archive.\n\n" +
+        "Example:\n  ociboot pack --from-build .build --name metal-gardener_prod-amd64-1592.1 -o .build/metal-gardener_prod-amd64-1592.1.oci.tar.xz\n" +
+        "  ociboot --store-path ./onmetal import .build/metal-gardener_prod-amd64-1592.1.oci.tar.xz && ociboot --store-path ./onmetal list",
+    )
+    .action(async (options) => {
+      const output = resolvePath(context, options.output);
+      const packOptions: PackOptions = {
+        name: options.name,
+        output,
+        temporaryDirectory: temporaryBase(context),
+        platform: options.platform === undefined ? defaultPlatform() : parsePlatform(options.platform),
+        signal: context.signal,
+      };
+      if (options.tag !== undefined) packOptions.tag = options.tag;
+      if (options.infoTag !== undefined) packOptions.infoTag = options.infoTag;
+      if (options.commandLine !== undefined) packOptions.commandLine = options.commandLine;
+      if (options.rootfsFile !== undefined) packOptions.rootfsFile = resolvePath(context, options.rootfsFile);
+      const created = sourceDateEpochTimestamp(context);
+      if (created !== undefined) packOptions.created = created;
+      const result = await packBuild(resolvePath(context, options.fromBuild), packOptions);
+      const hex = (digest: string) => digest.slice(digest.indexOf(":") + 1);
+      const boot = result.bootReference === undefined ? hex(result.bootImage.digest) : `${result.bootReference} ${hex(result.bootImage.digest)}`;
+      context.stdout.write(
+        `Successfully packed ${output}\n` +
+          `  boot image  ${boot}\n` +
+          `  info image  ${result.infoReference} ${hex(result.infoImage.digest)}\n` +
+          result.referrers.map((referrer) => `  referrer    ${referrer.artifactType ?? referrer.mediaType} ${hex(referrer.digest)}\n`).join(""),
+      );
+    });
+}
