@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runOk } from "../harness/commands.ts";
 import { pullWithPodman, unpackWithUmoci } from "../harness/container-tools.ts";
 import { startRegistry, type RunningRegistry } from "../harness/registry.ts";
-import { ociboot } from "./ociboot-binary.ts";
+import { ociboot, ocibootUnderDeno } from "./ociboot-binary.ts";
 
 const OS_RELEASE = 'NAME="Garden Linux"\nVERSION="1592.1"\nID=gardenlinux\n';
 const LOG = "I: Configuring package\n".repeat(50_000);
@@ -52,6 +52,14 @@ describe("ociboot info-image", () => {
     const again = await infoImage(join(work, "other-store"), reference, ["--platform", "linux/amd64"]);
     expect(again.stdout).toBe(`Successfully built ${reference} ${digest.slice("sha256:".length)}\n`);
   });
+
+  it("writes the same tar, so the same config and diff_id, from the sources under Deno (whose gzip bytes differ)", async () => {
+    const args = ["info-image", "--os-release", "metal.os-release", "--build-log", "metal.log", "--package-manifest", "metal.manifest", "--tag", reference, "--platform", "linux/amd64"];
+    const underDeno = await ocibootUnderDeno(["--store-path", join(work, "deno-store"), ...args], { cwd: work });
+    expect(underDeno.code, underDeno.stderr).toBe(0);
+    const configOf = async (store: string) => (JSON.parse((await ociboot(["--store-path", store, "inspect", reference])).stdout) as { manifest: { config: unknown } }).manifest.config;
+    expect(await configOf(join(work, "deno-store"))).toEqual(await configOf(join(work, "store")));
+  }, 60_000);
 
   it("pushes a real container image: plain skopeo inspect reads its os, architecture and labels", async () => {
     const inspected = JSON.parse((await runOk("skopeo", ["inspect", "--tls-verify=false", "--no-creds", `docker://${reference}`])).stdout) as Record<string, unknown>;
