@@ -44,18 +44,23 @@ export async function exportLayout(store: OciLayoutStore, path: string, options:
   const { signal, ...writerOptions } = options;
   const writer = await OciArchiveWriter.create(path, writerOptions);
   try {
-    for (const entry of await store.entries()) {
-      const name = refNameOf(entry);
-      await copyImage(store, entry.digest, writer, {
-        concurrency: 1,
-        attempts: 1,
-        ...(signal !== undefined ? { signal } : {}),
-        ...(name !== undefined ? { targetReference: name } : {}),
-      });
-    }
+    await copyLayoutInto(store, writer, signal);
     await writer.commit();
   } catch (error) {
     await writer.abort();
     throw error;
+  }
+}
+
+/** Copies every index.json entry of a layout, with its name if it has one, into an archive being written. */
+export async function copyLayoutInto(store: OciLayoutStore, writer: OciArchiveWriter, signal?: AbortSignal): Promise<void> {
+  for (const entry of await store.entries()) {
+    const name = refNameOf(entry);
+    await copyImage(store, entry.digest, writer, {
+      concurrency: 1,
+      attempts: 1,
+      ...(signal !== undefined ? { signal } : {}),
+      ...(name !== undefined ? { targetReference: name } : {}),
+    });
   }
 }

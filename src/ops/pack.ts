@@ -1,12 +1,13 @@
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { errorCode, errorMessage, readBoundedFile } from "../content/fs-util.ts";
+import { OciArchiveWriter } from "../content/archive-writer.ts";
 import { OciLayoutStore } from "../content/layout.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor, Platform } from "../oci/descriptor.ts";
 import { formatReference, parseReference } from "../oci/reference.ts";
 import { buildImage } from "./build.ts";
-import { exportLayout } from "./export.ts";
+import { copyLayoutInto } from "./export.ts";
 import { buildInfoImage, type InfoImageOptions } from "./info-image.ts";
 import { attachFiles, type AttachOptions } from "./referrers.ts";
 import { normalizeTagName } from "./store-ops.ts";
@@ -101,31 +102,52 @@ export async function packBuild(folder: string, options: PackOptions): Promise<P
   const commandLine = await commandLineOf(files, options);
   const bootTag = options.tag === undefined ? undefined : normalizeTagName(options.tag);
   const infoTag = infoReferenceOf(options, bootTag);
-  const directory = await mkdtemp(join(options.temporaryDirectory, "ociboot-pack-"));
+  // Opened first, so that a missing xz or a FILE.partial left behind fails before minutes of building.
+  const writer = await OciArchiveWriter.create(options.output, { folder: "onmetal" });
+  let directory: string | undefined;
   try {
+    directory = await mkdtemp(join(options.temporaryDirectory, "ociboot-pack-"));
     const store = new OciLayoutStore(directory);
-    const signal = options.signal !== undefined ? { signal: options.signal } : {};
-    const boot = await buildImage(
-      store,
-      { kernel: files.kernel, initramfs: files.initramfs, rootfs: files.rootfs },
-      { format: "onmetal", ...signal, ...(commandLine !== undefined ? { commandLine } : {}), ...(bootTag !== undefined ? { tag: bootTag } : {}) },
-    );
-    const infoOptions: InfoImageOptions = { tag: infoTag, platform: options.platform, subject: boot.descriptor, ...signal };
-    if (options.created !== undefined) infoOptions.created = options.created;
-    const info = await buildInfoImage(store, files, infoOptions);
-    const referrers: Descriptor[] = [];
-    for (const [kind, artifactType] of ATTACHED) {
-      const attachOptions: AttachOptions = { artifactType, ...signal };
-      if (options.created !== undefined) attachOptions.created = options.created;
-      referrers.push((await attachFiles(store, boot.descriptor.digest, [files[kind]], attachOptions)).artifact);
-    }
-    await exportLayout(store, options.output, { folder: "onmetal", ...signal });
-    const result: PackResult = { bootImage: boot.descriptor, infoImage: info.descriptor, infoReference: info.reference, referrers };
-    if (boot.reference !== undefined) result.bootReference = boot.reference;
+    const result = await buildInto(store, files, { ...options, commandLine, bootTag, infoTag });
+    await copyLayoutInto(store, writer, options.signal);
+    await writer.commit();
     return result;
+  } catch (error) {
+    await writer.abort();
+    throw error;
   } finally {
-    await rm(directory, { recursive: true, force: true });
+    if (directory !== undefined) await rm(directory, { recursive: true, force: true });
   }
+}
+
+/** The options with the command line read and the tags decided. */
+type ResolvedPackOptions = Omit<PackOptions, "commandLine"> & { commandLine: string | undefined; bootTag: string | undefined; infoTag: string };
+
+/** The boot image, the info image referring to it and the three attachments, into one store. */
+async function buildInto(store: OciLayoutStore, files: BuildFolderFiles, options: ResolvedPackOptions): Promise<PackResult> {
+  const signal = options.signal !== undefined ? { signal: options.signal } : {};
+  const boot = await buildImage(
+    store,
+    { kernel: files.kernel, initramfs: files.initramfs, rootfs: files.rootfs },
+    {
+      format: "onmetal",
+      ...signal,
+      ...(options.commandLine !== undefined ? { commandLine: options.commandLine } : {}),
+      ...(options.bootTag !== undefined ? { tag: options.bootTag } : {}),
+    },
+  );
+  const infoOptions: InfoImageOptions = { tag: options.infoTag, platform: options.platform, subject: boot.descriptor, ...signal };
+  if (options.created !== undefined) infoOptions.created = options.created;
+  const info = await buildInfoImage(store, files, infoOptions);
+  const referrers: Descriptor[] = [];
+  for (const [kind, artifactType] of ATTACHED) {
+    const attachOptions: AttachOptions = { artifactType, ...signal };
+    if (options.created !== undefined) attachOptions.created = options.created;
+    referrers.push((await attachFiles(store, boot.descriptor.digest, [files[kind]], attachOptions)).artifact);
+  }
+  const result: PackResult = { bootImage: boot.descriptor, infoImage: info.descriptor, infoReference: info.reference, referrers };
+  if (boot.reference !== undefined) result.bootReference = boot.reference;
+  return result;
 }
 
 function checkName(name: string): void {

@@ -67,6 +67,13 @@ describe("packBuild", () => {
     expect(await readdir(temporary)).toEqual([]);
   });
 
+  it("fails before building when FILE.partial exists (another pack writes it), and leaves that file alone", async () => {
+    await writeFile(join(work, "out.oci.tar.gz.partial"), "someone else's");
+    await expect(packBuild(build, options())).rejects.toMatchObject({ code: "LOCAL_IO", message: expect.stringContaining("out.oci.tar.gz.partial exists") });
+    expect(await readdir(temporary)).toEqual([]);
+    expect((await readdir(work)).sort()).toEqual(["build", "out.oci.tar.gz.partial", "tmp"]);
+  });
+
   it("refuses a name that is not a plain file name prefix", async () => {
     await expect(packBuild(build, options({ name: "../etc/passwd" }))).rejects.toMatchObject({ code: "USAGE" });
   });
