@@ -1,7 +1,9 @@
 import { createHash } from "node:crypto";
-import { readFile, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { readFile, mkdtemp, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { gunzipSync } from "node:zlib";
 import tarStream from "tar-stream";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -9,6 +11,8 @@ import { OciLayoutStore } from "../../src/content/layout.ts";
 import { buildInfoImage, type InfoImageFiles } from "../../src/ops/info-image.ts";
 import { parseOsRelease } from "../../src/ops/os-release.ts";
 
+const exec = promisify(execFile);
+const DENO = join(process.cwd(), "node_modules", ".bin", "deno");
 let work: string;
 let files: InfoImageFiles;
 const OS_RELEASE = 'NAME="Garden Linux"\nVERSION="1592.1 (today)"\nID=gardenlinux\n';
@@ -116,6 +120,16 @@ describe("buildInfoImage", () => {
     expect(manifest.subject).toEqual(subject);
     expect((await store.referrers(subject)).map((referrer) => referrer.digest)).toEqual([described.descriptor.digest]);
   });
+
+  it("streams a large build log: peak memory stays far below its size", async () => {
+    await truncate(files.buildLog, 384 * 1024 * 1024);
+    const helper = join("test", "ops", "helpers", "info-image-peak-memory.ts");
+    const { stdout } = await exec(DENO, ["run", "-A", helper, join(work, "store"), files.osRelease, files.buildLog, files.packageManifest]);
+    const { peakKiB, layerSize } = JSON.parse(stdout) as { peakKiB: number; layerSize: number };
+    expect(peakKiB).toBeGreaterThan(0);
+    expect(peakKiB * 1024).toBeLessThan(200 * 1024 * 1024);
+    expect(layerSize).toBeLessThan(2 * 1024 * 1024);
+  }, 120_000);
 
   it("refuses a missing file by name before writing anything", async () => {
     const store = new OciLayoutStore(join(work, "store"));
