@@ -1,12 +1,14 @@
 import { randomBytes } from "node:crypto";
-import { access, mkdtemp, readFile, readdir, rm, unlink, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { access, mkdtemp, readFile, readdir, rm, stat, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runOk } from "../harness/commands.ts";
 import { pullWithPodman } from "../harness/container-tools.ts";
+import { trackChild } from "../harness/processes.ts";
 import { startRegistry, type RunningRegistry } from "../harness/registry.ts";
-import { ociboot } from "./ociboot-binary.ts";
+import { OCIBOOT_BINARY, ociboot } from "./ociboot-binary.ts";
 
 const NAME = "metal-gardener_prod-amd64-1592.1-0123abcd";
 const COMMAND_LINE = "console=ttyS0,115200 root=LABEL=ROOT <quiet> & more";
@@ -146,4 +148,31 @@ describe("ociboot pack", () => {
     expect(await exists(`${output}.partial`)).toBe(false);
     expect((await readdir(work)).filter((name) => name.startsWith("missing"))).toEqual([]);
   });
+  it("leaves neither FILE nor FILE.partial nor its temporary store when interrupted (Ctrl-C) while archiving", async () => {
+    const big = join(work, "big.rootfs");
+    await writeFile(big, randomBytes(64 * 1024 * 1024));
+    const out = join(work, "interrupted");
+    const temporary = join(work, "interrupted-tmp");
+    await runOk("mkdir", ["-p", out, temporary]);
+    const partial = join(out, "big.oci.tar.xz.partial");
+    // xz takes random bytes at a few MB/s: the pack is still inside the rootfs when the signal comes.
+    const child = spawn(OCIBOOT_BINARY, ["pack", "--from-build", build, "--name", NAME, "--rootfs-file", big, "-o", join(out, "big.oci.tar.xz")], {
+      env: { ...process.env, HOME: "/nonexistent", OCIBOOT_TMPDIR: temporary },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    trackChild(child);
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString("utf8")));
+    let running = true;
+    const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code))).finally(() => (running = false));
+    for (let waited = 0; ((await stat(partial).catch(() => undefined))?.size ?? 0) < 1024 * 1024; waited += 20) {
+      if (!running || waited > 60_000) throw new Error(`the pack never got going: ${stderr}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    child.kill("SIGINT");
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/Interrupted/);
+    expect(await readdir(out)).toEqual([]);
+    expect(await readdir(temporary)).toEqual([]);
+  }, 120_000);
 });
