@@ -1,13 +1,11 @@
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Descriptor } from "../../src/oci/descriptor.ts";
 import { closeRegistryConnections, openRepository } from "../../src/registry/repository.ts";
-import { runOk } from "../harness/commands.ts";
-import { trackChild } from "../harness/processes.ts";
+import { interruptOnceWriting, runOk } from "../harness/commands.ts";
 import {
   describeBytes,
   encodeManifest,
@@ -181,18 +179,12 @@ describe("ociboot copy", () => {
     await mkdir(out);
     const partial = join(out, "big.oci.tar.gz.partial");
     // gzip of random bytes runs at tens of MB/s: the copy is still inside the rootfs when the signal comes.
-    const child = spawn(OCIBOOT_BINARY, ["copy", reference, `oci-archive:${join(out, "big.oci.tar.gz")}`, "--quiet"], { env: { ...process.env, HOME: "/nonexistent" }, stdio: ["ignore", "ignore", "pipe"] });
-    trackChild(child);
-    let stderr = "";
-    child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString("utf8")));
-    let running = true;
-    const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code))).finally(() => (running = false));
-    for (let waited = 0; ((await stat(partial).catch(() => undefined))?.size ?? 0) < 4 * 1024 * 1024; waited += 20) {
-      if (!running || waited > 30_000) throw new Error(`the copy never got going: ${stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    child.kill("SIGINT");
-    expect(await exited).toBe(130);
+    const { code, stderr } = await interruptOnceWriting(OCIBOOT_BINARY, ["copy", reference, `oci-archive:${join(out, "big.oci.tar.gz")}`, "--quiet"], {
+      env: { ...process.env, HOME: "/nonexistent" },
+      path: partial,
+      minBytes: 4 * 1024 * 1024,
+    });
+    expect(code).toBe(130);
     expect(stderr).toMatch(/Interrupted/);
     expect(await readdir(out)).toEqual([]);
   });

@@ -1,12 +1,10 @@
 import { randomBytes } from "node:crypto";
-import { spawn } from "node:child_process";
-import { access, mkdtemp, readFile, readdir, rm, stat, unlink, writeFile } from "node:fs/promises";
+import { access, mkdtemp, readFile, readdir, rm, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runOk } from "../harness/commands.ts";
+import { interruptOnceWriting, runOk } from "../harness/commands.ts";
 import { pullWithPodman } from "../harness/container-tools.ts";
-import { trackChild } from "../harness/processes.ts";
 import { startRegistry, type RunningRegistry } from "../harness/registry.ts";
 import { OCIBOOT_BINARY, ociboot } from "./ociboot-binary.ts";
 
@@ -156,21 +154,13 @@ describe("ociboot pack", () => {
     await runOk("mkdir", ["-p", out, temporary]);
     const partial = join(out, "big.oci.tar.xz.partial");
     // xz takes random bytes at a few MB/s: the pack is still inside the rootfs when the signal comes.
-    const child = spawn(OCIBOOT_BINARY, ["pack", "--from-build", build, "--name", NAME, "--rootfs-file", big, "-o", join(out, "big.oci.tar.xz")], {
+    const { code, stderr } = await interruptOnceWriting(OCIBOOT_BINARY, ["pack", "--from-build", build, "--name", NAME, "--rootfs-file", big, "-o", join(out, "big.oci.tar.xz")], {
       env: { ...process.env, HOME: "/nonexistent", OCIBOOT_TMPDIR: temporary },
-      stdio: ["ignore", "ignore", "pipe"],
+      path: partial,
+      minBytes: 1024 * 1024,
+      timeoutMs: 60_000,
     });
-    trackChild(child);
-    let stderr = "";
-    child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString("utf8")));
-    let running = true;
-    const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code))).finally(() => (running = false));
-    for (let waited = 0; ((await stat(partial).catch(() => undefined))?.size ?? 0) < 1024 * 1024; waited += 20) {
-      if (!running || waited > 60_000) throw new Error(`the pack never got going: ${stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    child.kill("SIGINT");
-    expect(await exited).toBe(130);
+    expect(code).toBe(130);
     expect(stderr).toMatch(/Interrupted/);
     expect(await readdir(out)).toEqual([]);
     expect(await readdir(temporary)).toEqual([]);

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { stat } from "node:fs/promises";
 import { terminate, trackChild } from "./processes.ts";
 
 export interface RunOptions {
@@ -97,4 +98,28 @@ export async function runOk(command: string, args: readonly string[], options: R
 
 function tail(text: string, maxChars = 4_000): string {
   return text.length > maxChars ? `…${text.slice(-maxChars)}` : text;
+}
+
+/**
+ * Starts a command, waits until `path` has grown to `minBytes` (the command is busy writing it),
+ * then sends SIGINT as Ctrl-C would, and returns how the command ended. Rejects if the command
+ * ends, or `path` stays small, before the signal could be sent.
+ */
+export async function interruptOnceWriting(
+  command: string,
+  args: readonly string[],
+  options: { env: NodeJS.ProcessEnv; path: string; minBytes: number; timeoutMs?: number },
+): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(command, args, { env: options.env, stdio: ["ignore", "ignore", "pipe"] });
+  trackChild(child);
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString("utf8")));
+  let running = true;
+  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code))).finally(() => (running = false));
+  for (let waited = 0; ((await stat(options.path).catch(() => undefined))?.size ?? 0) < options.minBytes; waited += 20) {
+    if (!running || waited > (options.timeoutMs ?? 30_000)) throw new Error(`${command} never got going: ${stderr}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  child.kill("SIGINT");
+  return { code: await exited, stderr };
 }
