@@ -200,7 +200,11 @@ async function commandLineOf(files: BuildFolderFiles, options: PackOptions): Pro
 }
 
 function infoReferenceOf(options: PackOptions, bootTag: string | undefined): string {
-  if (options.infoTag !== undefined) return normalizeTagName(options.infoTag);
+  if (options.infoTag !== undefined) {
+    const infoTag = normalizeTagName(options.infoTag);
+    if (infoTag === bootTag) throw new OcibootError("USAGE", `Cannot tag both images ${infoTag}: give the info image another --info-tag`);
+    return infoTag;
+  }
   if (bootTag !== undefined) {
     const reference = parseReference(bootTag);
     return normalizeTagName(formatReference({ ...reference, tag: `${reference.tag ?? "latest"}-info` }));

@@ -74,6 +74,10 @@ describe("packBuild", () => {
     expect((await readdir(work)).sort()).toEqual(["build", "out.oci.tar.gz.partial", "tmp"]);
   });
 
+  it("refuses one tag for both images", async () => {
+    await expect(packBuild(build, options({ tag: "ghcr.io/me/os:1", infoTag: "ghcr.io/me/os:1" }))).rejects.toMatchObject({ code: "USAGE", message: expect.stringContaining("another --info-tag") });
+  });
+
   it("refuses a name that is not a plain file name prefix", async () => {
     await expect(packBuild(build, options({ name: "../etc/passwd" }))).rejects.toMatchObject({ code: "USAGE" });
   });
