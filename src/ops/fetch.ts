@@ -75,20 +75,20 @@ export async function fetchBootImage(
   const plan = planBootFiles(resolved.manifest);
   const wanted = options.roles ? new Set<Role>(options.roles) : undefined;
 
-  let commandLine: string | undefined;
-  let commandLineBytes: Uint8Array | undefined;
-  if (plan.commandLineFrom === "config" && (!wanted || wanted.has("cmdline"))) {
-    const config = parseBootConfig(await readConfigBytes(store, resolved.manifest.config, options.signal));
-    commandLine = config.commandLine;
-    if (commandLine !== undefined) commandLineBytes = new TextEncoder().encode(`${commandLine}\n`);
-  }
+  // The config (for the command line) is read while the blobs download: one round trip less.
+  const wantsConfigCommandLine = plan.commandLineFrom === "config" && (!wanted || wanted.has("cmdline"));
+  const commandLineRead = wantsConfigCommandLine
+    ? readConfigBytes(store, resolved.manifest.config, options.signal).then((bytes) => parseBootConfig(bytes).commandLine)
+    : Promise.resolve(undefined);
+  commandLineRead.catch(() => undefined);
 
   const blobs = plan.files
     .filter((file) => !wanted || (file.role !== undefined && wanted.has(file.role)))
     .map((file) => ({ ...file, name: file.role ? nameFor(file.role, options.fileNames) : file.name }));
   if (wanted) {
     const present = new Set<Role>(blobs.flatMap((file) => (file.role ? [file.role] : [])));
-    if (commandLineBytes) present.add("cmdline");
+    // Asked for by name, the command line must exist before anything is downloaded.
+    if (wanted.has("cmdline") && (await commandLineRead) !== undefined) present.add("cmdline");
     const missing = [...wanted].filter((role) => !present.has(role));
     if (missing.length > 0) {
       throw new OcibootError("NOT_FOUND", `Cannot fetch ${missing.join(", ")} from ${reference}: the image has no such layer`, {
@@ -96,9 +96,11 @@ export async function fetchBootImage(
       });
     }
   }
-  assertDistinctNames([...blobs.map((file) => file.name), ...(commandLineBytes ? [nameFor("cmdline", options.fileNames)] : [])]);
+  assertDistinctNames([...blobs.map((file) => file.name), ...(wantsConfigCommandLine ? [nameFor("cmdline", options.fileNames)] : [])]);
 
   await ensureDirectory(outputDir);
+  const manifestWritten = writeFileAtomically(join(outputDir, MANIFEST_FILE_NAME), resolved.bytes);
+  manifestWritten.catch(() => undefined);
   options.progress?.planned(blobs.map((file) => ({ name: file.name, size: file.descriptor.size })));
   let transferred = 0;
   const fetched = await runBounded(blobs, options.concurrency ?? 3, async (file) => {
@@ -112,18 +114,19 @@ export async function fetchBootImage(
     return fetchedFile(file.role, file.name, path, file.descriptor, result.status);
   });
 
-  if (commandLineBytes) {
+  const commandLine = await commandLineRead;
+  const writes: Array<Promise<void>> = [manifestWritten];
+  if (commandLine !== undefined) {
+    const bytes = new TextEncoder().encode(`${commandLine}\n`);
     const name = nameFor("cmdline", options.fileNames);
     const path = join(outputDir, name);
-    await writeFileAtomically(path, commandLineBytes);
-    fetched.push({ role: "cmdline", name, path, digest: sha256Of(commandLineBytes), size: commandLineBytes.byteLength, status: "written" });
+    writes.push(writeFileAtomically(path, bytes));
+    fetched.push({ role: "cmdline", name, path, digest: sha256Of(bytes), size: bytes.byteLength, status: "written" });
   }
-
-  const manifestPath = join(outputDir, MANIFEST_FILE_NAME);
-  await writeFileAtomically(manifestPath, resolved.bytes);
-  await writeFileAtomically(join(outputDir, CHECKSUM_FILE_NAME), checksumFile(fetched, resolved.descriptor));
+  writes.push(writeFileAtomically(join(outputDir, CHECKSUM_FILE_NAME), checksumFile(fetched, resolved.descriptor)));
   const bootScript = bootScriptFor(fetched);
-  if (bootScript) await writeFileAtomically(join(outputDir, BOOT_SCRIPT_FILE_NAME), bootScript, outputDir, 0o755);
+  if (bootScript) writes.push(writeFileAtomically(join(outputDir, BOOT_SCRIPT_FILE_NAME), bootScript, outputDir, 0o755));
+  await Promise.all(writes);
 
   const report: FetchReport = {
     source: store.description,
