@@ -3,7 +3,7 @@ import { mkdir, open, readdir, rename, stat, unlink, utimes } from "node:fs/prom
 import { join } from "node:path";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
-import { type Digest, isDigest, parseDigest, toDigest } from "../oci/digest.ts";
+import { type Digest, isDigest, parseDigest, sha256DigestOf, toDigest } from "../oci/digest.ts";
 import { referrerDescriptorOf, subjectOf } from "../oci/artifact.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { Annotation, isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
@@ -157,7 +157,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
 
   /** Stores small bytes (a manifest or config) and returns their descriptor. */
   async ingestBytes(bytes: Uint8Array, mediaType: string): Promise<Descriptor> {
-    const digest = toDigest(`sha256:${createHash("sha256").update(bytes).digest("hex")}`);
+    const digest = sha256DigestOf(bytes);
     const descriptor: Descriptor = { mediaType, digest, size: bytes.byteLength };
     await this.push(descriptor, new Blob([bytes]).stream());
     return descriptor;

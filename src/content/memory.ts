@@ -1,7 +1,6 @@
-import { createHash } from "node:crypto";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
-import { isDigest, sha256Digest } from "../oci/digest.ts";
+import { isDigest, sha256DigestOf } from "../oci/digest.ts";
 import type { FetchedContent, FetchOptions, Store, TagLister } from "./store.ts";
 import { readVerified } from "./verify.ts";
 
@@ -13,7 +12,7 @@ export class MemoryStore implements Store, TagLister {
 
   /** Adds bytes (not verified against anything) and returns their descriptor. */
   add(mediaType: string, bytes: Uint8Array, extra: Partial<Descriptor> = {}): Descriptor {
-    const digest = sha256Digest(createHash("sha256").update(bytes).digest("hex"));
+    const digest = sha256DigestOf(bytes);
     this.#blobs.set(digest, bytes);
     return { ...extra, mediaType, digest, size: bytes.byteLength };
   }

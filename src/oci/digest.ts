@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { OcibootError } from "../errors.ts";
 
 export type DigestAlgorithm = "sha256" | "sha512";
@@ -58,6 +59,11 @@ export function isDigest(input: unknown): input is Digest {
 /** Builds a sha256 digest from lowercase hex (as produced by node:crypto). */
 export function sha256Digest(hex: string): Digest {
   return toDigest(`sha256:${hex}`);
+}
+
+/** The sha256 digest of bytes held in memory (manifests, configs, small files). */
+export function sha256DigestOf(bytes: Uint8Array | string): Digest {
+  return sha256Digest(createHash("sha256").update(bytes).digest("hex"));
 }
 
 function truncate(text: string): string {

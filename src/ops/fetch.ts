@@ -1,11 +1,10 @@
-import { createHash } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage, writeFileAtomically } from "../content/fs-util.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor, Platform } from "../oci/descriptor.ts";
-import { parseDigest } from "../oci/digest.ts";
+import { parseDigest, sha256DigestOf } from "../oci/digest.ts";
 import { DEFAULT_FILE_NAMES, parseBootConfig, planBootFiles, safeFileName, type Role } from "../oci/dialects.ts";
 import { downloadBlob, type DownloadStatus } from "./download.ts";
 import { runBounded } from "./pool.ts";
@@ -121,7 +120,7 @@ export async function fetchBootImage(
     const name = nameFor("cmdline", options.fileNames);
     const path = join(outputDir, name);
     writes.push(writeFileAtomically(path, bytes));
-    fetched.push({ role: "cmdline", name, path, digest: sha256Of(bytes), size: bytes.byteLength, status: "written" });
+    fetched.push({ role: "cmdline", name, path, digest: sha256DigestOf(bytes), size: bytes.byteLength, status: "written" });
   }
   writes.push(writeFileAtomically(join(outputDir, CHECKSUM_FILE_NAME), checksumFile(fetched, resolved.descriptor)));
   const bootScript = bootScriptFor(fetched);
@@ -173,10 +172,6 @@ function fetchedFile(role: Role | undefined, name: string, path: string, descrip
   const file: FetchedFile = { name, path, mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size, status };
   if (role) file.role = role;
   return file;
-}
-
-function sha256Of(bytes: Uint8Array): string {
-  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 }
 
 /** `sha256sum -c` format; blobs named by another algorithm are left out rather than hashed twice. */

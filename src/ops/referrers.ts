@@ -5,7 +5,7 @@ import { isIngester, isReferrerLister, type ReadableStore, type Store } from "..
 import { isOcibootError, OcibootError } from "../errors.ts";
 import { EMPTY_DESCRIPTOR, EMPTY_JSON_BYTES, encodeArtifactManifest } from "../oci/artifact.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
-import { isDigest, sha256Digest } from "../oci/digest.ts";
+import { isDigest, sha256Digest, sha256DigestOf } from "../oci/digest.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { Annotation, MediaType } from "../oci/mediatypes.ts";
 import { readManifestBytes } from "./resolve.ts";
@@ -68,7 +68,7 @@ export async function attachFiles(store: Store, reference: string, files: readon
   const annotations: Record<string, string> = { ...options.annotations };
   if (options.created !== undefined && annotations[Annotation.created] === undefined) annotations[Annotation.created] = options.created;
   const bytes = encodeArtifactManifest({ artifactType: options.artifactType, layers, subject, annotations });
-  const manifest: Descriptor = { mediaType: MediaType.ociManifest, digest: sha256Of(bytes), size: bytes.byteLength };
+  const manifest: Descriptor = { mediaType: MediaType.ociManifest, digest: sha256DigestOf(bytes), size: bytes.byteLength };
   await store.push(manifest, new Blob([bytes]).stream(), signal);
 
   const artifact: Descriptor = { ...manifest, artifactType: options.artifactType };
@@ -172,6 +172,3 @@ async function openFile(path: string): Promise<ReadableStream<Uint8Array>> {
   }
 }
 
-function sha256Of(bytes: Uint8Array): Descriptor["digest"] {
-  return sha256Digest(createHash("sha256").update(bytes).digest("hex"));
-}
