@@ -1,6 +1,6 @@
 import { createReadStream } from "node:fs";
 import { open, rm, stat, type FileHandle } from "node:fs/promises";
-import { commitFile, errorMessage } from "../content/fs-util.ts";
+import { commitFile, errorCode, errorMessage } from "../content/fs-util.ts";
 import type { FetchedContent, ReadableStore } from "../content/store.ts";
 import { ContentVerifier } from "../content/verify.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
@@ -112,8 +112,7 @@ async function downloadToPartial(
     try {
       active.finish();
     } catch (error) {
-      await handle.close().catch(() => undefined);
-      await rm(partialPath, { force: true });
+      // Marked so that the caller fetches the blob once more from the start, trusting no prefix.
       if (isOcibootError(error) && resumedFrom > 0) {
         throw new OcibootError(error.code, error.message, { cause: error, details: { ...error.details, resumed: true } });
       }
@@ -321,7 +320,8 @@ async function sizeOf(path: string): Promise<number | undefined> {
     if (!info.isFile()) throw new OcibootError("LOCAL_IO", `Cannot use ${path}: not a regular file`);
     return info.size;
   } catch (error) {
-    if ((error as { code?: string }).code === "ENOENT") return undefined;
-    throw error;
+    if (errorCode(error) === "ENOENT") return undefined;
+    if (error instanceof OcibootError) throw error;
+    throw new OcibootError("LOCAL_IO", `Cannot inspect ${path}: ${errorMessage(error)}`, { cause: error });
   }
 }
