@@ -1,10 +1,12 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { OciLayoutStore } from "../content/layout.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { ContentVerifier } from "../content/verify.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
+import { toDigest } from "../oci/digest.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { Limits } from "../oci/mediatypes.ts";
 import { fileMatches } from "./download.ts";
@@ -72,9 +74,25 @@ export async function verifyDirectory(
 export async function verifyImage(store: ReadableStore, reference: string, signal?: AbortSignal): Promise<VerifyReport> {
   const root = await store.resolve(reference);
   const items: VerifiedItem[] = [];
-  const seen = new Set<string>();
-  await verifyNode(store, root, 0, items, seen, signal);
+  await verifyNode(store, root, 0, items, new Set<string>(), signal);
   return { digest: root.digest, items, ok: items.every((item) => item.ok) };
+}
+
+/**
+ * Checks a whole layout store: every image its index.json names (content shared between images
+ * is checked once), then every other blob file against its own name.
+ */
+export async function verifyLayoutStore(store: OciLayoutStore, signal?: AbortSignal): Promise<VerifyReport> {
+  const items: VerifiedItem[] = [];
+  const seen = new Set<string>();
+  for (const entry of await store.entries()) {
+    await verifyNode(store, await store.resolve(entry.digest), 0, items, seen, signal);
+  }
+  for await (const blob of store.blobs()) {
+    if (seen.has(blob.digest)) continue;
+    items.push(await verifyBlob(store, { mediaType: "application/octet-stream", digest: toDigest(blob.digest), size: blob.size }, signal));
+  }
+  return { digest: "", items, ok: items.every((item) => item.ok) };
 }
 
 async function verifyNode(

@@ -1,8 +1,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { OciLayoutStore } from "../../content/layout.ts";
 import { OcibootError } from "../../errors.ts";
-import { toDigest } from "../../oci/digest.ts";
-import { verifyBlob, verifyDirectory, verifyImage, type VerifyReport } from "../../ops/verify.ts";
+import { verifyDirectory, verifyImage, verifyLayoutStore, type VerifyReport } from "../../ops/verify.ts";
 import type { CliContext } from "../context.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
@@ -29,12 +28,12 @@ export function verifyCommand(context: CliContext) {
       const location = parseLocation(sourceText);
       let report: VerifyReport;
       if (location.kind === "layout" && location.reference === undefined && options.dir === undefined) {
-        report = await verifyWholeLayout(new OciLayoutStore(resolvePath(context, location.path)), context.signal);
+        report = await verifyLayoutStore(new OciLayoutStore(resolvePath(context, location.path)), context.signal);
       } else if (location.kind === "archive" && location.reference === undefined && options.dir === undefined) {
         // Reading the archive verifies every blob in it; then every image it names is checked complete.
         const archive = await openArchive(location.path, context);
         try {
-          report = await verifyWholeLayout(archive.store, context.signal);
+          report = await verifyLayoutStore(archive.store, context.signal);
         } finally {
           await archive.close();
         }
@@ -62,21 +61,6 @@ export function verifyCommand(context: CliContext) {
         });
       }
     });
-}
-
-/** Every image the layout's index names, and every blob file against its own name. */
-async function verifyWholeLayout(store: OciLayoutStore, signal: AbortSignal): Promise<VerifyReport> {
-  const items: VerifyReport["items"] = [];
-  const entries = await store.entries();
-  for (const digest of new Set(entries.map((entry) => entry.digest))) {
-    items.push(...(await verifyImage(store, digest, signal)).items);
-  }
-  const checked = new Set(items.map((item) => item.name));
-  for await (const blob of store.blobs()) {
-    if (checked.has(blob.digest)) continue;
-    items.push(await verifyBlob(store, { mediaType: "application/octet-stream", digest: toDigest(blob.digest), size: blob.size }, signal));
-  }
-  return { digest: "", items, ok: items.every((item) => item.ok) };
 }
 
 function formatVerifyReport(report: VerifyReport, json: boolean, quiet: boolean): string {
