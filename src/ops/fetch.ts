@@ -116,7 +116,7 @@ export async function fetchBootImage(
   const commandLine = await commandLineRead;
   const writes: Array<Promise<void>> = [manifestWritten];
   if (commandLine !== undefined) {
-    const bytes = new TextEncoder().encode(`${commandLine}\n`);
+    const bytes = commandLineFileBytes(commandLine);
     const name = nameFor("cmdline", options.fileNames);
     const path = join(outputDir, name);
     writes.push(writeFileAtomically(path, bytes));
@@ -142,6 +142,11 @@ export async function fetchBootImage(
   if (resolved.descriptor.platform) report.platform = resolved.descriptor.platform;
   if (commandLine !== undefined) report.commandLine = commandLine;
   return report;
+}
+
+/** The `cmdline` file: the config's command line and a newline, so `cat` and `$(cat cmdline)` both read well. */
+export function commandLineFileBytes(commandLine: string): Uint8Array {
+  return new TextEncoder().encode(`${commandLine}\n`);
 }
 
 function selectionOf(options: FetchBootImageOptions): ManifestSelection {

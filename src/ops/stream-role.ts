@@ -2,6 +2,7 @@ import type { ReadableStore } from "../content/store.ts";
 import { verifyContent } from "../content/verify.ts";
 import { OcibootError } from "../errors.ts";
 import { parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
+import { commandLineFileBytes } from "./fetch.ts";
 import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
 
 /**
@@ -23,7 +24,7 @@ export async function streamRole(
     const { commandLine } = parseBootConfig(await readConfigBytes(store, resolved.manifest.config, options.signal));
     if (commandLine !== undefined) {
       const writer = sink.getWriter();
-      await writer.write(new TextEncoder().encode(`${commandLine}\n`));
+      await writer.write(commandLineFileBytes(commandLine));
       await writer.close();
       return;
     }
