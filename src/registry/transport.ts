@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
-import { Agent, type Dispatcher, EnvHttpProxyAgent } from "undici";
+import type { Dispatcher } from "undici";
 import { OcibootError } from "../errors.ts";
 import { Limits } from "../oci/mediatypes.ts";
 import { bulkGet, type BulkGetResponse } from "./bulk-get.ts";
+import { Agent, EnvHttpProxyAgent } from "./undici-core.ts";
 
 /** Bodies a request may carry. Strings and byte arrays can be sent again (retries, redirects); streams only once. */
 export type RequestBody = string | Uint8Array | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
