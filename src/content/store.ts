@@ -32,6 +32,11 @@ export interface FetchedContent {
    * with a chunk may give it back for reuse, and must not read it afterwards.
    */
   release?(chunk: Uint8Array): void;
+  /**
+   * Present when every chunk but the last starts on a memory boundary of this many bytes and is
+   * a multiple of it long: a consumer may write such chunks with direct I/O as they are.
+   */
+  alignment?: number;
 }
 
 export interface WritableStore {

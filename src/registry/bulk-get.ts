@@ -1,12 +1,13 @@
 import { isIP, connect as netConnect, type OnReadOpts, type Socket } from "node:net";
 import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
+import { AlignedBlockPool, DIRECT_IO_ALIGNMENT } from "../aligned-blocks.ts";
 
 /** Large body blocks: the file is written from them in few large writes. */
 const BLOCK_BYTES = 1024 * 1024;
-/** A block with less room than this left is handed on: reads into a small tail would be many and short. */
-const MIN_READ_ROOM = 64 * 1024;
 /** Blocks received but not yet taken by the consumer, before the socket is paused. */
 const MAX_QUEUED_BLOCKS = 2;
+/** Blocks cut from one aligned memory at a time: the queue, what a consumer holds, and one filling. */
+const SLAB_BLOCKS = 8;
 const MAX_HEADER_BYTES = 64 * 1024;
 
 export interface BulkGetRequest {
@@ -28,6 +29,11 @@ export interface BulkGetResponse {
 
 /** A response body read into large blocks. Chunks stay valid until given back with `release`. */
 export interface BulkBody extends AsyncIterable<Buffer> {
+  /**
+   * Set when every chunk but the last starts on a boundary of this many bytes in memory and is a
+   * multiple of it long (whole page-aligned blocks), so the consumer may write it with direct I/O.
+   */
+  readonly alignment: number | undefined;
   /** Discards the rest of the body (closes the connection: it is not reused). */
   dump(): Promise<void>;
   destroy(error?: Error): void;
@@ -37,8 +43,9 @@ export interface BulkBody extends AsyncIterable<Buffer> {
 
 /**
  * One HTTP/1.1 GET on a connection of its own, the body read with `onread` straight into large
- * pooled blocks: no allocation per socket read, and about a thousand chunks per GiB instead of
- * ~16 000 (undici). Measured here, receiving 1 GiB from a local registry took ~0.35 s of CPU this
+ * pooled, page-aligned blocks, each handed on whole: no allocation per socket read, about a
+ * thousand chunks per GiB instead of ~16 000 (undici), and chunks a file can take by direct I/O
+ * without another copy. Measured here, receiving 1 GiB from a local registry took ~0.35 s of CPU this
  * way against ~1.1 s through undici, which copies each socket read into its WebAssembly parser.
  *
  * Resolves to `undefined`, having closed the connection, when the response is not framed by
@@ -56,7 +63,8 @@ interface Waiter {
 class BulkExchange {
   readonly #request: BulkGetRequest;
   #socket: Socket | undefined;
-  #block: Uint8Array = newBlock();
+  readonly #pool = new AlignedBlockPool(BLOCK_BYTES, SLAB_BLOCKS);
+  #block: Uint8Array = this.#pool.take();
   /** Bytes received into `#block`. */
   #fill = 0;
   /** Where the body begins in `#block` (after the header, in the first block). */
@@ -64,8 +72,6 @@ class BulkExchange {
   #bodyRemaining = -1;
   #headerParsed = false;
   readonly #queue: Buffer[] = [];
-  readonly #pool: Uint8Array[] = [];
-  readonly #ours = new WeakSet<ArrayBufferLike>();
   #ended = false;
   #failure: unknown;
   #waiter: Waiter | undefined;
@@ -77,7 +83,6 @@ class BulkExchange {
 
   constructor(request: BulkGetRequest) {
     this.#request = request;
-    this.#ours.add(this.#block.buffer);
   }
 
   start(): Promise<BulkGetResponse | undefined> {
@@ -135,14 +140,26 @@ class BulkExchange {
     if (!this.#headerParsed) {
       if (!this.#parseHeader()) return;
       if (this.#ended) return;
+      this.#moveBodyToBlockStart();
     }
     const body = this.#fill - this.#start;
     if (body >= this.#bodyRemaining) {
       this.#handOn(this.#bodyRemaining);
       this.#finish();
-    } else if (this.#block.byteLength - this.#fill < MIN_READ_ROOM) {
+    } else if (this.#fill === this.#block.byteLength) {
       this.#handOn(body);
     }
+  }
+
+  /** The body bytes that came with the header start a fresh block, so every block is the body's own. */
+  #moveBodyToBlockStart(): void {
+    const first = this.#pool.take();
+    const body = this.#block.subarray(this.#start, this.#fill);
+    first.set(body);
+    this.#pool.give(this.#block);
+    this.#block = first;
+    this.#fill = body.byteLength;
+    this.#start = 0;
   }
 
   /** Parses status line and headers once they are complete; false while more is needed. */
@@ -184,6 +201,7 @@ class BulkExchange {
     this.#start = end + 4;
     this.#bodyRemaining = bodiless ? 0 : Number(length);
     const bodyStream: BulkBody = {
+      alignment: this.#pool.aligned ? DIRECT_IO_ALIGNMENT : undefined,
       [Symbol.asyncIterator]: () => ({
         next: () => this.#next(),
         return: async () => {
@@ -207,7 +225,7 @@ class BulkExchange {
       this.#bodyRemaining -= bodyBytes;
     }
     // Only the last block can hold bytes past the body (ignored: the connection closes).
-    this.#block = this.#adopt(this.#pool.pop() ?? newBlock());
+    this.#block = this.#pool.take();
     this.#start = 0;
     this.#fill = 0;
     if (this.#queue.length >= MAX_QUEUED_BLOCKS && !this.#paused) {
@@ -215,11 +233,6 @@ class BulkExchange {
       this.#socket?.pause();
     }
     this.#wake();
-  }
-
-  #adopt(block: Uint8Array): Uint8Array {
-    this.#ours.add(block.buffer);
-    return block;
   }
 
   #next(): Promise<IteratorResult<Buffer>> {
@@ -246,12 +259,9 @@ class BulkExchange {
   }
 
   #release(chunk: Uint8Array): void {
-    const buffer = chunk.buffer;
-    if (!this.#ours.has(buffer)) return;
     // Every block is kept: their number is bounded by what the consumer holds at most, and a
     // dropped one would linger until the garbage collector notices it.
-    this.#ours.delete(buffer);
-    this.#pool.push(new Uint8Array(buffer));
+    this.#pool.give(chunk);
   }
 
   #finish(): void {
@@ -301,10 +311,6 @@ class BulkExchange {
     clearTimeout(this.#headersTimer);
     this.#request.signal?.removeEventListener("abort", this.#abort);
   }
-}
-
-function newBlock(): Uint8Array {
-  return new Uint8Array(BLOCK_BYTES);
 }
 
 function codedError(code: string, message: string): Error {

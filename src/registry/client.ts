@@ -40,6 +40,8 @@ export interface OpenedBlob {
   close(): void;
   /** Present when the body is read into pooled blocks: gives a consumed chunk's memory back. */
   release?(chunk: Uint8Array): void;
+  /** Present when every chunk but the last is a whole page-aligned block of this many bytes' alignment. */
+  alignment?: number;
 }
 
 /** Blobs from this size on are read with bulk GETs. */
@@ -216,6 +218,7 @@ export class RegistryClient {
     const body = response.body;
     const opened: OpenedBlob = { body: countingBody(body, length, action), offset, length, close: () => body.destroy() };
     if (body.release !== undefined) opened.release = (chunk) => body.release?.(chunk);
+    if (body.alignment !== undefined) opened.alignment = body.alignment;
     return opened;
   }
 

@@ -155,6 +155,7 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
     const opened = await this.openBlob(descriptor, options);
     const content: FetchedContent = { stream: blobStream(opened), offset: opened.offset };
     if (opened.release !== undefined) content.release = (chunk) => opened.release?.(chunk);
+    if (opened.alignment !== undefined) content.alignment = opened.alignment;
     return content;
   }
 

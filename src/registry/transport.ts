@@ -45,6 +45,8 @@ export interface ResponseBody extends AsyncIterable<Buffer> {
   destroy(error?: Error): void;
   /** Present on bulk bodies: hands a chunk's memory back for reuse once it has been consumed. */
   release?(chunk: Uint8Array): void;
+  /** Present on bulk bodies whose chunks are whole page-aligned blocks (see BulkBody). */
+  alignment?: number;
 }
 
 /** Lower-case response headers. */
@@ -344,6 +346,7 @@ export class Transport {
       destroy: (error?: Error) => raw.destroy(error),
       release: (chunk) => raw.release(chunk),
     };
+    if (raw.alignment !== undefined) body.alignment = raw.alignment;
     return { status: response.status, url, headers: new ResponseHeaders(response.headers), body };
   }
 

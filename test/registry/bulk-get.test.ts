@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { constants } from "node:fs";
+import { type FileHandle, mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { createServer, type RequestListener, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
@@ -57,6 +58,46 @@ describe("bulkGet", () => {
     expect(chunks).toBeLessThan(BODY.length / (64 * 1024));
     expect(seen["authorization"]).toBe("Bearer t");
     expect(seen["range"]).toBe("bytes=0-");
+  });
+
+  it("hands on whole page-aligned blocks, which the kernel accepts for direct I/O as they are", async () => {
+    const url = await serve((_req, res) => {
+      res.writeHead(200, { "content-length": BODY.length });
+      // Small writes, so blocks fill from many socket reads.
+      let offset = 0;
+      const next = () => {
+        while (offset < BODY.length) {
+          const piece = BODY.subarray(offset, offset + 65_000);
+          offset += piece.length;
+          if (!res.write(piece)) return void res.once("drain", next);
+        }
+        res.end();
+      };
+      next();
+    });
+    const response = await bulkGet(request(url));
+    expect(response?.body.alignment).toBe(4096);
+    const dir = await mkdtemp(join(tmpdir(), "ociboot-bulk-"));
+    const path = join(dir, "direct");
+    let handle: FileHandle | undefined;
+    try {
+      handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT).catch(() => undefined);
+      const lengths: number[] = [];
+      let position = 0;
+      for await (const chunk of response!.body) {
+        lengths.push(chunk.byteLength);
+        const last = position + chunk.byteLength === BODY.length;
+        // Misaligned memory, offset or length would fail here with EINVAL.
+        if (handle && !last) await handle.write(chunk, 0, chunk.byteLength, position);
+        position += chunk.byteLength;
+        response!.body.release(chunk);
+      }
+      expect(lengths.slice(0, -1).every((length) => length === 1024 * 1024)).toBe(true);
+      expect(lengths.reduce((sum, length) => sum + length, 0)).toBe(BODY.length);
+    } finally {
+      await handle?.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("gives error statuses with their small bodies", async () => {

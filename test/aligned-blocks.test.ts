@@ -1,0 +1,40 @@
+import { describe, expect, it } from "vitest";
+import { AlignedBlockPool } from "../src/aligned-blocks.ts";
+
+const BLOCK = 64 * 1024;
+
+describe("AlignedBlockPool", () => {
+  it("lends distinct blocks of the asked size, cut from page-aligned memory", () => {
+    const pool = new AlignedBlockPool(BLOCK, 3);
+    const blocks = [pool.take(), pool.take(), pool.take(), pool.take()];
+    expect(pool.aligned).toBe(true);
+    for (const block of blocks) {
+      expect(block.byteLength).toBe(BLOCK);
+      expect(block.byteOffset % BLOCK).toBe(0);
+    }
+    // Writing one block must not show in another.
+    blocks.forEach((block, index) => block.fill(index + 1));
+    expect(blocks.map((block) => block[BLOCK - 1])).toEqual([1, 2, 3, 4]);
+  });
+
+  it("takes back a block by any chunk of it, once, and lends it again", () => {
+    const pool = new AlignedBlockPool(BLOCK, 2);
+    const block = pool.take();
+    const chunk = block.subarray(100, 5000);
+    expect(pool.give(chunk)).toBe(true);
+    expect(pool.give(chunk)).toBe(false);
+    const again = pool.take();
+    expect(again.buffer).toBe(block.buffer);
+    expect(again.byteOffset).toBe(block.byteOffset);
+  });
+
+  it("refuses memory it did not lend", () => {
+    const pool = new AlignedBlockPool(BLOCK, 2);
+    pool.take();
+    expect(pool.give(new Uint8Array(BLOCK))).toBe(false);
+  });
+
+  it("only takes whole WebAssembly pages as the block size", () => {
+    expect(() => new AlignedBlockPool(4096, 2)).toThrow(RangeError);
+  });
+});
