@@ -1,5 +1,6 @@
 import { constants } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
+import { AlignedBlockPool, DIRECT_IO_ALIGNMENT } from "../aligned-blocks.ts";
 import { errorCode, errorMessage } from "../content/fs-util.ts";
 import { OcibootError } from "../errors.ts";
 
@@ -27,6 +28,8 @@ export interface BlobWriterOptions {
   /** Bytes still to come: large blobs are written past the page cache. */
   expectedBytes: number;
   release?: (chunk: Uint8Array) => void;
+  /** The source's promise about its chunks' memory (FetchedContent.alignment). */
+  sourceAlignment?: number;
   /** Test hook: skip direct I/O. */
   buffered?: boolean;
 }
@@ -38,21 +41,40 @@ export interface BlobWriterOptions {
  * page cache with fdatasync. Smaller blobs are not worth the aligned buffers.
  */
 const DIRECT_MIN_BYTES = 16 * 1024 * 1024;
-/** File offsets, lengths and memory of direct writes are multiples of this (covers 512 and 4096-byte sectors). */
-const DIRECT_ALIGNMENT = 4096;
-const DIRECT_BUFFER_BYTES = 2 * 1024 * 1024;
+/** One direct write: aligned chunks gathered, or one staging buffer. */
+const DIRECT_WRITE_BYTES = 2 * 1024 * 1024;
+/**
+ * Direct writes in flight at once. Two keep the device busy while the next one is issued (1 GiB
+ * from a local registry: 1.07 s against 1.21 s with one, medians of six, same run); three gained
+ * nothing more.
+ */
+const DIRECT_WRITES_IN_FLIGHT = 2;
+
+/**
+ * Bytes at the end of a partial file that may hold a gap after the process was killed: a later
+ * direct write in flight can land before an earlier one.
+ */
+const UNORDERED_TAIL_BYTES = DIRECT_WRITES_IN_FLIGHT * DIRECT_WRITE_BYTES;
+
+/**
+ * How much of a partial file left by an earlier run a resumed download may build on: all of it
+ * for blobs written through the page cache (in order), all but the unordered tail for blobs
+ * large enough to have been written directly.
+ */
+export function resumablePrefixLength(partialBytes: number, blobBytes: number): number {
+  return blobBytes < DIRECT_MIN_BYTES ? partialBytes : Math.max(0, partialBytes - UNORDERED_TAIL_BYTES);
+}
 
 /** Opens the file for a blob's bytes: direct I/O where the platform and file system allow it. */
 export async function openBlobWriter(path: string, options: BlobWriterOptions): Promise<BlobWriter> {
   const wantsDirect =
     options.buffered !== true &&
     options.expectedBytes >= DIRECT_MIN_BYTES &&
-    options.start % DIRECT_ALIGNMENT === 0 &&
+    options.start % DIRECT_IO_ALIGNMENT === 0 &&
     typeof constants.O_DIRECT === "number";
   if (wantsDirect) {
-    const buffers = alignedBuffers(2, DIRECT_BUFFER_BYTES);
-    const handle = buffers ? await openDirect(path, options.start) : undefined;
-    if (buffers && handle) return new DirectBlobWriter(path, handle, buffers, options);
+    const handle = await openDirect(path, options.start);
+    if (handle) return new DirectBlobWriter(path, handle, options);
   }
   return new BufferedBlobWriter(await openFile(path, options.start, 0), options);
 }
@@ -76,14 +98,7 @@ async function openFile(path: string, start: number, extraFlags: number): Promis
   return handle;
 }
 
-const WASM_PAGE_BYTES = 65536;
-
-/** The one WebAssembly constructor used here (the project's type libraries leave the global out). */
-interface WasmGlobal {
-  WebAssembly: { Memory: new (descriptor: { initial: number; maximum: number }) => { buffer: ArrayBuffer } };
-}
-
-/** undefined where the file system refuses O_DIRECT (tmpfs, some FUSE and network file systems). */
+/** undefined where the file system refuses O_DIRECT (some FUSE, network and older tmpfs). */
 async function openDirect(path: string, start: number): Promise<FileHandle | undefined> {
   try {
     return await openFile(path, start, constants.O_DIRECT);
@@ -93,97 +108,144 @@ async function openDirect(path: string, start: number): Promise<FileHandle | und
   }
 }
 
-/**
- * Page-aligned memory: a WebAssembly memory starts on a page boundary, which ArrayBuffers do not
- * promise. undefined where it cannot be had (address space limits).
- */
-function alignedBuffers(count: number, bytes: number): Uint8Array[] | undefined {
-  try {
-    const pages = (count * bytes) / WASM_PAGE_BYTES;
-    const memory = new (globalThis as unknown as WasmGlobal).WebAssembly.Memory({ initial: pages, maximum: pages });
-    return Array.from({ length: count }, (_, index) => new Uint8Array(memory.buffer, index * bytes, bytes));
-  } catch {
-    return undefined;
-  }
-}
-
 function writeError(error: unknown): OcibootError {
   if (error instanceof OcibootError) return error;
   return new OcibootError("LOCAL_IO", `Cannot write downloaded content: ${errorMessage(error)}`, { cause: error });
 }
 
+function isAligned(value: number): boolean {
+  return value % DIRECT_IO_ALIGNMENT === 0;
+}
+
 /**
- * Copies chunks into aligned buffers and writes each full buffer with O_DIRECT, one write in
- * flight while the next buffer fills. One at a time keeps the file a clean prefix of the blob
- * when the process is killed (a later write landing first would leave a hole). The unaligned
- * tail goes through a second, ordinary descriptor.
+ * Writes with O_DIRECT, two writes in flight while reading and hashing go on. Chunks that a source
+ * declares aligned (whole page-aligned blocks, see FetchedContent.alignment) are written as they
+ * are; others are copied into aligned staging buffers first. The unaligned tail goes through a
+ * second, ordinary descriptor. A write never starts before the one two before it has ended, so
+ * after a kill any gap lies within UNORDERED_TAIL_BYTES of the file's end.
  */
 class DirectBlobWriter implements BlobWriter {
   readonly kind = "direct";
   readonly #path: string;
   readonly #direct: FileHandle;
   #plain: FileHandle | undefined;
-  readonly #buffers: Uint8Array[];
   readonly #release: ((chunk: Uint8Array) => void) | undefined;
-  #current = 0;
-  #fill = 0;
-  /** File offset of the current buffer's first byte. */
+  readonly #sourceAligned: boolean;
+  /** File offset where the next write goes. */
   #position: number;
-  #writing: Promise<void> = Promise.resolve();
+  /** Aligned chunks of the source waiting to be written as they are. */
+  #gathered: Uint8Array[] = [];
+  #gatheredBytes = 0;
+  #staging: AlignedBlockPool | undefined;
+  #stagingBuffer: Uint8Array | undefined;
+  #fill = 0;
+  /** Writes submitted and not yet known to have ended, oldest first. */
+  readonly #writes: Array<Promise<void>> = [];
   /** Set when a direct write is refused after all: the rest goes through the ordinary descriptor. */
   #directRefused = false;
   /** After a failed write nothing more is written: bytes after a gap would be no prefix. */
   #failed = false;
 
-  constructor(path: string, direct: FileHandle, buffers: Uint8Array[], options: BlobWriterOptions) {
+  constructor(path: string, direct: FileHandle, options: BlobWriterOptions) {
     this.#path = path;
     this.#direct = direct;
-    this.#buffers = buffers;
     this.#release = options.release;
+    this.#sourceAligned = options.sourceAlignment !== undefined && isAligned(options.sourceAlignment);
     this.#position = options.start;
   }
 
   async add(chunk: Uint8Array): Promise<void> {
+    if (this.#sourceAligned && this.#fill === 0 && isAligned(chunk.byteLength) && chunk.byteLength > 0) {
+      this.#gathered.push(chunk);
+      this.#gatheredBytes += chunk.byteLength;
+      if (this.#gatheredBytes >= DIRECT_WRITE_BYTES) await this.#submitGathered();
+      return;
+    }
+    // Anything gathered lies before this chunk in the file.
+    await this.#submitGathered();
     let offset = 0;
     while (offset < chunk.byteLength) {
-      const buffer = this.#buffers[this.#current] as Uint8Array;
+      const buffer = this.#currentStagingBuffer();
       const length = Math.min(chunk.byteLength - offset, buffer.byteLength - this.#fill);
       buffer.set(chunk.subarray(offset, offset + length), this.#fill);
       this.#fill += length;
       offset += length;
-      if (this.#fill === buffer.byteLength) await this.#submitFull();
+      if (this.#fill === buffer.byteLength) await this.#submitStaging();
     }
     this.#release?.(chunk);
   }
 
-  async #submitFull(): Promise<void> {
-    // The other buffer must be on disk before this one is written, and before it is refilled.
-    await this.#writing;
-    const buffer = this.#buffers[this.#current] as Uint8Array;
-    const at = this.#position;
-    this.#writing = this.#writeAt(buffer, at);
-    this.#writing.catch(() => {
-      this.#failed = true;
-    });
-    this.#position += buffer.byteLength;
-    this.#current = (this.#current + 1) % this.#buffers.length;
-    this.#fill = 0;
+  #currentStagingBuffer(): Uint8Array {
+    this.#staging ??= new AlignedBlockPool(DIRECT_WRITE_BYTES, 3);
+    this.#stagingBuffer ??= this.#staging.take();
+    return this.#stagingBuffer;
   }
 
-  async #writeAt(bytes: Uint8Array, position: number): Promise<void> {
-    let done = 0;
-    while (done < bytes.byteLength) {
-      const rest = bytes.subarray(done);
-      const at = position + done;
-      const aligned = at % DIRECT_ALIGNMENT === 0 && rest.byteLength % DIRECT_ALIGNMENT === 0;
+  async #submitGathered(): Promise<void> {
+    if (this.#gatheredBytes === 0) return;
+    const chunks = this.#gathered;
+    const bytes = this.#gatheredBytes;
+    this.#gathered = [];
+    this.#gatheredBytes = 0;
+    const release = this.#release;
+    await this.#submit(chunks, bytes, () => {
+      if (release) for (const chunk of chunks) release(chunk);
+    });
+  }
+
+  async #submitStaging(): Promise<void> {
+    const buffer = this.#stagingBuffer;
+    if (buffer === undefined || this.#fill === 0) return;
+    const filled = buffer.subarray(0, this.#fill);
+    this.#stagingBuffer = undefined;
+    this.#fill = 0;
+    await this.#submit([filled], filled.byteLength, () => this.#staging?.give(buffer));
+  }
+
+  /**
+   * Starts the write of `buffers` at the current position, first waiting while the most writes
+   * are in flight; reading and hashing go on meanwhile.
+   */
+  async #submit(buffers: Uint8Array[], bytes: number, written: () => void): Promise<void> {
+    while (this.#writes.length >= DIRECT_WRITES_IN_FLIGHT) await this.#writes.shift();
+    if (this.#failed) {
+      await this.#writesEnded();
+      throw new OcibootError("LOCAL_IO", `Cannot write ${this.#path}: an earlier write failed`);
+    }
+    const at = this.#position;
+    this.#position += bytes;
+    const write = this.#writeAt(buffers, at).then(written);
+    write.catch(() => {
+      this.#failed = true;
+    });
+    this.#writes.push(write);
+  }
+
+  /** Waits for every write submitted; the first failure, if any, is thrown. */
+  async #writesEnded(): Promise<void> {
+    const writes = this.#writes.splice(0);
+    await Promise.all(writes);
+  }
+
+  async #writeAt(buffers: Uint8Array[], position: number): Promise<void> {
+    let rest = buffers;
+    let at = position;
+    while (rest.length > 0) {
+      const aligned = isAligned(at) && rest.every((buffer) => isAligned(buffer.byteLength));
       if (this.#directRefused || !aligned) {
-        await writeFully(await this.#plainHandle(), rest, at);
+        const plain = await this.#plainHandle();
+        for (const buffer of rest) {
+          await writeFully(plain, buffer, at);
+          at += buffer.byteLength;
+        }
         return;
       }
       try {
-        const { bytesWritten } = await this.#direct.write(rest, 0, rest.byteLength, at);
-        done += bytesWritten;
+        const { bytesWritten } = await this.#direct.writev(rest, at);
+        at += bytesWritten;
+        rest = dropWritten(rest, bytesWritten);
       } catch (error) {
+        // Memory the kernel finds misaligned after all: the ordinary descriptor takes the rest.
         if (errorCode(error) !== "EINVAL") throw writeError(error);
         this.#directRefused = true;
       }
@@ -199,25 +261,20 @@ class DirectBlobWriter implements BlobWriter {
     return this.#plain;
   }
 
-  /** Writes the part of the current buffer that is filled. */
-  async #writeRest(): Promise<void> {
-    await this.#writing;
-    const buffer = this.#buffers[this.#current] as Uint8Array;
-    const filled = buffer.subarray(0, this.#fill);
-    const alignedLength = filled.byteLength - (filled.byteLength % DIRECT_ALIGNMENT);
-    if (alignedLength > 0) await this.#writeAt(filled.subarray(0, alignedLength), this.#position);
-    if (alignedLength < filled.byteLength) await writeFully(await this.#plainHandle(), filled.subarray(alignedLength), this.#position + alignedLength);
-    this.#position += filled.byteLength;
-    this.#fill = 0;
+  /** Everything added so far, written. */
+  async #writeAll(): Promise<void> {
+    await this.#submitGathered();
+    await this.#submitStaging();
+    await this.#writesEnded();
   }
 
   async flush(): Promise<void> {
-    await this.#writing.catch(() => undefined);
-    if (!this.#failed) await this.#writeRest();
+    await this.#writesEnded().catch(() => undefined);
+    if (!this.#failed) await this.#writeAll();
   }
 
   async finish(): Promise<number> {
-    await this.#writeRest();
+    await this.#writeAll();
     const handle = this.#plain ?? this.#direct;
     try {
       await handle.truncate(this.#position);
@@ -230,7 +287,7 @@ class DirectBlobWriter implements BlobWriter {
   }
 
   async close(): Promise<void> {
-    await this.#writing.catch(() => undefined);
+    await Promise.allSettled(this.#writes.splice(0));
     await Promise.all([this.#direct.close().catch(() => undefined), this.#plain?.close().catch(() => undefined)]);
   }
 }

@@ -5,7 +5,7 @@ import type { FetchedContent, ReadableStore } from "../content/store.ts";
 import { ContentVerifier } from "../content/verify.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
-import { type BlobWriter, type BlobWriterOptions, openBlobWriter } from "./blob-writer.ts";
+import { type BlobWriter, type BlobWriterOptions, openBlobWriter, resumablePrefixLength } from "./blob-writer.ts";
 
 export type DownloadStatus = "existing" | "downloaded" | "resumed";
 
@@ -94,6 +94,7 @@ async function downloadToPartial(
   try {
     const writerOptions: BlobWriterOptions = { start, expectedBytes: descriptor.size - start };
     if (content?.release) writerOptions.release = content.release;
+    if (content?.alignment !== undefined) writerOptions.sourceAlignment = content.alignment;
     if (options.buffered) writerOptions.buffered = true;
     writer = await openBlobWriter(partialPath, writerOptions);
   } catch (error) {
@@ -171,9 +172,11 @@ async function verifierForPrefix(
   if (size === undefined || size === 0 || size > descriptor.size) {
     return { verifier: new ContentVerifier(descriptor), prefix: 0 };
   }
+  // The last stretch of a directly written file may hold a gap if the run that wrote it was killed.
+  const trusted = resumablePrefixLength(size, descriptor.size);
   const verifier = new ContentVerifier(descriptor);
-  await hashFile(partialPath, verifier, size, signal);
-  return { verifier, prefix: size };
+  await hashFile(partialPath, verifier, trusted, signal);
+  return { verifier, prefix: trusted };
 }
 
 /** Tells whether a file on disk has exactly the descriptor's size and digest. */

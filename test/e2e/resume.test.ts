@@ -59,7 +59,7 @@ describe("fetch killed with SIGKILL mid-blob resumes in the next run", () => {
 
     const first = spawn(OCIBOOT_BINARY, ["fetch", `${relay.host}/os/big:v1`, "-o", out, "--quiet", "--concurrency", "1"], { stdio: "ignore" });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => first.on("exit", (_code, signal) => resolve(signal)));
-    const before = await waitForSize(partial, 4 * MiB, 30_000);
+    const before = await waitForSize(partial, 12 * MiB, 30_000);
     first.kill("SIGKILL");
     expect(await exited).toBe("SIGKILL");
     const kept = (await stat(partial)).size;
@@ -70,13 +70,15 @@ describe("fetch killed with SIGKILL mid-blob resumes in the next run", () => {
     expect(second.code, second.stderr).toBe(0);
     const report = JSON.parse(second.stdout);
     expect(report.files.find((file: { role: string }) => file.role === "rootfs")).toMatchObject({ status: "resumed" });
-    expect(report.transferred).toBeLessThanOrEqual(rootfs.size - kept + 64);
+    // Direct writes in flight may have left a gap in the last 4 MiB: those are fetched again.
+    const trusted = kept - 4 * MiB;
+    expect(report.transferred).toBeLessThanOrEqual(rootfs.size - trusted + 64);
     expect(await sha256File(join(out, "rootfs"))).toBe(rootfs.digest);
     expect(existsSync(partial)).toBe(false);
 
     const rootfsGets = relay.requests.filter((request) => request.method === "GET" && rootfsPath.test(request.path));
     const resumed = rootfsGets.at(-1)!;
-    expect(resumed.headers.range).toBe(`bytes=${kept}-`);
+    expect(resumed.headers.range).toBe(`bytes=${trusted}-`);
     expect(resumed.status).toBe(206);
   }, 120_000);
 });

@@ -13,6 +13,8 @@ import { downloadBlob } from "../../src/ops/download.ts";
 /** A blob the size a registry serves with bulk reads. */
 const SIZE = 40 * 1024 * 1024 + 4321;
 const BLOCK = 1024 * 1024;
+/** The end of a large blob's partial file that a resumed download does not build on. */
+const UNORDERED_TAIL = 4 * 1024 * 1024;
 
 /**
  * Serves content as bulk-get does: chunks in shared blocks with `release`, and checks that no
@@ -106,12 +108,24 @@ describe("downloadBlob, large blobs in pooled chunks", () => {
     expect(existsSync(target)).toBe(false);
   });
 
-  it("resumes from a partial file after hashing its prefix", async () => {
-    const prefix = 17 * 1024 * 1024 + 3;
-    await writeFile(`${target}.partial`, content.subarray(0, prefix));
+  it("resumes from a partial file after hashing its prefix, all but the last 4 MiB", async () => {
+    const partial = 17 * 1024 * 1024 + 3;
+    const trusted = partial - UNORDERED_TAIL;
+    await writeFile(`${target}.partial`, content.subarray(0, partial));
     const result = await downloadBlob(store, descriptor, target);
-    expect(result).toEqual({ status: "resumed", transferred: SIZE - prefix });
-    expect(store.offsets).toEqual([prefix]);
+    expect(result).toEqual({ status: "resumed", transferred: SIZE - trusted });
+    expect(store.offsets).toEqual([trusted]);
+    expect(Buffer.compare(await readFile(target), content)).toBe(0);
+  });
+
+  it("resumes past a gap that direct writes in flight can leave near the end when killed", async () => {
+    const MIB = 1024 * 1024;
+    // 10 MiB written, the next 2 MiB write never landed, the one after it did.
+    const partial = Buffer.concat([content.subarray(0, 10 * MIB), Buffer.alloc(2 * MIB), content.subarray(12 * MIB, 14 * MIB)]);
+    await writeFile(`${target}.partial`, partial);
+    const result = await downloadBlob(store, descriptor, target);
+    expect(result).toEqual({ status: "resumed", transferred: SIZE - 10 * MIB });
+    expect(store.offsets).toEqual([10 * MIB]);
     expect(Buffer.compare(await readFile(target), content)).toBe(0);
   });
 
@@ -121,7 +135,7 @@ describe("downloadBlob, large blobs in pooled chunks", () => {
     await writeFile(`${target}.partial`, prefix);
     const result = await downloadBlob(store, descriptor, target);
     expect(result.status).toBe("downloaded");
-    expect(store.offsets).toEqual([prefix.length, 0]);
+    expect(store.offsets).toEqual([prefix.length - UNORDERED_TAIL, 0]);
     expect(Buffer.compare(await readFile(target), content)).toBe(0);
   });
 });
