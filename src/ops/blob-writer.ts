@@ -155,10 +155,13 @@ class DirectBlobWriter implements BlobWriter {
   }
 
   async add(chunk: Uint8Array): Promise<void> {
-    if (this.#sourceAligned && this.#fill === 0 && isAligned(chunk.byteLength) && chunk.byteLength > 0) {
+    const writableAsIs = chunk.byteLength > 0 && chunk.byteLength <= DIRECT_WRITE_BYTES && isAligned(chunk.byteLength);
+    if (this.#sourceAligned && this.#fill === 0 && writableAsIs) {
+      // No write is larger than DIRECT_WRITE_BYTES: that bounds the unordered tail.
+      if (this.#gatheredBytes + chunk.byteLength > DIRECT_WRITE_BYTES) await this.#submitGathered();
       this.#gathered.push(chunk);
       this.#gatheredBytes += chunk.byteLength;
-      if (this.#gatheredBytes >= DIRECT_WRITE_BYTES) await this.#submitGathered();
+      if (this.#gatheredBytes === DIRECT_WRITE_BYTES) await this.#submitGathered();
       return;
     }
     // Anything gathered lies before this chunk in the file.
