@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { open, readFile, stat, unlink } from "node:fs/promises";
+import { link, open, readFile, stat, unlink, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 // The lock records and checks the holder's process id: that is what makes a lock left by a
 // crashed process recognisable as stale without waiting for a timeout.
@@ -23,6 +23,7 @@ interface LockOwner {
 }
 
 const BREAK_SUFFIX = ".break";
+const INCOMPLETE_RECORD_STALE_AFTER_MS = 5_000;
 // A lock breaker holds `<lock>.break` only for a read and an unlink: one older than this, or
 // whose owner died, was left by a crash.
 const BREAK_STALE_AFTER_MS = 30_000;
@@ -66,7 +67,38 @@ async function acquire(lockPath: string, options: FileLockOptions): Promise<stri
   }
 }
 
+/**
+ * Creates the lock file with its owner record, or returns false if it exists. The record is
+ * written to a scratch file first and hard-linked into place (link fails when the lock exists), so
+ * a process killed meanwhile never leaves an empty lock that nobody could judge. File systems
+ * without hard links (FAT on a USB disk) get an exclusive create, then the write.
+ */
 async function tryCreate(path: string, content: string): Promise<boolean> {
+  const scratch = `${path}.${randomUUID()}${SCRATCH_SUFFIX}`;
+  try {
+    await writeFile(scratch, content, { flag: "wx", mode: 0o644 });
+  } catch (error) {
+    throw new OcibootError("LOCAL_IO", `Cannot create lock ${path}: ${errorMessage(error)}`, { cause: error });
+  }
+  try {
+    await link(scratch, path);
+    return true;
+  } catch (error) {
+    if (errorCode(error) === "EEXIST") return false;
+    if (!NO_HARD_LINKS.has(errorCode(error) ?? "")) {
+      throw new OcibootError("LOCAL_IO", `Cannot create lock ${path}: ${errorMessage(error)}`, { cause: error });
+    }
+  } finally {
+    await unlink(scratch).catch(() => undefined);
+  }
+  return tryCreateInPlace(path, content);
+}
+
+const SCRATCH_SUFFIX = ".new";
+/** What link(2) answers where the file system has no hard links. */
+const NO_HARD_LINKS = new Set(["EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EXDEV"]);
+
+async function tryCreateInPlace(path: string, content: string): Promise<boolean> {
   let handle;
   try {
     handle = await open(path, "wx", 0o644);
@@ -95,10 +127,12 @@ async function readOwnerText(path: string): Promise<string | undefined> {
 async function isStale(path: string, ownerText: string, staleAfterMs: number): Promise<boolean> {
   const owner = parseOwner(ownerText);
   if (owner && owner.host === hostname()) return !isProcessAlive(owner.pid);
-  // Unreadable (a writer between create and write) or another host's lock: judge by age only.
+  // Another host's lock, judged by age only; an incomplete record (a holder killed between create
+  // and write, where there are no hard links) is written at once, so it is stale much sooner.
+  const maxAgeMs = owner ? staleAfterMs : Math.min(staleAfterMs, INCOMPLETE_RECORD_STALE_AFTER_MS);
   try {
     const { mtimeMs } = await stat(path);
-    return Date.now() - mtimeMs > staleAfterMs;
+    return Date.now() - mtimeMs > maxAgeMs;
   } catch {
     return false;
   }

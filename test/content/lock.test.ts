@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -73,5 +73,20 @@ describe("withFileLock", () => {
     const old = new Date(Date.now() - 120_000);
     await utimes(lockPath, old, old);
     expect(await withFileLock(lockPath, async () => "ran", { timeoutMs: 1_000, staleAfterMs: 60_000 })).toBe("ran");
+  });
+
+  it("puts a complete owner record in place at once and leaves no scratch file behind", async () => {
+    await withFileLock(lockPath, async () => {
+      expect(JSON.parse(await readFile(lockPath, "utf8"))).toMatchObject({ pid: process.pid, host: hostname() });
+    });
+    expect(await readdir(directory)).toEqual([]);
+  });
+
+  it("breaks an empty lock (a holder killed between create and write) after seconds, not the stale age", async () => {
+    await writeFile(lockPath, "");
+    await expect(withFileLock(lockPath, async () => "never", { timeoutMs: 100 })).rejects.toMatchObject({ code: "LOCKED" });
+    const old = new Date(Date.now() - 10_000);
+    await utimes(lockPath, old, old);
+    expect(await withFileLock(lockPath, async () => "ran", { timeoutMs: 1_000 })).toBe("ran");
   });
 });
