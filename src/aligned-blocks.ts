@@ -15,25 +15,32 @@ interface WasmGlobal {
  * Equal blocks of memory that start on a page boundary, so that they can be written with direct
  * I/O, handed out and taken back for reuse. ArrayBuffers promise no alignment; a WebAssembly
  * memory starts on a page, so blocks are cut from such memories, a slab of several at a time.
- * Where none can be had (no WebAssembly, address-space limits) blocks are ordinary memory and
- * `aligned` turns false; direct writes of them are refused by the kernel and fall back.
+ *
+ * The slabs are kept for reuse until the pool is dropped, so there are at most `maxSlabs` of them:
+ * a consumer that never gives blocks back then gets ordinary memory, which the garbage collector
+ * frees, instead of holding on to everything it ever read. Where no slab can be had at all (no
+ * WebAssembly, address-space limits) `aligned` is false. Direct writes of ordinary blocks are
+ * refused by the kernel, and the writer falls back.
  */
 export class AlignedBlockPool {
   readonly blockBytes: number;
   readonly #slabBlocks: number;
+  readonly #maxSlabs: number;
+  #slabs = 0;
   readonly #free: Uint8Array[] = [];
   /** Offsets of lent blocks, by the memory they were cut from: what `give` takes back. */
   readonly #lent = new Map<ArrayBufferLike, Set<number>>();
   #aligned = true;
 
   /** `blockBytes` must be a multiple of 64 KiB (a WebAssembly page). */
-  constructor(blockBytes: number, slabBlocks: number) {
+  constructor(blockBytes: number, slabBlocks: number, maxSlabs = 2) {
     if (blockBytes % WASM_PAGE_BYTES !== 0 || slabBlocks < 1) throw new RangeError("block size must be a multiple of 64 KiB");
     this.blockBytes = blockBytes;
     this.#slabBlocks = slabBlocks;
+    this.#maxSlabs = maxSlabs;
   }
 
-  /** False once a block had to come from ordinary (unaligned) memory. */
+  /** False when no aligned memory could be had at all. */
   get aligned(): boolean {
     return this.#aligned;
   }
@@ -55,6 +62,8 @@ export class AlignedBlockPool {
   }
 
   #newBlock(): Uint8Array {
+    // Not tracked: `give` refuses it, and it is garbage once the consumer drops it.
+    if (this.#slabs >= this.#maxSlabs) return new Uint8Array(this.blockBytes);
     const pages = (this.blockBytes * this.#slabBlocks) / WASM_PAGE_BYTES;
     let memory: ArrayBuffer;
     try {
@@ -62,11 +71,11 @@ export class AlignedBlockPool {
       if (wasm === undefined) throw new Error("no WebAssembly");
       memory = new wasm.Memory({ initial: pages, maximum: pages }).buffer;
     } catch {
-      this.#aligned = false;
-      const block = new Uint8Array(this.blockBytes);
-      this.#lent.set(block.buffer, new Set());
-      return block;
+      if (this.#slabs === 0) this.#aligned = false;
+      this.#slabs = this.#maxSlabs;
+      return new Uint8Array(this.blockBytes);
     }
+    this.#slabs++;
     this.#lent.set(memory, new Set());
     for (let index = this.#slabBlocks - 1; index > 0; index--) this.#free.push(new Uint8Array(memory, index * this.blockBytes, this.blockBytes));
     return new Uint8Array(memory, 0, this.blockBytes);

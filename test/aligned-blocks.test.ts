@@ -38,3 +38,17 @@ describe("AlignedBlockPool", () => {
     expect(() => new AlignedBlockPool(4096, 2)).toThrow(RangeError);
   });
 });
+
+describe("AlignedBlockPool with a consumer that never gives blocks back", () => {
+  it("keeps at most its slabs and then lends ordinary memory, which it does not hold on to", () => {
+    const pool = new AlignedBlockPool(BLOCK, 2, 2);
+    const blocks = Array.from({ length: 6 }, () => pool.take());
+    const slabs = new Set(blocks.slice(0, 4).map((block) => block.buffer));
+    expect(slabs.size).toBe(2);
+    // Blocks 5 and 6 stand alone: nothing of the pool keeps them alive.
+    expect(blocks[4]!.buffer).not.toBe(blocks[5]!.buffer);
+    expect(blocks[4]!.buffer.byteLength).toBe(BLOCK);
+    expect(pool.give(blocks[4]!)).toBe(false);
+    expect(pool.aligned).toBe(true);
+  });
+});
