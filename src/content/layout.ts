@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdir, open, readdir, rename, stat, unlink, utimes } from "node:fs/promises";
+import { mkdir, readdir, rename, stat, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
@@ -24,8 +24,9 @@ import {
   serializeLayoutIndex,
   withoutRefName,
 } from "./layout-index.ts";
+import { type BlobWriter, type BlobWriterOptions, openBlobWriter } from "./blob-writer.ts";
 import { withFileLock } from "./lock.ts";
-import type { FetchedContent, FetchOptions, Ingester, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
+import type { FetchedContent, FetchOptions, Ingester, PushOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
 
 /** `oci-layout` as the image spec and onmetal-image write it. */
@@ -125,7 +126,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
    * Stores a blob: written to a temp file while verified, then fsynced and renamed into place. A
    * manifest or index with a `subject` also gets an untagged index.json entry (see the class).
    */
-  async push(descriptor: Descriptor, content: ReadableStream<Uint8Array>, options: { signal?: AbortSignal } = {}): Promise<void> {
+  async push(descriptor: Descriptor, content: ReadableStream<Uint8Array>, options: PushOptions = {}): Promise<void> {
     const finalPath = this.blobPath(descriptor.digest);
     if (await this.exists(descriptor)) {
       await content.cancel().catch(() => undefined);
@@ -134,7 +135,11 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
       await utimes(finalPath, now, now).catch(() => undefined);
     } else {
       const verifier = new ContentVerifier(descriptor);
-      await this.#writeBlob(content, finalPath, options.signal, (chunk) => verifier.update(chunk), () => verifier.finish());
+      const incoming: IncomingContent = { stream: content, expectedBytes: descriptor.size };
+      if (options.release) incoming.release = options.release;
+      if (options.alignment !== undefined) incoming.alignment = options.alignment;
+      const temporary = await this.#writeTemporary(incoming, options.signal, (chunk) => verifier.update(chunk), () => verifier.finish());
+      await this.#commitTemporary(temporary, finalPath);
     }
     if (isManifestMediaType(descriptor.mediaType) || isIndexMediaType(descriptor.mediaType)) await this.#listIfReferrer(descriptor);
   }
@@ -146,7 +151,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
   async ingest(content: ReadableStream<Uint8Array>, mediaType: string, options: { signal?: AbortSignal } = {}): Promise<Descriptor> {
     const hash = createHash("sha256");
     let size = 0;
-    const temporary = await this.#writeTemporary(content, options.signal, (chunk) => {
+    const temporary = await this.#writeTemporary({ stream: content, expectedBytes: 0 }, options.signal, (chunk) => {
       hash.update(chunk);
       size += chunk.byteLength;
     });
@@ -335,44 +340,39 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     return join(this.root, PRIVATE_DIRECTORY, "tmp");
   }
 
-  async #writeBlob(
-    content: ReadableStream<Uint8Array>,
-    finalPath: string,
-    signal: AbortSignal | undefined,
-    onChunk: (chunk: Uint8Array) => void,
-    onEnd: () => void,
-  ): Promise<void> {
-    const temporary = await this.#writeTemporary(content, signal, onChunk, onEnd);
-    await this.#commitTemporary(temporary, finalPath);
-  }
-
-  /** Streams content into a new temp file, calling `onChunk` before each write and `onEnd` before fsync. */
+  /**
+   * Streams content into a new temp file (large blobs by direct I/O, see blob-writer.ts), calling
+   * `onChunk` before each write and `onEnd` before fsync.
+   */
   async #writeTemporary(
-    content: ReadableStream<Uint8Array>,
+    content: IncomingContent,
     signal: AbortSignal | undefined,
     onChunk: (chunk: Uint8Array) => void,
     onEnd: () => void = () => undefined,
   ): Promise<string> {
     await this.#ensureLayout();
     const temporary = temporaryPath(this.#temporaryDirectory(), "blob");
-    const reader = content.getReader();
-    let handle;
+    const reader = content.stream.getReader();
+    let writer: BlobWriter | undefined;
     try {
-      handle = await open(temporary, "wx", 0o644);
+      const writerOptions: BlobWriterOptions = { start: 0, expectedBytes: content.expectedBytes, exclusive: true };
+      if (content.release) writerOptions.release = content.release;
+      if (content.alignment !== undefined) writerOptions.sourceAlignment = content.alignment;
+      writer = await openBlobWriter(temporary, writerOptions);
       for (;;) {
         if (signal?.aborted) throw signal.reason;
         const { done, value } = await reader.read();
         if (done) break;
         onChunk(value);
-        await handle.write(value);
+        await writer.add(value);
       }
       onEnd();
-      await handle.sync();
-      await handle.close();
+      await writer.finish();
+      await writer.close();
       return temporary;
     } catch (error) {
       await reader.cancel(error).catch(() => undefined);
-      await handle?.close().catch(() => undefined);
+      await writer?.close();
       await unlink(temporary).catch(() => undefined);
       if (error instanceof OcibootError) throw error;
       throw new OcibootError("LOCAL_IO", `Cannot write a blob into ${this.description}: ${errorMessage(error)}`, { cause: error });
@@ -410,4 +410,13 @@ function checkLayoutVersion(bytes: Uint8Array, path: string): void {
   if (version !== "1.0.0") {
     throw new OcibootError("UNSUPPORTED", `Cannot use ${path}: image layout version ${String(version)} is not 1.0.0`);
   }
+}
+
+/** A stream to store, with what its source says about it (see FetchedContent). */
+interface IncomingContent {
+  stream: ReadableStream<Uint8Array>;
+  /** Bytes to come, when known (0 when not): large blobs are written by direct I/O. */
+  expectedBytes: number;
+  release?: (chunk: Uint8Array) => void;
+  alignment?: number;
 }

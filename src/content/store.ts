@@ -39,10 +39,17 @@ export interface FetchedContent {
   alignment?: number;
 }
 
+/** How content to be pushed arrives; `release` and `alignment` as in the FetchedContent it came from. */
+export interface PushOptions {
+  signal?: AbortSignal;
+  release?: (chunk: Uint8Array) => void;
+  alignment?: number;
+}
+
 export interface WritableStore {
   readonly description: string;
   /** Stores content; the store verifies size and digest before the content becomes visible. */
-  push(descriptor: Descriptor, content: ReadableStream<Uint8Array>, options?: { signal?: AbortSignal }): Promise<void>;
+  push(descriptor: Descriptor, content: ReadableStream<Uint8Array>, options?: PushOptions): Promise<void>;
   /** Points a tag (or full reference, for layout stores) at a manifest or index descriptor. */
   tag(descriptor: Descriptor, reference: string): Promise<void>;
   exists(descriptor: Descriptor): Promise<boolean>;

@@ -1,4 +1,4 @@
-import type { ReadableStore, WritableStore } from "../content/store.ts";
+import type { PushOptions, ReadableStore, WritableStore } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseManifest } from "../oci/manifest.ts";
@@ -65,8 +65,12 @@ async function copyBlob(source: ReadableStore, target: WritableStore, blob: Desc
   const retryDelayMs = options.retryDelayMs ?? 1000;
   for (let attempt = 1; ; attempt++) {
     try {
-      const { stream } = await source.fetch(blob, signal ? { signal } : {});
-      await target.push(blob, stream, signal ? { signal } : {});
+      const content = await source.fetch(blob, signal ? { signal } : {});
+      // The source's chunk memory goes back to it once stored; aligned chunks are stored as they are.
+      const pushOptions: PushOptions = signal ? { signal } : {};
+      if (content.release) pushOptions.release = content.release;
+      if (content.alignment !== undefined) pushOptions.alignment = content.alignment;
+      await target.push(blob, content.stream, pushOptions);
       return;
     } catch (error) {
       if (attempt >= (options.attempts ?? BLOB_ATTEMPTS) || !isTransientFailure(error)) throw error;

@@ -5,7 +5,7 @@ import type { FetchedContent, ReadableStore } from "../content/store.ts";
 import { ContentVerifier } from "../content/verify.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
-import { type BlobWriter, type BlobWriterOptions, openBlobWriter, resumablePrefixLength } from "./blob-writer.ts";
+import { type BlobWriter, type BlobWriterOptions, openBlobWriter, resumablePrefixLength } from "../content/blob-writer.ts";
 
 export type DownloadStatus = "existing" | "downloaded" | "resumed";
 
