@@ -52,9 +52,11 @@ export interface FaultServerOptions {
   tls?: { certificateFile: string; keyFile: string };
   /** As a proxy, end TLS inside CONNECT tunnels with this certificate (for the tunnelled host name). */
   tunnelTls?: { certificateFile: string; keyFile: string };
+  /** Listen here instead of 127.0.0.1 (a non-loopback address of this machine, say). */
+  address?: string;
 }
 
-/** Starts a fault server on a free loopback port. */
+/** Starts a fault server on a free port, on loopback unless told otherwise. */
 export async function startFaultServer(handler: FaultHandler, options: FaultServerOptions = {}): Promise<FaultServer> {
   let current = handler;
   const requests: RecordedRequest[] = [];
@@ -105,12 +107,13 @@ export async function startFaultServer(handler: FaultHandler, options: FaultServ
     options.tunnelTls === undefined
       ? undefined
       : { cert: await readFile(options.tunnelTls.certificateFile), key: await readFile(options.tunnelTls.keyFile) };
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = options.address ?? "127.0.0.1";
+  await new Promise<void>((resolve) => server.listen(0, address, resolve));
   const port = (server.address() as AddressInfo).port;
   const scheme = options.tls === undefined ? "http" : "https";
   return {
-    host: `127.0.0.1:${port}`,
-    url: `${scheme}://127.0.0.1:${port}`,
+    host: `${address}:${port}`,
+    url: `${scheme}://${address}:${port}`,
     port,
     requests,
     tunnels,

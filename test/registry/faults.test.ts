@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import type { ServerResponse } from "node:http";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe as group, expect, it } from "vitest";
 import { verifyContent } from "../../src/content/verify.ts";
@@ -25,6 +26,11 @@ const BASIC = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString("base64")}`;
 
 let work: string;
 const servers: FaultServer[] = [];
+
+/** An IPv4 address of this machine that is not loopback, where there is one: proxies apply to it. */
+const OUTWARD_ADDRESS = Object.values(networkInterfaces())
+  .flat()
+  .find((entry) => entry !== undefined && entry.family === "IPv4" && !entry.internal)?.address;
 
 async function server(...args: Parameters<typeof startFaultServer>): Promise<FaultServer> {
   const started = await startFaultServer(...args);
@@ -601,6 +607,37 @@ group("proxies", () => {
     expect(descriptor.digest).toBe(MANIFEST_DIGEST);
     expect(proxy.tunnels).toEqual(["registry.example.com:443"]);
     expect(proxy.requests.every((request) => request.tunnelled && request.host === "registry.example.com")).toBe(true);
+  });
+
+  it.skipIf(OUTWARD_ADDRESS === undefined)("goes straight to the hosts NO_PROXY names and through the proxy to the others", async () => {
+    const address = OUTWARD_ADDRESS as string;
+    const answer = (request: { url: string }, response: ServerResponse) => {
+      if (isPing(request.url)) return void response.writeHead(200).end("{}");
+      sendManifest(response);
+    };
+    const proxy = await server(answer);
+    // Not loopback, so only NO_PROXY keeps it from the proxy.
+    const registry = await server(answer, { address });
+    const resolveWith = async (env: Record<string, string>) => {
+      const { options } = testOptions({ env: { HTTP_PROXY: proxy.url, ...env }, plainHttp: true });
+      const before = { proxied: proxy.requests.length, direct: registry.requests.length };
+      expect((await openRepository({ registry: registry.host, repository: "boot/kernel" }, options).resolve("1.0")).digest).toBe(MANIFEST_DIGEST);
+      return { proxied: proxy.requests.length - before.proxied, direct: registry.requests.length - before.direct };
+    };
+
+    const proxied = await resolveWith({});
+    expect(proxied.direct).toBe(0);
+    expect(proxied.proxied).toBeGreaterThan(0);
+    expect(proxy.requests.at(-1)?.host).toBe(registry.host);
+
+    for (const noProxy of [address, `other.example,.example.com, ${address}`, registry.host, "*"]) {
+      expect(await resolveWith({ NO_PROXY: noProxy }), noProxy).toMatchObject({ proxied: 0 });
+      expect(await resolveWith({ no_proxy: noProxy }), `no_proxy=${noProxy}`).toMatchObject({ proxied: 0 });
+    }
+    // Another port of the same host, or another host, is not exempt.
+    for (const noProxy of [`${address}:1`, "other.example"]) {
+      expect(await resolveWith({ NO_PROXY: noProxy }), noProxy).toMatchObject({ direct: 0 });
+    }
   });
 
   it("never sends loopback registries through a proxy", async () => {
