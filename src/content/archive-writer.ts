@@ -1,4 +1,4 @@
-import { open, unlink, type FileHandle } from "node:fs/promises";
+import { unlink } from "node:fs/promises";
 import tarStream from "tar-stream";
 import { OcibootError } from "../errors.ts";
 import { referrerDescriptorOf, subjectOf } from "../oci/artifact.ts";
@@ -6,6 +6,7 @@ import type { Descriptor } from "../oci/descriptor.ts";
 import { parseDigest } from "../oci/digest.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { Annotation, isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
+import { type BlobWriter, openBlobWriter } from "./blob-writer.ts";
 import { commitFile, errorCode, errorMessage } from "./fs-util.ts";
 import { emptyLayoutIndex, refNameOf, serializeLayoutIndex, withoutRefName } from "./layout-index.ts";
 import type { WritableStore } from "./store.ts";
@@ -56,7 +57,7 @@ export class OciArchiveWriter implements WritableStore {
   readonly path: string;
   readonly description: string;
   readonly #partialPath: string;
-  readonly #handle: FileHandle;
+  readonly #file: BlobWriter;
   readonly #pack: tarStream.Pack;
   readonly #prefix: string;
   /** Moves the tar bytes through the compressor into the file; settles when the tar ends. */
@@ -71,18 +72,18 @@ export class OciArchiveWriter implements WritableStore {
   #failure: unknown;
   #finished = false;
 
-  private constructor(path: string, handle: FileHandle, compressor: Compressor, prefix: string) {
+  private constructor(path: string, file: BlobWriter, compressor: Compressor, prefix: string) {
     this.path = path;
     this.description = `oci-archive:${path}`;
     this.#partialPath = partialPathOf(path);
-    this.#handle = handle;
+    this.#file = file;
     this.#pack = tarStream.pack();
     // A destroyed pack ends its byte stream with the error, which the output reports.
     this.#pack.on("error", () => undefined);
     this.#prefix = prefix;
     this.#stopCompressor = compressor.stop;
     const tar = packStream(this.#pack);
-    this.#output = writeAll(compressor.transform ? tar.pipeThrough(compressor.transform) : tar, handle);
+    this.#output = writeAll(compressor.transform ? tar.pipeThrough(compressor.transform) : tar, file);
     this.#outputFailure = this.#output.then(() => {
       throw new OcibootError("LOCAL_IO", `Cannot write ${path}: the archive ended before it was complete`);
     });
@@ -98,17 +99,19 @@ export class OciArchiveWriter implements WritableStore {
   static async create(path: string, options: ArchiveWriterOptions = {}): Promise<OciArchiveWriter> {
     const prefix = options.folder === undefined ? "" : `${checkFolder(options.folder)}/`;
     const compressor = await startCompressor(path, options.compression ?? compressionForPath(path));
-    let handle: FileHandle;
+    let file: BlobWriter;
     try {
-      handle = await open(partialPathOf(path), "wx", 0o644);
+      // An archive can be as large as its images: written past the page cache where possible.
+      file = await openBlobWriter(partialPathOf(path), { start: 0, exclusive: true });
     } catch (error) {
       compressor.stop();
-      const reason = errorCode(error) === "EEXIST"
+      const cause = error instanceof OcibootError && error.cause !== undefined ? error.cause : error;
+      const reason = errorCode(cause) === "EEXIST"
         ? `${partialPathOf(path)} exists (another copy is writing it, or an interrupted one left it; remove it)`
-        : errorMessage(error);
-      throw new OcibootError("LOCAL_IO", `Cannot write ${path}: ${reason}`, { cause: error });
+        : errorMessage(cause);
+      throw new OcibootError("LOCAL_IO", `Cannot write ${path}: ${reason}`, { cause });
     }
-    const writer = new OciArchiveWriter(path, handle, compressor, prefix);
+    const writer = new OciArchiveWriter(path, file, compressor, prefix);
     try {
       await writer.#exclusive(async () => {
         if (prefix !== "") await writer.#addDirectory("");
@@ -173,10 +176,11 @@ export class OciArchiveWriter implements WritableStore {
       await this.#output;
     });
     try {
-      await this.#handle.sync();
-      await this.#handle.close();
+      await this.#file.finish();
     } catch (error) {
       throw new OcibootError("LOCAL_IO", `Cannot write ${this.path}: ${errorMessage(error)}`, { cause: error });
+    } finally {
+      await this.#file.close();
     }
     await commitFile(this.#partialPath, this.path);
   }
@@ -188,7 +192,7 @@ export class OciArchiveWriter implements WritableStore {
     this.#pack.destroy(new Error("archive aborted"));
     this.#stopCompressor();
     await this.#output.catch(() => undefined);
-    await this.#handle.close().catch(() => undefined);
+    await this.#file.close();
     await unlink(this.#partialPath).catch(() => undefined);
   }
 
@@ -293,13 +297,13 @@ async function startCompressor(path: string, compression: ArchiveCompression): P
   return { transform: { writable: writableInto(xz.input, xz.kill), readable: xz.output }, stop: xz.kill };
 }
 
-async function writeAll(stream: ReadableStream<Uint8Array>, handle: FileHandle): Promise<void> {
+async function writeAll(stream: ReadableStream<Uint8Array>, file: BlobWriter): Promise<void> {
   const reader = stream.getReader();
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) return;
-      await handle.write(value);
+      await file.add(value);
     }
   } catch (error) {
     await reader.cancel(error).catch(() => undefined);

@@ -25,8 +25,8 @@ export interface BlobWriter {
 export interface BlobWriterOptions {
   /** Where the content starts in the file (bytes before it are kept: a resumed prefix). */
   start: number;
-  /** Bytes still to come: large blobs are written past the page cache. */
-  expectedBytes: number;
+  /** Bytes still to come, when known: small blobs go through the page cache, others past it. */
+  expectedBytes?: number;
   release?: (chunk: Uint8Array) => void;
   /** The source's promise about its chunks' memory (FetchedContent.alignment). */
   sourceAlignment?: number;
@@ -71,7 +71,7 @@ export function resumablePrefixLength(partialBytes: number, blobBytes: number): 
 export async function openBlobWriter(path: string, options: BlobWriterOptions): Promise<BlobWriter> {
   const wantsDirect =
     options.buffered !== true &&
-    options.expectedBytes >= DIRECT_MIN_BYTES &&
+    (options.expectedBytes === undefined || options.expectedBytes >= DIRECT_MIN_BYTES) &&
     options.start % DIRECT_IO_ALIGNMENT === 0 &&
     typeof constants.O_DIRECT === "number";
   const exclusive = options.exclusive === true ? constants.O_EXCL : 0;

@@ -151,7 +151,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
   async ingest(content: ReadableStream<Uint8Array>, mediaType: string, options: { signal?: AbortSignal } = {}): Promise<Descriptor> {
     const hash = createHash("sha256");
     let size = 0;
-    const temporary = await this.#writeTemporary({ stream: content, expectedBytes: 0 }, options.signal, (chunk) => {
+    const temporary = await this.#writeTemporary({ stream: content }, options.signal, (chunk) => {
       hash.update(chunk);
       size += chunk.byteLength;
     });
@@ -355,7 +355,8 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     const reader = content.stream.getReader();
     let writer: BlobWriter | undefined;
     try {
-      const writerOptions: BlobWriterOptions = { start: 0, expectedBytes: content.expectedBytes, exclusive: true };
+      const writerOptions: BlobWriterOptions = { start: 0, exclusive: true };
+      if (content.expectedBytes !== undefined) writerOptions.expectedBytes = content.expectedBytes;
       if (content.release) writerOptions.release = content.release;
       if (content.alignment !== undefined) writerOptions.sourceAlignment = content.alignment;
       writer = await openBlobWriter(temporary, writerOptions);
@@ -415,8 +416,8 @@ function checkLayoutVersion(bytes: Uint8Array, path: string): void {
 /** A stream to store, with what its source says about it (see FetchedContent). */
 interface IncomingContent {
   stream: ReadableStream<Uint8Array>;
-  /** Bytes to come, when known (0 when not): large blobs are written by direct I/O. */
-  expectedBytes: number;
+  /** Bytes to come, when known: small blobs go through the page cache. */
+  expectedBytes?: number;
   release?: (chunk: Uint8Array) => void;
   alignment?: number;
 }
