@@ -134,6 +134,27 @@ describe("ociboot pack", () => {
     expect(packed.stdout).toMatch(/info image {2}ghcr\.io\/me\/gardenlinux:1592\.1-info [0-9a-f]{64}/);
   });
 
+  it("reports with --json what it packed, digests matching the archive's store", async () => {
+    const reported = join(work, "reported.oci.tar.gz");
+    const packed = await ociboot(["pack", "--from-build", build, "--name", NAME, "-o", reported, "--platform", "linux/amd64", "--json"]);
+    expect(packed.code, packed.stderr).toBe(0);
+    const report = JSON.parse(packed.stdout) as {
+      archive: string;
+      bootImage: { reference: string | null; digest: string; mediaType: string; size: number };
+      infoImage: { reference: string; digest: string };
+      referrers: Array<{ artifactType: string; digest: string }>;
+    };
+    expect(report.archive).toBe(reported);
+    expect(report.bootImage).toMatchObject({ reference: null, digest: `sha256:${bootHex}`, mediaType: expect.stringContaining("manifest") });
+    expect(report.bootImage.size).toBeGreaterThan(0);
+    expect(report.referrers.map((referrer) => referrer.artifactType).sort()).toEqual(["build/log", "build/manifest", "build/os-release"]);
+    const verified = await ociboot(["verify", `oci-archive:${reported}`, "--json"]);
+    expect(verified.code, verified.stderr).toBe(0);
+    for (const digest of [report.bootImage.digest, report.infoImage.digest, ...report.referrers.map((referrer) => referrer.digest)]) {
+      expect(verified.stdout).toContain(digest);
+    }
+  });
+
   it("refuses a build folder with a missing file, naming it, and leaves neither FILE nor FILE.partial", async () => {
     const partial = join(work, "partial-build");
     await runOk("cp", ["-r", build, partial]);

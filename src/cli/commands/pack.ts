@@ -1,6 +1,6 @@
 import { Command } from "@commander-js/extra-typings";
 import { parsePlatform } from "../../oci/platform.ts";
-import { packBuild, type PackOptions } from "../../ops/pack.ts";
+import { packBuild, type PackOptions, type PackResult } from "../../ops/pack.ts";
 import type { CliContext } from "../context.ts";
 import { sourceDateEpochTimestamp } from "../created.ts";
 import { resolvePath, temporaryBase } from "../paths.ts";
@@ -21,6 +21,7 @@ export function packCommand(context: CliContext) {
     .option("--command-line <text>", "kernel command line when the folder has no <NAME>.cmdline")
     .option("--rootfs-file <file>", "the rootfs, instead of <NAME>.rootfs, .squashfs or .tar (first found)")
     .option("--platform <os/arch[/variant]>", "os and architecture of the info image (default: this machine's, linux)")
+    .option("--json", "print what was packed as JSON (archive, boot image, info image, referrers)")
     .addHelpText(
       "after",
       "\n$SOURCE_DATE_EPOCH dates the info image and the attached files; without it neither is dated and the same build gives the same archive.\n\n" +
@@ -43,13 +44,27 @@ export function packCommand(context: CliContext) {
       const created = sourceDateEpochTimestamp(context);
       if (created !== undefined) packOptions.created = created;
       const result = await packBuild(resolvePath(context, options.fromBuild), packOptions);
-      const hex = (digest: string) => digest.slice(digest.indexOf(":") + 1);
-      const boot = result.bootReference === undefined ? hex(result.bootImage.digest) : `${result.bootReference} ${hex(result.bootImage.digest)}`;
-      context.stdout.write(
-        `Successfully packed ${output}\n` +
-          `  boot image  ${boot}\n` +
-          `  info image  ${result.infoReference} ${hex(result.infoImage.digest)}\n` +
-          result.referrers.map((referrer) => `  referrer    ${referrer.artifactType ?? referrer.mediaType} ${hex(referrer.digest)}\n`).join(""),
-      );
+      context.stdout.write(options.json ? packJson(output, result) : packText(output, result));
     });
+}
+
+function packText(output: string, result: PackResult): string {
+  const hex = (digest: string) => digest.slice(digest.indexOf(":") + 1);
+  const boot = result.bootReference === undefined ? hex(result.bootImage.digest) : `${result.bootReference} ${hex(result.bootImage.digest)}`;
+  return (
+    `Successfully packed ${output}\n` +
+    `  boot image  ${boot}\n` +
+    `  info image  ${result.infoReference} ${hex(result.infoImage.digest)}\n` +
+    result.referrers.map((referrer) => `  referrer    ${referrer.artifactType ?? referrer.mediaType} ${hex(referrer.digest)}\n`).join("")
+  );
+}
+
+function packJson(output: string, result: PackResult): string {
+  const report = {
+    archive: output,
+    bootImage: { reference: result.bootReference ?? null, ...result.bootImage },
+    infoImage: { reference: result.infoReference, ...result.infoImage },
+    referrers: result.referrers,
+  };
+  return `${JSON.stringify(report, null, 2)}\n`;
 }
