@@ -3,6 +3,7 @@ import type { ReadableStore, WritableStore } from "../content/store.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { formatReference, parseReference } from "../oci/reference.ts";
 import { copyGraph, type CopyGraphOptions } from "./copy-graph.ts";
+import { type ManifestSelection, resolveManifest } from "./resolve.ts";
 import { resolveLocalImage } from "./store-ops.ts";
 
 /**
@@ -20,16 +21,26 @@ export async function pushImage(store: OciLayoutStore, target: WritableStore & R
   return root;
 }
 
+export interface PullOptions extends CopyGraphOptions {
+  /** Pull only the manifest these pick from an index (as `docker pull --platform`), not the whole index. */
+  selection?: ManifestSelection;
+}
+
 /**
- * Pulls an image (a whole index with every platform, or one manifest) into the store, every blob
- * verified as it lands, and tags it locally with the full reference.
+ * Pulls an image (a whole index with every platform, one platform's manifest of it, or one
+ * manifest) into the store, every blob verified as it lands, and tags it locally with the full
+ * reference.
  *
  * @returns the descriptor and the full reference it is tagged under locally.
  */
-export async function pullImage(source: ReadableStore, store: OciLayoutStore, name: string, options: CopyGraphOptions = {}): Promise<{ descriptor: Descriptor; reference: string }> {
+export async function pullImage(source: ReadableStore, store: OciLayoutStore, name: string, options: PullOptions = {}): Promise<{ descriptor: Descriptor; reference: string }> {
   const reference = parseReference(name);
-  const descriptor = await source.resolve(reference.digest ?? reference.tag ?? "latest");
+  const target = reference.digest ?? reference.tag ?? "latest";
+  const descriptor = options.selection
+    ? (await resolveManifest(source, target, options.selection, options.signal)).descriptor
+    : await source.resolve(target);
   const root: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
+  if (options.selection && descriptor.platform) root.platform = descriptor.platform;
   await copyGraph(source, store, root, options);
   const full = formatReference(reference.digest === undefined ? { ...reference, tag: reference.tag ?? "latest" } : reference);
   if (reference.digest === undefined) await store.tag(root, full);

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -61,6 +62,33 @@ describe("push and pull", () => {
       headers: { Accept: ["application/vnd.oci.image.manifest.v1+json"] },
       url: `${registry.url}/v2/multi/manifests/1`,
     });
+  });
+
+  it("pulls only one platform of an index with --platform, tagged as the reference", async () => {
+    const reference = `${registry.host}/multi-one:1`;
+    const spec = (arch: string) => `arch=${arch},kernel=vmlinuz-${arch},initramfs=initrd-${arch}`;
+    await cli("--store-path", "s6", "build", "--format", "ironcore", "--config", spec("amd64"), "--config", spec("arm64"), "--tag", reference);
+    expect((await cli("--store-path", "s6", "push", reference)).code).toBe(0);
+
+    const pulled = await cli("--store-path", "s7", "--quiet", "pull", reference, "--platform", "linux/arm64");
+    expect(pulled.code, pulled.stderr).toBe(0);
+    const inspected = JSON.parse((await cli("--store-path", "s7", "inspect", reference)).stdout) as {
+      descriptor: { platform?: unknown };
+      manifest: { layers?: Array<{ digest: string }>; manifests?: unknown };
+    };
+    expect(inspected.manifest.manifests).toBeUndefined();
+    expect(inspected.descriptor.platform).toEqual({ architecture: "arm64", os: "linux" });
+    const layers = (inspected.manifest.layers ?? []).map((layer) => layer.digest);
+    expect(layers).toContain(sha256(files["vmlinuz-arm64"] ?? Buffer.alloc(0)));
+    expect(layers).not.toContain(sha256(files["vmlinuz-amd64"] ?? Buffer.alloc(0)));
+    expect(pulled.stdout).toMatch(new RegExp(`^Successfully pulled ${reference.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} [0-9a-f]{64}\n$`));
+    // The other platform's kernel never came.
+    const amd64Kernel = sha256(files["vmlinuz-amd64"] ?? Buffer.alloc(0)).slice("sha256:".length);
+    expect(existsSync(join(work, "s7", "blobs", "sha256", amd64Kernel))).toBe(false);
+    expect(existsSync(join(work, "s6", "blobs", "sha256", amd64Kernel))).toBe(true);
+
+    const none = await cli("--store-path", "s8", "pull", reference, "--platform", "linux/s390x");
+    expect(none.error).toMatchObject({ code: "NOT_FOUND" });
   });
 
   it("refuses a blob the registry corrupted and adds no entry for it", async () => {
