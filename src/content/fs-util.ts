@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { mkdir, open, rename, unlink } from "node:fs/promises";
+import { type FileHandle, mkdir, open, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { OcibootError } from "../errors.ts";
 
@@ -130,4 +130,45 @@ export async function readBoundedFile(path: string, maxBytes: number): Promise<U
   } finally {
     await handle.close();
   }
+}
+
+/** Writes all of `bytes` at `position`, however many calls that takes. */
+export async function writeFully(handle: FileHandle, bytes: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < bytes.byteLength) {
+    const { bytesWritten } = await handle.write(bytes, done, bytes.byteLength - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/** Writes all of `buffers`, in order, from `position`, however many calls that takes. */
+export async function writevFully(handle: FileHandle, buffers: Uint8Array[], position: number): Promise<void> {
+  let remaining = buffers;
+  let at = position;
+  while (remaining.length > 0) {
+    const { bytesWritten } = await handle.writev(remaining, at);
+    at += bytesWritten;
+    remaining = dropWritten(remaining, bytesWritten);
+  }
+}
+
+/** What is left of `buffers` after the first `bytesWritten` bytes. */
+export function dropWritten(buffers: Uint8Array[], bytesWritten: number): Uint8Array[] {
+  let skip = bytesWritten;
+  const rest: Uint8Array[] = [];
+  for (const buffer of buffers) {
+    if (skip >= buffer.byteLength) {
+      skip -= buffer.byteLength;
+      continue;
+    }
+    rest.push(skip > 0 ? buffer.subarray(skip) : buffer);
+    skip = 0;
+  }
+  return rest;
+}
+
+/** A failed write to `path` as LOCAL_IO; an OcibootError stays as it is. */
+export function writeError(path: string, error: unknown): OcibootError {
+  if (error instanceof OcibootError) return error;
+  return new OcibootError("LOCAL_IO", `Cannot write ${path}: ${errorMessage(error)}`, { cause: error });
 }
