@@ -109,6 +109,26 @@ describe("openBlobWriter", () => {
     }
   });
 
+  it.skipIf(!directInTmp)("still writes every byte when a source promises aligned chunks but hands out unaligned memory", async () => {
+    const path = join(dir, "misaligned.partial");
+    const bytes = randomBytes(20 * MIB + 777);
+    const writer = await openBlobWriter(path, { start: 0, expectedBytes: bytes.byteLength, sourceAlignment: 4096 });
+    expect(writer.kind).toBe("direct");
+    let offset = 0;
+    for (let index = 0; offset < bytes.byteLength; index++) {
+      const length = Math.min(MIB, bytes.byteLength - offset);
+      // Two views 16 bytes apart: at most one of them can start on a page.
+      const backing = new Uint8Array(length + 64);
+      const chunk = backing.subarray(16 + (index % 2) * 16, 16 + (index % 2) * 16 + length);
+      chunk.set(bytes.subarray(offset, offset + length));
+      await writer.add(chunk);
+      offset += length;
+    }
+    expect(await writer.finish()).toBe(bytes.byteLength);
+    await writer.close();
+    expect(Buffer.compare(await readFile(path), bytes)).toBe(0);
+  });
+
   it("writes small blobs through the page cache", async () => {
     const path = join(dir, "small.partial");
     const bytes = randomBytes(100_000);
