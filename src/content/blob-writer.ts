@@ -5,6 +5,7 @@ import { OcibootError } from "../errors.ts";
 import { BufferedBlobWriter } from "./buffered-blob-writer.ts";
 import { DirectBlobWriter, UNORDERED_TAIL_BYTES } from "./direct-blob-writer.ts";
 import { errorCode, errorMessage } from "./fs-util.ts";
+import type { ChunkMemory } from "./store.ts";
 
 /**
  * Writes a blob's bytes, in order, into a file from a given position, and makes them durable.
@@ -29,9 +30,8 @@ export interface BlobWriterOptions {
   start: number;
   /** Bytes still to come, when known: small blobs go through the page cache, others past it. */
   expectedBytes?: number;
-  release?: (chunk: Uint8Array) => void;
-  /** The source's promise about its chunks' memory (FetchedContent.alignment). */
-  sourceAlignment?: number;
+  /** The source's chunks: given back once written; written as they are when aligned. */
+  chunks?: ChunkMemory;
   /** Create the file, failing if it exists (a temporary name that nothing else may hold). */
   exclusive?: boolean;
   /** Test hook: skip direct I/O. */
@@ -97,4 +97,9 @@ async function openDirect(path: string, start: number, extraFlags: number): Prom
     if (errorCode((error as Error).cause) === "EINVAL") return undefined;
     throw error;
   }
+}
+
+/** The source's way of taking a chunk back, if it has one. */
+export function releaseOf(chunks: ChunkMemory | undefined): ((chunk: Uint8Array) => void) | undefined {
+  return chunks?.release ? (chunk) => chunks.release?.(chunk) : undefined;
 }

@@ -1,6 +1,6 @@
 import type { FileHandle } from "node:fs/promises";
 import { OcibootError } from "../errors.ts";
-import type { BlobWriter, BlobWriterOptions } from "./blob-writer.ts";
+import { type BlobWriter, type BlobWriterOptions, releaseOf } from "./blob-writer.ts";
 import { errorMessage, writeError, writevFully } from "./fs-util.ts";
 
 /**
@@ -44,7 +44,7 @@ export class BufferedBlobWriter implements BlobWriter {
   constructor(path: string, handle: FileHandle, options: BlobWriterOptions) {
     this.#path = path;
     this.#handle = handle;
-    this.#release = options.release;
+    this.#release = releaseOf(options.chunks);
     this.#position = options.start;
     this.#syncedUpTo = options.start;
   }

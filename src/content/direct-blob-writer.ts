@@ -2,7 +2,7 @@ import { constants } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { AlignedBlockPool, DIRECT_IO_ALIGNMENT } from "../aligned-blocks.ts";
 import { OcibootError } from "../errors.ts";
-import type { BlobWriter, BlobWriterOptions } from "./blob-writer.ts";
+import { type BlobWriter, type BlobWriterOptions, releaseOf } from "./blob-writer.ts";
 import { dropWritten, errorCode, errorMessage, writeError, writeFully } from "./fs-util.ts";
 
 /** One direct write: aligned chunks gathered, or one staging buffer. */
@@ -56,8 +56,9 @@ export class DirectBlobWriter implements BlobWriter {
   constructor(path: string, direct: FileHandle, options: BlobWriterOptions) {
     this.#path = path;
     this.#direct = direct;
-    this.#release = options.release;
-    this.#sourceAligned = options.sourceAlignment !== undefined && isAligned(options.sourceAlignment);
+    this.#release = releaseOf(options.chunks);
+    const alignment = options.chunks?.alignment;
+    this.#sourceAligned = alignment !== undefined && isAligned(alignment);
     this.#position = options.start;
   }
 

@@ -135,10 +135,9 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
       await utimes(finalPath, now, now).catch(() => undefined);
     } else {
       const verifier = new ContentVerifier(descriptor);
-      const incoming: IncomingContent = { stream: content, expectedBytes: descriptor.size };
-      if (options.release) incoming.release = options.release;
-      if (options.alignment !== undefined) incoming.alignment = options.alignment;
-      const temporary = await this.#writeTemporary(incoming, options.signal, (chunk) => verifier.update(chunk), () => verifier.finish());
+      const writing: WriteSettings = { expectedBytes: descriptor.size };
+      if (options.chunks) writing.chunks = options.chunks;
+      const temporary = await this.#writeTemporary(content, writing, options.signal, (chunk) => verifier.update(chunk), () => verifier.finish());
       await this.#commitTemporary(temporary, finalPath);
     }
     if (isManifestMediaType(descriptor.mediaType) || isIndexMediaType(descriptor.mediaType)) await this.#listIfReferrer(descriptor);
@@ -151,7 +150,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
   async ingest(content: ReadableStream<Uint8Array>, mediaType: string, options: { signal?: AbortSignal } = {}): Promise<Descriptor> {
     const hash = createHash("sha256");
     let size = 0;
-    const temporary = await this.#writeTemporary({ stream: content }, options.signal, (chunk) => {
+    const temporary = await this.#writeTemporary(content, {}, options.signal, (chunk) => {
       hash.update(chunk);
       size += chunk.byteLength;
     });
@@ -345,21 +344,18 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
    * `onChunk` before each write and `onEnd` before fsync.
    */
   async #writeTemporary(
-    content: IncomingContent,
+    content: ReadableStream<Uint8Array>,
+    writing: WriteSettings,
     signal: AbortSignal | undefined,
     onChunk: (chunk: Uint8Array) => void,
     onEnd: () => void = () => undefined,
   ): Promise<string> {
     await this.#ensureLayout();
     const temporary = temporaryPath(this.#temporaryDirectory(), "blob");
-    const reader = content.stream.getReader();
+    const reader = content.getReader();
     let writer: BlobWriter | undefined;
     try {
-      const writerOptions: BlobWriterOptions = { start: 0, exclusive: true };
-      if (content.expectedBytes !== undefined) writerOptions.expectedBytes = content.expectedBytes;
-      if (content.release) writerOptions.release = content.release;
-      if (content.alignment !== undefined) writerOptions.sourceAlignment = content.alignment;
-      writer = await openBlobWriter(temporary, writerOptions);
+      writer = await openBlobWriter(temporary, { ...writing, start: 0, exclusive: true });
       for (;;) {
         if (signal?.aborted) throw signal.reason;
         const { done, value } = await reader.read();
@@ -413,11 +409,5 @@ function checkLayoutVersion(bytes: Uint8Array, path: string): void {
   }
 }
 
-/** A stream to store, with what its source says about it (see FetchedContent). */
-interface IncomingContent {
-  stream: ReadableStream<Uint8Array>;
-  /** Bytes to come, when known: small blobs go through the page cache. */
-  expectedBytes?: number;
-  release?: (chunk: Uint8Array) => void;
-  alignment?: number;
-}
+/** What a blob writer is told about content to store: its size when known, and its chunks' memory. */
+type WriteSettings = Pick<BlobWriterOptions, "expectedBytes" | "chunks">;

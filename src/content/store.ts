@@ -22,11 +22,8 @@ export interface FetchOptions {
   signal?: AbortSignal;
 }
 
-export interface FetchedContent {
-  /** Unverified bytes, starting at `offset`. */
-  stream: ReadableStream<Uint8Array>;
-  /** Where `stream` starts: the requested offset when honoured exactly, else 0. */
-  offset: number;
+/** What a source says about the memory of the chunks it hands out. */
+export interface ChunkMemory {
   /**
    * Present when chunks come from pooled memory (large registry blobs): a consumer that is done
    * with a chunk may give it back for reuse, and must not read it afterwards.
@@ -39,11 +36,17 @@ export interface FetchedContent {
   alignment?: number;
 }
 
-/** How content to be pushed arrives; `release` and `alignment` as in the FetchedContent it came from. */
+export interface FetchedContent extends ChunkMemory {
+  /** Unverified bytes, starting at `offset`. */
+  stream: ReadableStream<Uint8Array>;
+  /** Where `stream` starts: the requested offset when honoured exactly, else 0. */
+  offset: number;
+}
+
 export interface PushOptions {
   signal?: AbortSignal;
-  release?: (chunk: Uint8Array) => void;
-  alignment?: number;
+  /** The chunks' memory, as the FetchedContent the stream came from describes it. */
+  chunks?: ChunkMemory;
 }
 
 export interface WritableStore {

@@ -67,9 +67,7 @@ async function copyBlob(source: ReadableStore, target: WritableStore, blob: Desc
     try {
       const content = await source.fetch(blob, signal ? { signal } : {});
       // The source's chunk memory goes back to it once stored; aligned chunks are stored as they are.
-      const pushOptions: PushOptions = signal ? { signal } : {};
-      if (content.release) pushOptions.release = content.release;
-      if (content.alignment !== undefined) pushOptions.alignment = content.alignment;
+      const pushOptions: PushOptions = signal ? { signal, chunks: content } : { chunks: content };
       await target.push(blob, content.stream, pushOptions);
       return;
     } catch (error) {

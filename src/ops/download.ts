@@ -19,8 +19,6 @@ export interface DownloadOptions {
   signal?: AbortSignal;
   /** Attempts for a blob whose transfer breaks off; each continues from what reached the disk. */
   attempts?: number;
-  /** Test hook: write through the page cache even where direct I/O would be used. */
-  buffered?: boolean;
   /** Called with each number of bytes that became known-good or arrived: for progress display. */
   onProgress?: (event: { done: number; total: number }) => void;
 }
@@ -93,9 +91,7 @@ async function downloadToPartial(
   let writer: BlobWriter;
   try {
     const writerOptions: BlobWriterOptions = { start, expectedBytes: descriptor.size - start };
-    if (content?.release) writerOptions.release = content.release;
-    if (content?.alignment !== undefined) writerOptions.sourceAlignment = content.alignment;
-    if (options.buffered) writerOptions.buffered = true;
+    if (content) writerOptions.chunks = content;
     writer = await openBlobWriter(partialPath, writerOptions);
   } catch (error) {
     await content?.stream.cancel().catch(() => undefined);

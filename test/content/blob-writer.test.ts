@@ -90,9 +90,11 @@ describe("openBlobWriter", () => {
         start: 0,
         expectedBytes: bytes.byteLength,
         buffered,
-        release: (chunk) => {
-          if (released.has(chunk)) twice++;
-          released.add(chunk);
+        chunks: {
+          release: (chunk) => {
+            if (released.has(chunk)) twice++;
+            released.add(chunk);
+          },
         },
       });
       const chunks: Uint8Array[] = [];
@@ -112,7 +114,7 @@ describe("openBlobWriter", () => {
   it.skipIf(!directInTmp)("still writes every byte when a source promises aligned chunks but hands out unaligned memory", async () => {
     const path = join(dir, "misaligned.partial");
     const bytes = randomBytes(20 * MIB + 777);
-    const writer = await openBlobWriter(path, { start: 0, expectedBytes: bytes.byteLength, sourceAlignment: 4096 });
+    const writer = await openBlobWriter(path, { start: 0, expectedBytes: bytes.byteLength, chunks: { alignment: 4096 } });
     expect(writer.kind).toBe("direct");
     let offset = 0;
     for (let index = 0; offset < bytes.byteLength; index++) {
