@@ -4,6 +4,7 @@ import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { withFileLock } from "../../src/content/lock.ts";
+import { mostHoldersAtOnce } from "./helpers/holders-at-once.ts";
 
 let directory: string;
 let lockPath: string;
@@ -33,19 +34,7 @@ describe("withFileLock", () => {
   });
 
   it("serialises actions: no two run at once", async () => {
-    let running = 0;
-    let most = 0;
-    await Promise.all(
-      Array.from({ length: 8 }, () =>
-        withFileLock(lockPath, async () => {
-          running++;
-          most = Math.max(most, running);
-          await new Promise((resolve) => setTimeout(resolve, 5));
-          running--;
-        }),
-      ),
-    );
-    expect(most).toBe(1);
+    expect(await mostHoldersAtOnce(withFileLock, lockPath, 8)).toBe(1);
   });
 
   it("waits for a live holder and gives up with LOCKED", async () => {
