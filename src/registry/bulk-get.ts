@@ -65,10 +65,8 @@ class BulkExchange {
   #socket: Socket | undefined;
   readonly #pool = new AlignedBlockPool(BLOCK_BYTES, SLAB_BLOCKS);
   #block: Uint8Array = this.#pool.take();
-  /** Bytes received into `#block`. */
+  /** Bytes received into `#block`; once the header is parsed, every one of them is body. */
   #fill = 0;
-  /** Where the body begins in `#block` (after the header, in the first block). */
-  #start = 0;
   #bodyRemaining = -1;
   #headerParsed = false;
   readonly #queue: Buffer[] = [];
@@ -140,26 +138,23 @@ class BulkExchange {
     if (!this.#headerParsed) {
       if (!this.#parseHeader()) return;
       if (this.#ended) return;
-      this.#moveBodyToBlockStart();
     }
-    const body = this.#fill - this.#start;
-    if (body >= this.#bodyRemaining) {
+    if (this.#fill >= this.#bodyRemaining) {
       this.#handOn(this.#bodyRemaining);
       this.#finish();
     } else if (this.#fill === this.#block.byteLength) {
-      this.#handOn(body);
+      this.#handOn(this.#fill);
     }
   }
 
   /** The body bytes that came with the header start a fresh block, so every block is the body's own. */
-  #moveBodyToBlockStart(): void {
+  #moveBodyToBlockStart(bodyStart: number): void {
     const first = this.#pool.take();
-    const body = this.#block.subarray(this.#start, this.#fill);
+    const body = this.#block.subarray(bodyStart, this.#fill);
     first.set(body);
     this.#pool.give(this.#block);
     this.#block = first;
     this.#fill = body.byteLength;
-    this.#start = 0;
   }
 
   /** Parses status line and headers once they are complete; false while more is needed. */
@@ -198,7 +193,7 @@ class BulkExchange {
       this.#socket?.destroy();
       return false;
     }
-    this.#start = end + 4;
+    this.#moveBodyToBlockStart(end + 4);
     this.#bodyRemaining = bodiless ? 0 : Number(length);
     const bodyStream: BulkBody = {
       alignment: this.#pool.aligned ? DIRECT_IO_ALIGNMENT : undefined,
@@ -221,12 +216,11 @@ class BulkExchange {
   #handOn(bodyBytes: number): void {
     const block = this.#block;
     if (bodyBytes > 0) {
-      this.#queue.push(Buffer.from(block.buffer, block.byteOffset + this.#start, bodyBytes));
+      this.#queue.push(Buffer.from(block.buffer, block.byteOffset, bodyBytes));
       this.#bodyRemaining -= bodyBytes;
     }
     // Only the last block can hold bytes past the body (ignored: the connection closes).
     this.#block = this.#pool.take();
-    this.#start = 0;
     this.#fill = 0;
     if (this.#queue.length >= MAX_QUEUED_BLOCKS && !this.#paused) {
       this.#paused = true;
@@ -289,7 +283,7 @@ class BulkExchange {
   #fail(error: unknown): void {
     if (this.#ended) return;
     // What arrived before the failure is handed on first: a download keeps it and resumes after it.
-    const partial = this.#headerParsed ? Math.min(this.#fill - this.#start, this.#bodyRemaining) : 0;
+    const partial = this.#headerParsed ? Math.min(this.#fill, this.#bodyRemaining) : 0;
     if (partial > 0) this.#handOn(partial);
     this.#ended = true;
     this.#failure = error;
