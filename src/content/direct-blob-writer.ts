@@ -35,7 +35,8 @@ export class DirectBlobWriter implements BlobWriter {
   readonly kind = "direct";
   readonly #path: string;
   readonly #direct: FileHandle;
-  #plain: FileHandle | undefined;
+  /** The ordinary descriptor, opened once on first need (two writes in flight may both need it). */
+  #plain: Promise<FileHandle> | undefined;
   readonly #release: ((chunk: Uint8Array) => void) | undefined;
   readonly #sourceAligned: boolean;
   /** File offset where the next write goes. */
@@ -165,12 +166,10 @@ export class DirectBlobWriter implements BlobWriter {
     }
   }
 
-  async #plainHandle(): Promise<FileHandle> {
-    try {
-      this.#plain ??= await open(this.#path, constants.O_WRONLY);
-    } catch (error) {
+  #plainHandle(): Promise<FileHandle> {
+    this.#plain ??= open(this.#path, constants.O_WRONLY).catch((error: unknown) => {
       throw writeError(this.#path, error);
-    }
+    });
     return this.#plain;
   }
 
@@ -188,7 +187,7 @@ export class DirectBlobWriter implements BlobWriter {
 
   async finish(): Promise<number> {
     await this.#writeAll();
-    const handle = this.#plain ?? this.#direct;
+    const handle = (await this.#plain) ?? this.#direct;
     try {
       await handle.truncate(this.#position);
       // Direct writes bypassed the page cache; fsync still commits the size and flushes the device cache.
@@ -201,6 +200,7 @@ export class DirectBlobWriter implements BlobWriter {
 
   async close(): Promise<void> {
     await Promise.allSettled(this.#writes.splice(0));
-    await Promise.all([this.#direct.close().catch(() => undefined), this.#plain?.close().catch(() => undefined)]);
+    const plain = await this.#plain?.catch(() => undefined);
+    await Promise.all([this.#direct.close().catch(() => undefined), plain?.close().catch(() => undefined)]);
   }
 }
