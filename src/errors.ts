@@ -21,6 +21,9 @@ export type ErrorCode =
   | "REGISTRY"
   | "LOCAL_IO"
   | "LOCKED"
+  | "NO_BOOT_FILES"
+  | "SIGNATURE"
+  | "BROKEN_PIPE"
   | "INTERRUPTED"
   | "INTERNAL";
 
@@ -44,6 +47,10 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
   REGISTRY: 9,
   LOCAL_IO: 10,
   LOCKED: 10,
+  NO_BOOT_FILES: 3,
+  SIGNATURE: 11,
+  // As a Unix tool killed by SIGPIPE reports in the shell (128 + 13): the reader went away.
+  BROKEN_PIPE: 141,
   INTERRUPTED: 130,
   INTERNAL: 1,
 };
