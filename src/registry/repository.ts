@@ -13,7 +13,7 @@ import { TokenCache } from "./auth/token.ts";
 import { type FetchedManifest, type OpenedBlob, RegistryClient, type UploadOptions } from "./client.ts";
 import { type MirrorConfig, pullEndpoints, type PullEndpoint } from "./mirrors.ts";
 import { errorFromResponse } from "./errors.ts";
-import { readBounded, realSleep, type RetryPolicy, type Sleep, Transport } from "./transport.ts";
+import { isConnectionRefused, readBounded, realSleep, type RetryPolicy, type Sleep, Transport } from "./transport.ts";
 
 /** Everything a registry repository needs from the outside world; the CLI builds it. */
 export interface RegistryOptions {
@@ -407,7 +407,8 @@ async function probeScheme(transport: Transport, host: string): Promise<"http" |
     const { bytes } = await readBounded(response.body, 4096);
     return /https/i.test(bytes.toString("utf8")) ? "https" : "http";
   } catch (error) {
-    if (!(error instanceof OcibootError) || error.code !== "NETWORK") throw error;
+    // Refused (after the transport's retries): nothing listens there, TLS or not.
+    if (!(error instanceof OcibootError) || error.code !== "NETWORK" || isConnectionRefused(error)) throw error;
     const response = await transport.request({ method: "GET", url: new URL(`https://${host}/v2/`), retry: false, followRedirects: false });
     await response.body.dump().catch(() => undefined);
     return "https";

@@ -190,19 +190,22 @@ export class Transport {
   async request(request: HttpRequest): Promise<HttpResponse> {
     const replayable = isReplayable(request.body);
     const retry = (request.retry ?? request.method !== "PATCH") && replayable;
-    const attempts = retry ? Math.max(1, this.#retry.attempts) : 1;
+    // A refused connection carried nothing to the server, so asking again is safe even where a
+    // repeat is not (retry: false): a registry, or the network to it, may still be coming up.
+    const attempts = replayable ? Math.max(1, this.#retry.attempts) : 1;
     for (let attempt = 1; ; attempt++) {
       let response: HttpResponse;
       try {
         response = await this.#requestFollowingRedirects(request, replayable);
       } catch (error) {
-        if (attempt >= attempts || !isRetryableError(error) || request.signal?.aborted) throw error;
+        const retryable = retry ? isRetryableError(error) : isConnectionRefused(error);
+        if (attempt >= attempts || !retryable || request.signal?.aborted) throw error;
         const delay = this.#backoff(attempt);
         this.debug(`HTTP ${request.method} ${redactUrl(request.url)} failed (${describeError(error)}); retry ${attempt} in ${delay} ms`);
         await this.#sleep(delay, request.signal);
         continue;
       }
-      if (attempt >= attempts || !isRetryableStatus(response.status)) return response;
+      if (!retry || attempt >= attempts || !isRetryableStatus(response.status)) return response;
       const delay = this.#retryDelay(response, attempt);
       await response.body.dump().catch(() => undefined);
       this.debug(`HTTP ${request.method} ${redactUrl(request.url)} answered ${response.status}; retry ${attempt} in ${delay} ms`);
@@ -457,6 +460,11 @@ function isRetryableStatus(status: number): boolean {
 
 function isRetryableError(error: unknown): boolean {
   return error instanceof OcibootError && (error.code === "NETWORK" || error.code === "TIMEOUT");
+}
+
+/** True when the server's host refused the TCP connection: nothing listened on the port (yet). */
+export function isConnectionRefused(error: unknown): boolean {
+  return error instanceof OcibootError && error.code === "NETWORK" && errorCode(error.cause) === "ECONNREFUSED";
 }
 
 function toUndiciBody(body: RequestBody | undefined): string | Uint8Array | null {
