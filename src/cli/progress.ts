@@ -10,14 +10,19 @@ export interface ProgressOptions {
   now?: () => number;
 }
 
+/** A progress display; `stop()` ends it on every way out (success, failure, Ctrl-C) and may be called twice. */
+export interface ProgressDisplay extends FetchProgress {
+  stop(): void;
+}
+
 /** Chooses the display: bars on a terminal, periodic lines in logs, nothing with --quiet. */
-export function createFetchProgress(context: CliContext, options: ProgressOptions): FetchProgress | undefined {
+export function createFetchProgress(context: CliContext, options: ProgressOptions): ProgressDisplay | undefined {
   if (options.quiet) return undefined;
   return context.stderr.isTTY ? new BarProgress(context) : new LineProgress(context, options.lineInterval ?? 5, options.now ?? Date.now);
 }
 
 /** Tracks per-file and total bytes; displays subclass it. */
-abstract class ProgressTotals implements FetchProgress {
+abstract class ProgressTotals implements ProgressDisplay {
   protected readonly done = new Map<string, number>();
   protected readonly sizes = new Map<string, number>();
   protected total = 0;
@@ -36,6 +41,8 @@ abstract class ProgressTotals implements FetchProgress {
 
   abstract finished(name: string, status: FetchedFileStatus): void;
 
+  stop(): void {}
+
   protected doneTotal(): number {
     let sum = 0;
     for (const value of this.done.values()) sum += value;
@@ -48,6 +55,7 @@ class BarProgress extends ProgressTotals {
   readonly #bars = new Map<string, SingleBar>();
   #totalBar: SingleBar | undefined;
   #finishedCount = 0;
+  #stopped = false;
 
   constructor(context: CliContext) {
     super();
@@ -85,7 +93,17 @@ class BarProgress extends ProgressTotals {
 
   finished(): void {
     this.#finishedCount++;
-    if (this.#finishedCount === this.#bars.size) this.#multibar.stop();
+    if (this.#finishedCount === this.#bars.size) this.stop();
+  }
+
+  /**
+   * Stops the redraw timer (which would keep the process alive), shows the cursor again and ends
+   * on a fresh line, so an error printed next is not drawn over.
+   */
+  override stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.#bars.size > 0) this.#multibar.stop();
   }
 
   #payload(name: string | undefined, done: number, total: number, speed: number): Record<string, string> {

@@ -227,9 +227,9 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
 
   /**
    * Read-modify-write of index.json under the store's exclusive lock: `change` gets the current
-   * entries and returns the new ones. Returns what was written.
+   * entries and returns the new ones. Returns what was written. `signal` ends the wait for the lock.
    */
-  async updateIndex(change: (entries: Descriptor[]) => Descriptor[] | Promise<Descriptor[]>): Promise<Descriptor[]> {
+  async updateIndex(change: (entries: Descriptor[]) => Descriptor[] | Promise<Descriptor[]>, options: { signal?: AbortSignal } = {}): Promise<Descriptor[]> {
     await this.#ensureLayout();
     return withFileLock(
       join(this.root, PRIVATE_DIRECTORY, "index.lock"),
@@ -243,7 +243,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
         );
         return manifests;
       },
-      { timeoutMs: this.#lockTimeoutMs },
+      { timeoutMs: this.#lockTimeoutMs, ...(options.signal === undefined ? {} : { signal: options.signal }) },
     );
   }
 

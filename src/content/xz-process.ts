@@ -23,9 +23,12 @@ export async function startXz(
   args: readonly string[],
   options: { pipeInput: boolean; failure: (detail: string) => OcibootError },
 ): Promise<XzProcess | undefined> {
+  // Its own process group: Ctrl-C on a terminal signals the whole foreground group, and an xz that
+  // died of it would fail the write in flight before ociboot could stop in order (docs/cli-behaviour.md).
+  // ociboot ends xz itself (kill, or end of input); if ociboot dies, xz meets a closed pipe.
   const child: ChildProcessByStdio<Writable | null, Readable, Readable> = options.pipeInput
-    ? spawn("xz", args, { stdio: ["pipe", "pipe", "pipe"] })
-    : spawn("xz", args, { stdio: ["ignore", "pipe", "pipe"] });
+    ? spawn("xz", args, { stdio: ["pipe", "pipe", "pipe"], detached: true })
+    : spawn("xz", args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
   const started = await new Promise<boolean>((resolve) => {
     child.once("spawn", () => resolve(true));
     child.once("error", () => resolve(false));

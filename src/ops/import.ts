@@ -21,14 +21,21 @@ export interface ImportResult {
  * verified on its way into the store, then every manifest the archive's index.json names is
  * checked to be complete before its entries are added. A failure leaves index.json untouched.
  */
-export async function importArchive(store: OciLayoutStore, archivePath: string, options: ArchiveReadOptions = {}): Promise<ImportResult> {
+export async function importArchive(
+  store: OciLayoutStore,
+  archivePath: string,
+  options: ArchiveReadOptions & { signal?: AbortSignal } = {},
+): Promise<ImportResult> {
+  const { signal } = options;
   let indexBytes: Uint8Array | undefined;
   let layoutBytes: Uint8Array | undefined;
   let blobs = 0;
   let bytes = 0;
   for await (const entry of readOciArchive(archivePath, options)) {
+    // Leaving the loop closes the archive (and its xz); blobs already stored stay for the next try.
+    signal?.throwIfAborted();
     if (entry.kind === "blob") {
-      await store.push(entry.descriptor, entry.content);
+      await store.push(entry.descriptor, entry.content, signal === undefined ? {} : { signal });
       blobs++;
       bytes += entry.descriptor.size;
     } else if (entry.kind === "index") {
@@ -43,7 +50,7 @@ export async function importArchive(store: OciLayoutStore, archivePath: string, 
   checkLayoutFile(layoutBytes, archivePath);
   const index = parseLayoutIndex(indexBytes, `${archivePath}: index.json`);
   for (const entry of index.manifests) await checkComplete(store, entry, archivePath, 0);
-  await store.updateIndex((entries) => mergeEntries(entries, index.manifests));
+  await store.updateIndex((entries) => mergeEntries(entries, index.manifests), signal === undefined ? {} : { signal });
   return { images: index.manifests, blobs, bytes };
 }
 

@@ -16,7 +16,7 @@ export function fetchCommand(context: CliContext) {
   return new Command("fetch")
     .description("fetch a boot image: every blob verified while streaming, files named by role (vmlinuz, initrd, rootfs, cmdline)")
     .argument("<ref>", "registry reference (host/repo:tag, …@sha256:…), oci:DIR[:REF] or oci-archive:FILE[:REF]")
-    .requiredOption("-o, --output <dir>", 'output directory, or "-" to write one --role to stdout')
+    .requiredOption("-o, --output <dir>", 'output directory, or "-" to write one --role to stdout (not a terminal; check the exit status, see below)')
     .addOption(platformOption())
     .addOption(flavorOption())
     .addOption(roleOption())
@@ -25,11 +25,17 @@ export function fetchCommand(context: CliContext) {
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
       "after",
-      "\nExamples:\n  ociboot fetch ghcr.io/gardenlinux/gardenlinux:1592.1 --platform linux/amd64 --flavor metal-amd64 -o ./boot\n  ociboot fetch 127.0.0.1:5000/boot@sha256:<hex> -o ./boot --role kernel,initrd,cmdline\n  ociboot fetch oci-archive:gardenlinux.oci.tar.xz -o ./boot\n  ociboot fetch 127.0.0.1:5000/boot:latest --role kernel -o - > vmlinuz",
+      "\nExamples:\n  ociboot fetch ghcr.io/gardenlinux/gardenlinux:1592.1 --platform linux/amd64 --flavor metal-amd64 -o ./boot\n  ociboot fetch 127.0.0.1:5000/boot@sha256:<hex> -o ./boot --role kernel,initrd,cmdline\n  ociboot fetch oci-archive:gardenlinux.oci.tar.xz -o ./boot\n  ociboot fetch 127.0.0.1:5000/boot:latest --role kernel -o - > vmlinuz" +
+        "\n\nWith -o - the bytes stream out before their digest is checked, which happens only at the end:" +
+        "\nexit status 0 alone says they are the published ones (a mismatch exits 5, after the bytes went out)." +
+        "\nCheck it before using them (set -o pipefail in a pipeline). -o DIR never leaves an unverified file.",
     )
     .action(async (ref, options, command) => {
       const global = globalOptions(command as never, context);
       const roles = options.role ? parseRoles(options.role) : undefined;
+      if (options.output === "-" && context.stdout.isTTY === true) {
+        throw new OcibootError("USAGE", "Cannot write a binary file to a terminal: redirect standard output (-o - > vmlinuz) or use -o DIR");
+      }
       const source = await openSource(ref, global, context);
       try {
         const selection = selectionFrom(options);
@@ -49,7 +55,12 @@ export function fetchCommand(context: CliContext) {
           ...(roles ? { roles } : {}),
           ...(progress ? { progress } : {}),
         };
-        const report = await fetchBootImage(source.store, source.reference, resolvePath(context, options.output), fetchOptions);
+        let report;
+        try {
+          report = await fetchBootImage(source.store, source.reference, resolvePath(context, options.output), fetchOptions);
+        } finally {
+          progress?.stop();
+        }
         context.stdout.write(formatFetchReport({ ...report, reference: ref }, { json: options.json === true, quiet: global.quiet }));
       } finally {
         await source.close();

@@ -16,15 +16,18 @@ export function importCommand(context: CliContext) {
     .option("--max-size <bytes>", "refuse archives that expand to more than this many bytes (default 64 GiB)")
     .addHelpText("after", "\nExample:\n  ociboot --store-path ./onmetal import gardenlinux-metal-amd64.oci.tar.xz && ociboot --store-path ./onmetal list")
     .action(async (archive, options, command) => {
-      const store = openLocalStore(globalOptions(command as never, context), context);
+      const global = globalOptions(command as never, context);
+      const store = openLocalStore(global, context);
       const maxBytes = options.maxSize === undefined ? undefined : Number(options.maxSize);
       if (maxBytes !== undefined && (!Number.isSafeInteger(maxBytes) || maxBytes <= 0)) {
         throw new OcibootError("USAGE", `Cannot import: --max-size ${options.maxSize} is not a positive number of bytes`);
       }
       const result = await importArchive(store, resolvePath(context, archive), {
         xz: options.xzDecoder,
+        signal: context.signal,
         ...(maxBytes !== undefined ? { maxBytes } : {}),
       });
+      if (global.quiet) return;
       for (const image of result.images) {
         const hex = image.digest.slice(image.digest.indexOf(":") + 1);
         const name = refNameOf(image);
