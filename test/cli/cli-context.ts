@@ -14,14 +14,14 @@ export interface CliRun {
  * Runs the CLI in-process as the entry point would, with captured output, a given working
  * directory and environment; a thrown error becomes its exit code and message, as in main.ts.
  */
-export async function runInProcess(argv: readonly string[], options: { cwd: string; env?: Record<string, string> }): Promise<CliRun> {
+export async function runInProcess(argv: readonly string[], options: { cwd: string; env?: Record<string, string>; stdin?: string }): Promise<CliRun> {
   let stdout = "";
   let stderr = "";
   const context: CliContext = {
     env: options.env ?? {},
     stdout: { write: (text) => void (stdout += text) },
     stderr: { write: (text) => void (stderr += text), isTTY: false, columns: 80 },
-    readStdin: async () => "",
+    readStdin: async () => options.stdin ?? "",
     stdoutStream: new WritableStream<Uint8Array>({
       write(chunk) {
         stdout += new TextDecoder().decode(chunk);

@@ -142,10 +142,10 @@ describe("ociboot copy", () => {
     const { descriptor, bytes } = manifestOf(boot);
     for (const file of ["deno.oci.tar.gz", "deno.oci.tar.xz"]) {
       const archive = join(work, file);
-      const exported = await ocibootUnderDeno(["copy", bootReference, `oci-archive:${archive}`, "--quiet"]);
+      const exported = await ocibootUnderDeno(["copy", bootReference, `oci-archive:${archive}`]);
       expect(exported.stdout, exported.stderr).toBe(`Copied ${bootReference} → oci-archive:${archive} ${descriptor.digest}\n`);
       const target = `${airgap.host}/os/${file.replaceAll(".", "-")}:today`;
-      expect((await ocibootUnderDeno(["copy", `oci-archive:${archive}`, target, "--quiet"])).stdout).toContain(descriptor.digest);
+      expect((await ocibootUnderDeno(["copy", `oci-archive:${archive}`, target])).stdout).toContain(descriptor.digest);
       expect(await rawManifest(target)).toBe(bytes.toString("utf8"));
     }
   });

@@ -38,7 +38,7 @@ export function attachCommand(context: CliContext) {
       const source = await openSource(ref, global, context);
       try {
         const result = await attachFiles(writable(source.store), source.reference, files.map((file) => resolvePath(context, file)), attachOptions);
-        context.stdout.write(formatAttachResult(result, ref, { json: options.json === true }));
+        if (options.json === true || !global.quiet) context.stdout.write(formatAttachResult(result, ref, { json: options.json === true }));
       } finally {
         await source.close();
       }

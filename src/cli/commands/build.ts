@@ -51,6 +51,7 @@ export function buildCommand(context: CliContext) {
         result = await buildImage(store, files, common);
       }
       const hex = result.descriptor.digest.slice(result.descriptor.digest.indexOf(":") + 1);
+      if (global.quiet) return;
       context.stdout.write(result.reference === undefined ? `Successfully built ${hex}\n` : `Successfully built ${result.reference} ${hex}\n`);
     });
 }

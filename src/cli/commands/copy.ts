@@ -46,7 +46,7 @@ export function copyCommand(context: CliContext) {
       const source = await openSource(sourceText, global, context);
       try {
         const result = await copyTo(destination, source.store, source.reference, copyOptions, { global, context, archiveFolder: options.archiveFolder });
-        context.stdout.write(formatCopyReport({ ...result, source: sourceText, destination: destinationText }, { json: options.json === true }));
+        if (options.json === true || !global.quiet) context.stdout.write(formatCopyReport({ ...result, source: sourceText, destination: destinationText }, { json: options.json === true }));
       } finally {
         await source.close();
       }

@@ -11,8 +11,8 @@ export function deleteCommand(context: CliContext) {
     .description("remove a tag from the local store; a digest or IMAGE ID removes the image's every entry (run prune to free space)")
     .argument("<ref>", "reference, digest or IMAGE ID")
     .action(async (name, _options, command) => {
-      const store = openLocalStore(globalOptions(command as never, context), context);
-      await deleteImage(store, name);
-      context.stdout.write(`Successfully deleted ${name}\n`);
+      const global = globalOptions(command as never, context);
+      await deleteImage(openLocalStore(global, context), name);
+      if (!global.quiet) context.stdout.write(`Successfully deleted ${name}\n`);
     });
 }

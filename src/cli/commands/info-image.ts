@@ -27,7 +27,8 @@ export function infoImageCommand(context: CliContext) {
         "  ociboot push ghcr.io/me/gardenlinux:1592.1-info && podman pull ghcr.io/me/gardenlinux:1592.1-info",
     )
     .action(async (options, command) => {
-      const store = openLocalStore(globalOptions(command as never, context), context);
+      const global = globalOptions(command as never, context);
+      const store = openLocalStore(global, context);
       const infoOptions: InfoImageOptions = {
         tag: options.tag,
         platform: options.platform === undefined ? defaultPlatform() : parsePlatform(options.platform),
@@ -45,6 +46,6 @@ export function infoImageCommand(context: CliContext) {
         infoOptions,
       );
       const hex = result.descriptor.digest.slice(result.descriptor.digest.indexOf(":") + 1);
-      context.stdout.write(`Successfully built ${result.reference} ${hex}\n`);
+      if (!global.quiet) context.stdout.write(`Successfully built ${result.reference} ${hex}\n`);
     });
 }

@@ -47,7 +47,7 @@ export function loginCommand(context: CliContext) {
             : `Credentials stored unencrypted in ${path}\n`,
         );
       }
-      context.stdout.write("Login Succeeded\n");
+      if (!global.quiet) context.stdout.write("Login Succeeded\n");
     });
 }
 

@@ -3,6 +3,7 @@ import { parsePlatform } from "../../oci/platform.ts";
 import { packBuild, type PackOptions, type PackResult } from "../../ops/pack.ts";
 import type { CliContext } from "../context.ts";
 import { sourceDateEpochTimestamp } from "../created.ts";
+import { globalOptions } from "../global-options.ts";
 import { resolvePath, temporaryBase } from "../paths.ts";
 import { defaultPlatform } from "../sources.ts";
 
@@ -28,7 +29,7 @@ export function packCommand(context: CliContext) {
         "Example:\n  ociboot pack --from-build .build --name metal-gardener_prod-amd64-1592.1 -o .build/metal-gardener_prod-amd64-1592.1.oci.tar.xz\n" +
         "  ociboot --store-path ./onmetal import .build/metal-gardener_prod-amd64-1592.1.oci.tar.xz && ociboot --store-path ./onmetal list",
     )
-    .action(async (options) => {
+    .action(async (options, command) => {
       const output = resolvePath(context, options.output);
       const packOptions: PackOptions = {
         name: options.name,
@@ -44,7 +45,8 @@ export function packCommand(context: CliContext) {
       const created = sourceDateEpochTimestamp(context);
       if (created !== undefined) packOptions.created = created;
       const result = await packBuild(resolvePath(context, options.fromBuild), packOptions);
-      context.stdout.write(options.json ? packJson(output, result) : packText(output, result));
+      if (options.json === true) context.stdout.write(packJson(output, result));
+      else if (!globalOptions(command as never, context).quiet) context.stdout.write(packText(output, result));
     });
 }
 

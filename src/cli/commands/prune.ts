@@ -23,6 +23,6 @@ export function pruneCommand(context: CliContext) {
       const verb = options.dryRun ? "Would remove" : "Removed";
       let text = `${verb} ${result.removed.length} blob${result.removed.length === 1 ? "" : "s"} (${formatBytes(result.removedBytes)})`;
       if (result.keptRecent > 0) text += `; kept ${result.keptRecent} unreferenced blob${result.keptRecent === 1 ? "" : "s"} younger than ${graceSeconds}s`;
-      context.stdout.write(`${text}\n`);
+      if (!global.quiet) context.stdout.write(`${text}\n`);
     });
 }

@@ -21,6 +21,6 @@ export function pullCommand(context: CliContext) {
       // Without either, the whole index, as onmetal-image pulls it.
       if (options.platform !== undefined || options.flavor !== undefined) copyOptions.selection = selectionFrom(options);
       const result = await withRepository(name, global, context, (repository) => pullImage(repository, store, name, copyOptions));
-      context.stdout.write(`Successfully pulled ${name} ${result.descriptor.digest.slice(result.descriptor.digest.indexOf(":") + 1)}\n`);
+      if (!global.quiet) context.stdout.write(`Successfully pulled ${name} ${result.descriptor.digest.slice(result.descriptor.digest.indexOf(":") + 1)}\n`);
     });
 }

@@ -16,6 +16,6 @@ export function pushCommand(context: CliContext) {
       const store = openLocalStore(global, context);
       const copyOptions = { signal: context.signal, ...transferLog(context, "pushed", global.quiet) };
       const descriptor = await withRepository(name, global, context, (repository) => pushImage(store, repository, name, copyOptions));
-      context.stdout.write(`Successfully pushed ${name} ${descriptor.digest.slice(descriptor.digest.indexOf(":") + 1)}\n`);
+      if (!global.quiet) context.stdout.write(`Successfully pushed ${name} ${descriptor.digest.slice(descriptor.digest.indexOf(":") + 1)}\n`);
     });
 }

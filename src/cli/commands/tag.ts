@@ -12,8 +12,8 @@ export function tagCommand(context: CliContext) {
     .argument("<dst>", "full reference to tag it as, e.g. ghcr.io/user/project:1.0")
     .addHelpText("after", "\nExamples:\n  ociboot --store-path ./onmetal tag f0dcfde4f8b4 127.0.0.1:5000/gardenlinux:today\n  ociboot tag ghcr.io/user/project:1.0 ghcr.io/user/project:stable")
     .action(async (source, destination, _options, command) => {
-      const store = openLocalStore(globalOptions(command as never, context), context);
-      const result = await tagImage(store, source, destination);
-      context.stdout.write(`Successfully tagged ${result.reference} with ${result.source.digest}\n`);
+      const global = globalOptions(command as never, context);
+      const result = await tagImage(openLocalStore(global, context), source, destination);
+      if (!global.quiet) context.stdout.write(`Successfully tagged ${result.reference} with ${result.source.digest}\n`);
     });
 }
