@@ -47,4 +47,21 @@ describe("fetch progress", () => {
     const screen = stderr.join("");
     expect(screen).toMatch(/vmlinuz \|█+\| 100% 1\.00 KiB\/1\.00 KiB/);
   });
+
+  it("stop() ends the bars before every file finished: the cursor shows again, the next line is fresh, a second stop draws nothing", () => {
+    const { context, stderr } = contextWith(true);
+    const progress = createFetchProgress(context, { quiet: false })!;
+    progress.planned([
+      { name: "vmlinuz", size: 1024 },
+      { name: "rootfs", size: 4096 },
+    ]);
+    progress.advanced("rootfs", 1024, 4096);
+    progress.stop();
+    const screen = stderr.join("");
+    expect(screen).toContain("\x1b[?25h");
+    expect(screen.endsWith("\n")).toBe(true);
+    const drawn = stderr.length;
+    progress.stop();
+    expect(stderr.length).toBe(drawn);
+  });
 });
