@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   let stdoutStream: WritableStream<Uint8Array> | undefined;
   const context: CliContext = {
     env: process.env,
-    stdout: { write: (text) => void process.stdout.write(text) },
+    stdout: { write: (text) => void process.stdout.write(text), isTTY: process.stdout.isTTY === true },
     stderr: {
       write: (text) => void process.stderr.write(text),
       isTTY: process.stderr.isTTY === true,

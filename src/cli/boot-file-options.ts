@@ -6,8 +6,8 @@ import type { ManifestSelection } from "../ops/resolve.ts";
 import { defaultPlatform } from "./sources.ts";
 
 /** Options shared by the commands that pick an image from an index and name its files by role. */
-export const platformOption = () =>
-  new Option("--platform <os/arch[/variant]>", "platform to pick from a multi-arch index (default: this machine's architecture)");
+export const platformOption = (fallback = "this machine's architecture") =>
+  new Option("--platform <os/arch[/variant]>", `platform to pick from a multi-arch index (default: ${fallback})`);
 export const flavorOption = () => new Option("--flavor <cname>", "Garden Linux flavor (cname annotation) to pick from an index");
 export const roleOption = () => new Option("--role <roles>", `only these roles, comma-separated (${ROLES.join(", ")})`);
 export const nameOption = () =>
@@ -19,6 +19,14 @@ export const nameOption = () =>
 export function selectionFrom(options: { platform?: string; flavor?: string }): ManifestSelection {
   return {
     platform: options.platform ? parsePlatform(options.platform) : defaultPlatform(),
+    ...(options.flavor !== undefined ? { flavor: options.flavor } : {}),
+  };
+}
+
+/** The index choice exactly as given: none at all means the index itself (manifest, digest). */
+export function explicitSelection(options: { platform?: string; flavor?: string }): ManifestSelection {
+  return {
+    ...(options.platform !== undefined ? { platform: parsePlatform(options.platform) } : {}),
     ...(options.flavor !== undefined ? { flavor: options.flavor } : {}),
   };
 }

@@ -4,7 +4,8 @@
  */
 export interface CliContext {
   env: Readonly<Record<string, string | undefined>>;
-  stdout: TextSink;
+  /** `isTTY` decides whether help may use colour (never with NO_COLOR). */
+  stdout: TextSink & { isTTY?: boolean };
   stderr: TextSink & { isTTY: boolean; columns: number };
   /** Reads all of standard input (for --password-stdin). */
   readStdin(): Promise<string>;
