@@ -3,13 +3,14 @@ import { OcibootError } from "../errors.ts";
 import { ROLES, type Role } from "../oci/dialects.ts";
 import { parsePlatform } from "../oci/platform.ts";
 import type { ManifestSelection } from "../ops/resolve.ts";
+import { completesAsList } from "./completion.ts";
 import { defaultPlatform } from "./sources.ts";
 
 /** Options shared by the commands that pick an image from an index and name its files by role. */
 export const platformOption = (fallback = "this machine's architecture") =>
   new Option("--platform <os/arch[/variant]>", `platform to pick from a multi-arch index (default: ${fallback})`);
 export const flavorOption = () => new Option("--flavor <cname>", "Garden Linux flavor (cname annotation) to pick from an index");
-export const roleOption = () => new Option("--role <roles>", `only these roles, comma-separated (${ROLES.join(", ")})`);
+export const roleOption = () => completesAsList(new Option("--role <roles>", `only these roles, comma-separated (${ROLES.join(", ")})`), ROLES);
 export const nameOption = () =>
   new Option("--name <role=file>", "file name for a role, e.g. kernel=bzImage (repeatable)")
     .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value])

@@ -22,6 +22,7 @@ import { packCommand } from "./pack.ts";
 import { tagsCommand } from "./tags.ts";
 import { manifestCommand } from "./manifest.ts";
 import { digestCommand } from "./digest.ts";
+import { completionCommand } from "./completion.ts";
 
 /** Every command's factory; one file per command. */
 export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, any>> = [
@@ -47,4 +48,5 @@ export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, 
   tagsCommand,
   manifestCommand,
   digestCommand,
+  completionCommand,
 ];
