@@ -71,6 +71,8 @@ export function buildProgram(context: CliContext): Command {
     .configureOutput(output)
     .configureHelp(help)
     .showSuggestionAfterError(true)
+    // Shared options after the command name belong to the command, and only some take them.
+    .enablePositionalOptions()
     .exitOverride();
   for (const shared of SHARED_OPTIONS) program.addOption(shared.make().helpGroup(OPTION_GROUP[shared.set]));
   program.helpOption("-h, --help", "print help");

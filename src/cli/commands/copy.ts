@@ -2,6 +2,7 @@ import { Command } from "@commander-js/extra-typings";
 import { OciLayoutStore } from "../../content/layout.ts";
 import type { ReadableStore } from "../../content/store.ts";
 import { OcibootError } from "../../errors.ts";
+import { parsePlatform } from "../../oci/platform.ts";
 import { DEFAULT_TAG } from "../../oci/reference.ts";
 import { copyImage, type CopyImageOptions, type CopyImageResult } from "../../ops/copy-image.ts";
 import { exportArchive } from "../../ops/export.ts";
@@ -23,6 +24,11 @@ export function copyCommand(context: CliContext) {
     .argument("<destination>", "registry reference (host/repo:tag), oci:DIR[:REF] or oci-archive:FILE[:REF]; REF names the copy")
     .option("--with-referrers", "also copy the referrers of the image (OCI 1.1 subject: build logs, SBOMs, signatures)")
     .option("--archive-folder <name>", "write the layout under this folder of the archive (onmetal: the Garden Linux .oci.tar.xz shape)")
+    .option(
+      "--platform <os/arch[/variant]>",
+      "copy only this platform of an index (repeatable); the copy is a new index listing only those, so its digest differs",
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
       "after",
@@ -40,6 +46,7 @@ export function copyCommand(context: CliContext) {
       }
       const copyOptions: CopyImageOptions = {
         signal: context.signal,
+        ...(options.platform !== undefined ? { platforms: options.platform.map(parsePlatform) } : {}),
         withReferrers: options.withReferrers === true,
         ...transferLog(context, "copied", global.quiet),
       };

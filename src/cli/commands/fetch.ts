@@ -2,6 +2,7 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { OcibootError } from "../../errors.ts";
 import type { Role } from "../../oci/dialects.ts";
 import { fetchBootImage, type FetchBootImageOptions } from "../../ops/fetch.ts";
+import { fetchReferrerFiles } from "../../ops/referrer-files.ts";
 import { streamRole } from "../../ops/stream-role.ts";
 import type { CliContext } from "../context.ts";
 import { globalOptions } from "../global-options.ts";
@@ -9,7 +10,7 @@ import { resolvePath } from "../paths.ts";
 import { createFetchProgress } from "../progress.ts";
 import { openSource } from "../sources.ts";
 import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
-import { formatFetchReport } from "./fetch-output.ts";
+import { formatFetchReport, formatReferrerFilesReport } from "./fetch-output.ts";
 
 /** `ociboot fetch REF -o DIR`: verified boot-ready files in a folder. */
 export function fetchCommand(context: CliContext) {
@@ -22,6 +23,8 @@ export function fetchCommand(context: CliContext) {
     .addOption(roleOption())
     .addOption(nameOption())
     .addOption(new Option("--concurrency <n>", "blobs downloaded at once").default("3"))
+    .option("--referrer <artifact-type>", "instead of the image: the files of its newest referrer of this artifact type, by their titles (as oras pull)")
+    .option("--all", "with --referrer: every referrer of the type, each into DIR/sha256-<hex>/")
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
       "after",
@@ -30,6 +33,8 @@ export function fetchCommand(context: CliContext) {
     .action(async (ref, options, command) => {
       const global = globalOptions(command as never, context);
       const roles = options.role ? parseRoles(options.role) : undefined;
+      if (options.referrer !== undefined) return fetchReferrer(ref, options.referrer, options, command, context);
+      if (options.all) throw new OcibootError("USAGE", "Cannot use --all without --referrer");
       const source = await openSource(ref, global, context);
       try {
         const selection = selectionFrom(options);
@@ -55,6 +60,26 @@ export function fetchCommand(context: CliContext) {
         await source.close();
       }
     });
+}
+
+async function fetchReferrer(
+  ref: string,
+  artifactType: string,
+  options: { output: string; role?: string; name: string[]; all?: boolean; json?: boolean },
+  command: unknown,
+  context: CliContext,
+): Promise<void> {
+  if (options.output === "-") throw new OcibootError("USAGE", "Cannot write referrer files to stdout: give a directory with -o DIR");
+  if (options.role !== undefined || options.name.length > 0) throw new OcibootError("USAGE", "Cannot use --role or --name with --referrer: the files are named by their titles");
+  const global = globalOptions(command as never, context);
+  const source = await openSource(ref, global, context);
+  try {
+    const directory = resolvePath(context, options.output);
+    const report = await fetchReferrerFiles(source.store, source.reference, artifactType, directory, { all: options.all === true, signal: context.signal });
+    context.stdout.write(formatReferrerFilesReport(report, { json: options.json === true, quiet: global.quiet }));
+  } finally {
+    await source.close();
+  }
 }
 
 function parseConcurrency(text: string): number {
