@@ -7,6 +7,7 @@ import { DEFAULT_TAG } from "../../oci/reference.ts";
 import { copyImage, type CopyImageOptions, type CopyImageResult } from "../../ops/copy-image.ts";
 import { exportArchive } from "../../ops/export.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
 import { type GlobalOptions, globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { type Location, openSource, parseLocation } from "../sources.ts";
@@ -32,11 +33,13 @@ export function copyCommand(context: CliContext) {
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
       "after",
-      "\nExamples:\n" +
-        "  ociboot copy ghcr.io/gardenlinux/gardenlinux:1592.1 oci-archive:gardenlinux.oci.tar.gz --with-referrers   # export\n" +
-        "  ociboot copy oci-archive:gardenlinux.oci.tar.gz registry.airgap:5000/gardenlinux:1592.1 --with-referrers   # import\n" +
-        "  ociboot copy 127.0.0.1:5000/os:today oci-archive:os.oci.tar.xz --archive-folder onmetal\n" +
-        "  ociboot copy oci:./onmetal:ghcr.io/me/os:1.0 127.0.0.1:5000/os:1.0",
+      examples([
+        "ociboot copy 127.0.0.1:5000/os/metal:today oci-archive:metal.oci.tar.gz --with-referrers            # export, build files too",
+        "ociboot copy oci-archive:metal.oci.tar.gz registry.airgap:5000/mirror/metal:today --with-referrers   # import on the other side",
+        "ociboot copy 127.0.0.1:5000/os/metal:today oci-archive:metal-onmetal.oci.tar.xz --archive-folder onmetal",
+        "ociboot copy 127.0.0.1:5000/os/metal:today 127.0.0.1:5000/os/metal-amd64:today --platform linux/amd64   # a new, smaller index",
+        "ociboot copy oci:./onmetal:127.0.0.1:5000/os/single:1 127.0.0.1:5000/os/single:copied",
+      ]),
     )
     .action(async (sourceText, destinationText, options, command) => {
       const global = globalOptions(command as never, context);

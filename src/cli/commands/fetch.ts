@@ -5,6 +5,7 @@ import { fetchBootImage, type FetchBootImageOptions } from "../../ops/fetch.ts";
 import { fetchReferrerFiles } from "../../ops/referrer-files.ts";
 import { streamRole } from "../../ops/stream-role.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { createFetchProgress } from "../progress.ts";
@@ -28,7 +29,13 @@ export function fetchCommand(context: CliContext) {
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
       "after",
-      "\nExamples:\n  ociboot fetch ghcr.io/gardenlinux/gardenlinux:1592.1 --platform linux/amd64 --flavor metal-amd64 -o ./boot\n  ociboot fetch 127.0.0.1:5000/boot@sha256:<hex> -o ./boot --role kernel,initrd,cmdline\n  ociboot fetch oci-archive:gardenlinux.oci.tar.xz -o ./boot\n  ociboot fetch 127.0.0.1:5000/boot:latest --role kernel -o - > vmlinuz",
+      examples([
+        "ociboot fetch 127.0.0.1:5000/os/metal:today -o ./boot",
+        "ociboot fetch 127.0.0.1:5000/os/metal:today --platform linux/arm64 --role kernel,initrd,cmdline -o ./boot-arm64",
+        "ociboot fetch 127.0.0.1:5000/os/metal:today --role kernel -o - > vmlinuz.fetched",
+        "ociboot fetch oci-archive:metal.oci.tar.gz -o ./boot-offline",
+        "ociboot fetch 127.0.0.1:5000/os/metal:today --referrer build/log -o ./logs          # the newest build log attached",
+      ]),
     )
     .action(async (ref, options, command) => {
       const global = globalOptions(command as never, context);
