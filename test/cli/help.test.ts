@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -8,6 +8,7 @@ import { runInProcess } from "./cli-context.ts";
 let work: string;
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), "ociboot-help-"));
+  await writeFile(join(work, "kernel"), "a kernel");
 });
 afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
@@ -92,5 +93,25 @@ describe("help", () => {
     expect(typo.stderr).toContain("unknown command 'fech' (Did you mean fetch?) (see ociboot --help)");
     const option = await cli("fetch", "x", "-o", "d", "--jsn");
     expect(option.stderr).toContain("(Did you mean --json?)");
+  });
+
+  it("offers --json on every command that prints a result, and the exit code does not change with it", async () => {
+    const names = [...groups((await cli("--help")).stdout).entries()]
+      .filter(([heading]) => !/options|examples/i.test(heading))
+      .flatMap(([, list]) => list)
+      .filter((name) => name !== "help" && name !== "completion");
+    for (const name of names) expect((await cli(name, "--help")).stdout, name).toMatch(/^ {2}--json +\S/m);
+
+    for (const argv of [["--store-path", "store", "delete", "no/such:image"], ["logout", "nowhere.example"], ["tags", "oci:missing-store"], ["digest", "oci:missing-store:x"]]) {
+      const text = await cli(...argv);
+      const json = await cli(...argv, "--json");
+      expect(text.code, argv.join(" ")).not.toBe(0);
+      expect(json.code, argv.join(" ")).toBe(text.code);
+    }
+    const built = await cli("--store-path", "store", "build", "--kernel-file", "kernel", "--initramfs-file", "kernel", "--rootfs-file", "kernel", "--tag", "example.com/a:1", "--json");
+    expect(built.code, built.stderr).toBe(0);
+    expect(JSON.parse(built.stdout)).toMatchObject({ reference: "example.com/a:1", digest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) });
+    const tagged = await cli("--store-path", "store", "tag", "example.com/a:1", "example.com/a:2", "--json");
+    expect(JSON.parse(tagged.stdout)).toEqual({ reference: "example.com/a:2", digest: JSON.parse(built.stdout).digest });
   });
 });
