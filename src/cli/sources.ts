@@ -88,8 +88,9 @@ export async function openSource(text: string, global: GlobalOptions, context: C
   const opened = await openStore(text, global, context);
   try {
     const { store, close } = opened;
-    if (opened.location.kind === "registry") return { store, reference: opened.reference ?? DEFAULT_TAG, close };
-    return { store, reference: opened.reference ?? (await onlyImageIn(store as OciLayoutStore, text)), close };
+    if (opened.reference !== undefined) return { store, reference: opened.reference, close };
+    // A registry reference without tag or digest means `latest`; a layout or archive, its only image.
+    return { store, reference: store instanceof OciLayoutStore ? await onlyImageIn(store, text) : DEFAULT_TAG, close };
   } catch (error) {
     await opened.close();
     throw error;
