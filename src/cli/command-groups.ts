@@ -56,7 +56,7 @@ export const PLACEMENTS: Readonly<Record<string, CommandPlacement>> = {
   login: { group: Group.login, options: REGISTRY },
   logout: { group: Group.login, options: NONE },
   completion: { group: Group.shell, options: NONE },
-  version: { group: Group.other, options: NONE },
+  version: { group: Group.shell, options: NONE },
 };
 
 /** The placement of a command by name; unknown commands accept every shared option. */

@@ -74,6 +74,12 @@ describe("fetch --referrer", () => {
     expect(missing.code).toBe(3);
     expect(missing.stderr).toContain("no referrer of type build/sbom");
     expect(existsSync(join(work, "none"))).toBe(false);
+    for (const extra of [["--platform", "linux/amd64"], ["--role", "kernel"], ["--all", "-o", "-"]]) {
+      const refused = await cli(["fetch", image, "--referrer", "build/log", "-o", "none", ...extra]);
+      expect(refused.code, extra.join(" ")).toBe(2);
+    }
+    expect((await cli(["fetch", image, "--all", "-o", "none"])).code).toBe(2);
+    expect(existsSync(join(work, "none"))).toBe(false);
   });
 
   it("refuses a referrer whose title is a path, writing nothing", async () => {

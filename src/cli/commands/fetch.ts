@@ -72,12 +72,16 @@ export function fetchCommand(context: CliContext) {
 async function fetchReferrer(
   ref: string,
   artifactType: string,
-  options: { output: string; role?: string; name: string[]; all?: boolean; json?: boolean },
+  options: { output: string; role?: string; name: string[]; platform?: string; flavor?: string; all?: boolean; json?: boolean },
   command: unknown,
   context: CliContext,
 ): Promise<void> {
   if (options.output === "-") throw new OcibootError("USAGE", "Cannot write referrer files to stdout: give a directory with -o DIR");
   if (options.role !== undefined || options.name.length > 0) throw new OcibootError("USAGE", "Cannot use --role or --name with --referrer: the files are named by their titles");
+  if (options.platform !== undefined || options.flavor !== undefined) {
+    // The referrers of one platform's manifest are those of its digest: `ociboot digest REF --platform P` names it.
+    throw new OcibootError("USAGE", "Cannot use --platform or --flavor with --referrer: give the manifest's own reference, REPO@$(ociboot digest REF --platform P)");
+  }
   const global = globalOptions(command as never, context);
   const source = await openSource(ref, global, context);
   try {
