@@ -64,6 +64,13 @@ describe("completion scripts", () => {
     expect(fetch).not.toContain("--store-path");
   });
 
+  it("register with zsh's completion system when sourced", async () => {
+    const script = `autoload -U compinit; compinit -u -D; source ${scripts["zsh"]}; print -r -- \${_comps[ociboot]}`;
+    const result = await run("zsh", ["-fc", script], { env: { HOME: work } });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toBe("_ociboot\n");
+  });
+
   it("complete commands and fixed values in fish", async () => {
     const complete = async (line: string) => {
       const result = await run("fish", ["--no-config", "-c", `source ${scripts["fish"]}; complete -C '${line}'`]);
