@@ -3,13 +3,14 @@ import { OcibootError } from "../errors.ts";
 import { ROLES, type Role } from "../oci/dialects.ts";
 import { parsePlatform } from "../oci/platform.ts";
 import type { ManifestSelection } from "../ops/resolve.ts";
+import { completesAsList } from "./completion.ts";
 import { defaultPlatform } from "./sources.ts";
 
 /** Options shared by the commands that pick an image from an index and name its files by role. */
-export const platformOption = () =>
-  new Option("--platform <os/arch[/variant]>", "platform to pick from a multi-arch index (default: this machine's architecture)");
+export const platformOption = (fallback = "this machine's architecture") =>
+  new Option("--platform <os/arch[/variant]>", `platform to pick from a multi-arch index (default: ${fallback})`);
 export const flavorOption = () => new Option("--flavor <cname>", "Garden Linux flavor (cname annotation) to pick from an index");
-export const roleOption = () => new Option("--role <roles>", `only these roles, comma-separated (${ROLES.join(", ")})`);
+export const roleOption = () => completesAsList(new Option("--role <roles>", `only these roles, comma-separated (${ROLES.join(", ")})`), ROLES);
 export const nameOption = () =>
   new Option("--name <role=file>", "file name for a role, e.g. kernel=bzImage (repeatable)")
     .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value])
@@ -19,6 +20,14 @@ export const nameOption = () =>
 export function selectionFrom(options: { platform?: string; flavor?: string }): ManifestSelection {
   return {
     platform: options.platform ? parsePlatform(options.platform) : defaultPlatform(),
+    ...(options.flavor !== undefined ? { flavor: options.flavor } : {}),
+  };
+}
+
+/** The index choice exactly as given: none at all means the index itself (manifest, digest). */
+export function explicitSelection(options: { platform?: string; flavor?: string }): ManifestSelection {
+  return {
+    ...(options.platform !== undefined ? { platform: parsePlatform(options.platform) } : {}),
     ...(options.flavor !== undefined ? { flavor: options.flavor } : {}),
   };
 }

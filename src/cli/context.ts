@@ -4,7 +4,7 @@
  */
 export interface CliContext {
   env: Readonly<Record<string, string | undefined>>;
-  /** `isTTY`: standard output is a terminal (binary output is refused there). */
+  /** `isTTY`: standard output is a terminal (binary output is refused there; help may use colour unless NO_COLOR). */
   stdout: TextSink & { isTTY?: boolean };
   stderr: TextSink & { isTTY: boolean; columns: number };
   /** Reads all of standard input (for --password-stdin). */

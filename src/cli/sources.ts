@@ -10,7 +10,7 @@ import { parseManifest } from "../oci/manifest.ts";
 import { isIndexMediaType, isManifestMediaType } from "../oci/mediatypes.ts";
 import { platformFromNode } from "../oci/platform.ts";
 import { importArchive } from "../ops/import.ts";
-import { parseReference, referenceTarget } from "../oci/reference.ts";
+import { DEFAULT_TAG, parseReference } from "../oci/reference.ts";
 import type { CliContext } from "./context.ts";
 import type { GlobalOptions } from "./global-options.ts";
 import { resolvePath, temporaryBase } from "./paths.ts";
@@ -48,22 +48,26 @@ export function parseLocation(text: string): Location {
   return { kind: "registry", reference: text };
 }
 
-/** Opens the store a location names. */
-export async function openSource(text: string, global: GlobalOptions, context: CliContext): Promise<OpenedSource> {
+/** A store opened from a location, and the REF the location names, if any. */
+export interface OpenedStore {
+  store: ReadableStore;
+  location: Location;
+  /** The tag or digest (registry) or reference name (layout, archive) given; undefined when none was. */
+  reference: string | undefined;
+  close(): Promise<void>;
+}
+
+/** Opens the store a location names, without choosing an image in it (for listing its tags). */
+export async function openStore(text: string, global: GlobalOptions, context: CliContext): Promise<OpenedStore> {
   const location = parseLocation(text);
   switch (location.kind) {
     case "layout": {
       const store = new OciLayoutStore(resolvePath(context, location.path));
-      return { store, reference: location.reference ?? (await onlyImageIn(store, text)), close: async () => undefined };
+      return { store, location, reference: location.reference, close: async () => undefined };
     }
     case "archive": {
       const { store, close } = await openArchive(location.path, context);
-      try {
-        return { store, reference: location.reference ?? (await onlyImageIn(store, text)), close };
-      } catch (error) {
-        await close();
-        throw error;
-      }
+      return { store, location, reference: location.reference, close };
     }
     case "registry": {
       const reference = parseReference(location.reference);
@@ -71,10 +75,25 @@ export async function openSource(text: string, global: GlobalOptions, context: C
       const { closeRegistryConnections, openRepository } = await loadRegistryClient();
       return {
         store: openRepository(reference, options),
-        reference: referenceTarget(reference),
+        location,
+        reference: reference.digest ?? reference.tag,
         close: () => closeRegistryConnections(options),
       };
     }
+  }
+}
+
+/** Opens the store a location names, with the image to use in it: the REF given, `latest`, or a store's only image. */
+export async function openSource(text: string, global: GlobalOptions, context: CliContext): Promise<OpenedSource> {
+  const opened = await openStore(text, global, context);
+  try {
+    const { store, close } = opened;
+    if (opened.reference !== undefined) return { store, reference: opened.reference, close };
+    // A registry reference without tag or digest means `latest`; a layout or archive, its only image.
+    return { store, reference: store instanceof OciLayoutStore ? await onlyImageIn(store, text) : DEFAULT_TAG, close };
+  } catch (error) {
+    await opened.close();
+    throw error;
   }
 }
 

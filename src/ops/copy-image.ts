@@ -1,6 +1,8 @@
 import { isReferrerLister, type ReadableStore, type WritableStore } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
-import type { Descriptor } from "../oci/descriptor.ts";
+import type { Descriptor, Platform } from "../oci/descriptor.ts";
+import { sha256DigestOf } from "../oci/digest.ts";
+import { formatPlatform, platformMatches } from "../oci/platform.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { Limits } from "../oci/mediatypes.ts";
 import { copyGraph, type CopyGraphOptions } from "./copy-graph.ts";
@@ -18,6 +20,11 @@ export interface CopyImageOptions extends CopyGraphOptions {
   targetDigest?: string;
   /** Also copy the manifests that refer to the image (OCI 1.1 `subject`), and theirs in turn. */
   withReferrers?: boolean;
+  /**
+   * Copy only these platforms of an index: the target receives a new index that lists just the
+   * entries copied (so it has a new digest), as `skopeo copy` and `crane copy --platform` make it.
+   */
+  platforms?: readonly Platform[];
 }
 
 /** What {@link copyImage} did. */
@@ -28,6 +35,8 @@ export interface CopyImageResult {
   referrers: Descriptor[];
   /** Blobs and manifests the target lacked and received, and their bytes. */
   copied: { count: number; bytes: number };
+  /** With `platforms`: the source's index, which `descriptor` (the new, narrowed index) replaces. */
+  sourceIndex?: Descriptor;
 }
 
 /** A target that keeps an index of images (a layout, an archive being written) and can list one without a name. */
@@ -44,7 +53,9 @@ interface UntaggedEntryTarget {
  */
 export async function copyImage(source: ReadableStore, reference: string, target: WritableStore, options: CopyImageOptions = {}): Promise<CopyImageResult> {
   const resolved = await source.resolve(reference);
-  const root: Descriptor = { mediaType: resolved.mediaType, digest: resolved.digest, size: resolved.size };
+  const sourceRoot: Descriptor = { mediaType: resolved.mediaType, digest: resolved.digest, size: resolved.size };
+  const narrowed = options.platforms === undefined ? undefined : await narrowIndex(source, reference, sourceRoot, options.platforms, options.signal);
+  const root = narrowed?.descriptor ?? sourceRoot;
   if (options.targetDigest !== undefined && options.targetDigest !== root.digest) {
     throw new OcibootError("USAGE", `Cannot copy ${reference} to ${options.targetDigest}: the source is ${root.digest}`);
   }
@@ -57,22 +68,62 @@ export async function copyImage(source: ReadableStore, reference: string, target
       options.onCopied?.(descriptor);
     },
   };
-  await copyGraph(source, target, root, graphOptions);
+  if (narrowed === undefined) {
+    await copyGraph(source, target, root, graphOptions);
+  } else {
+    for (const entry of narrowed.entries) await copyGraph(source, target, entry, graphOptions);
+    if (!(await target.exists(root))) {
+      await target.push(root, new Blob([narrowed.bytes]).stream(), options.signal ? { signal: options.signal } : {});
+      graphOptions.onCopied?.(root);
+    }
+  }
   if (options.targetReference !== undefined) await target.tag(root, options.targetReference);
   else if (keepsUntaggedEntries(target)) await target.addUntaggedEntry(root);
-  const referrers = options.withReferrers === true ? await copyReferrers(source, target, root, graphOptions) : [];
-  return { descriptor: root, referrers, copied };
+  const subjects = narrowed === undefined ? [root] : narrowed.entries;
+  const referrers = options.withReferrers === true ? await copyReferrers(source, target, subjects, graphOptions) : [];
+  return narrowed === undefined ? { descriptor: root, referrers, copied } : { descriptor: root, referrers, copied, sourceIndex: sourceRoot };
+}
+
+/** The index of the chosen platforms: the source index's own fields, with only the matching entries. */
+interface NarrowedIndex {
+  descriptor: Descriptor;
+  bytes: Uint8Array;
+  entries: Descriptor[];
+}
+
+async function narrowIndex(source: ReadableStore, reference: string, root: Descriptor, platforms: readonly Platform[], signal?: AbortSignal): Promise<NarrowedIndex> {
+  const bytes = await readManifestBytes(source, root, signal);
+  const parsed = parseManifest(bytes, root.mediaType);
+  if (parsed.kind !== "index") {
+    throw new OcibootError("USAGE", `Cannot copy only some platforms of ${reference}: it is a single manifest, not an index`);
+  }
+  for (const platform of platforms) {
+    if (!parsed.index.manifests.some((entry) => platformMatches(platform, entry.platform))) {
+      const available = parsed.index.manifests.map((entry) => (entry.platform === undefined ? "no platform" : formatPlatform(entry.platform)));
+      throw new OcibootError("NOT_FOUND", `Cannot copy platform ${formatPlatform(platform)} of ${reference}: the index has ${available.join(", ") || "no entries"}`, {
+        details: { available },
+      });
+    }
+  }
+  const entries = parsed.index.manifests.filter((entry) => platforms.some((platform) => platformMatches(platform, entry.platform)));
+  // The source's own fields and their order are kept; only the list of manifests changes.
+  const document = { ...(JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>) };
+  const kept = new Set(entries.map((entry) => entry.digest));
+  document["manifests"] = (document["manifests"] as Array<{ digest?: unknown }>).filter((entry) => kept.has(entry.digest as Descriptor["digest"]));
+  const narrowed = new TextEncoder().encode(JSON.stringify(document));
+  return { descriptor: { mediaType: parsed.mediaType, digest: sha256DigestOf(narrowed), size: narrowed.byteLength }, bytes: narrowed, entries };
 }
 
 /** Referrers of referrers (a signature of an SBOM) are followed this many steps at most. */
 const MAX_REFERRER_DEPTH = 4;
 
-async function copyReferrers(source: ReadableStore, target: WritableStore, root: Descriptor, options: CopyGraphOptions): Promise<Descriptor[]> {
+async function copyReferrers(source: ReadableStore, target: WritableStore, roots: readonly Descriptor[], options: CopyGraphOptions): Promise<Descriptor[]> {
   if (!isReferrerLister(source)) {
-    throw new OcibootError("UNSUPPORTED", `Cannot copy the referrers of ${root.digest}: ${source.description} cannot list referrers`);
+    throw new OcibootError("UNSUPPORTED", `Cannot copy the referrers of ${roots[0]?.digest}: ${source.description} cannot list referrers`);
   }
   const seen = new Set<string>();
-  let subjects = await manifestsOf(source, root, options.signal, 0);
+  let subjects: Descriptor[] = [];
+  for (const root of roots) subjects.push(...(await manifestsOf(source, root, options.signal, 0)));
   for (const subject of subjects) seen.add(subject.digest);
   const copied: Descriptor[] = [];
   for (let depth = 0; depth < MAX_REFERRER_DEPTH && subjects.length > 0; depth++) {

@@ -35,6 +35,6 @@ describe("the single executable", () => {
   it("exits with the usage code and one clear message on a bad command line", async () => {
     const result = await run(copy, ["fetch"], { cwd: "/", env: { PATH: "/nonexistent" } });
     expect(result.code).toBe(2);
-    expect(result.stderr).toMatch(/^ociboot: required option '-o, --output <dir>' not specified \(see ociboot --help\)\n$/);
+    expect(result.stderr).toMatch(/^ociboot: required option '-o, --output <dir>' not specified \(see ociboot fetch --help\)\n$/);
   });
 });

@@ -84,7 +84,7 @@ describe("standard output", () => {
       const run = runInPty(OCIBOOT_BINARY, ["fetch", reference, "--role", "kernel", "-o", "-"], { env: ENV, timeoutSeconds: 30 });
       const { code, screen } = await run.exited;
       expect(code, screen).toBe(2);
-      expect(plainScreen(screen).trim()).toBe("ociboot: Cannot write a binary file to a terminal: redirect standard output (-o - > vmlinuz) or use -o DIR");
+      expect(plainScreen(screen).trim()).toBe("ociboot: Cannot write a binary file to a terminal: redirect standard output (-o - > vmlinuz) or use -o DIR (see ociboot fetch --help)");
       expect(blobGets()).toBe(before);
     });
 

@@ -3,6 +3,7 @@ import { isWritableStore, type ReadableStore, type Store } from "../../content/s
 import { OcibootError } from "../../errors.ts";
 import { attachFiles, type AttachOptions, DEFAULT_FILE_MEDIA_TYPE } from "../../ops/referrers.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
 import { createdTimestamp } from "../created.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
@@ -22,7 +23,10 @@ export function attachCommand(context: CliContext) {
     .option("--json", "print the artifact as JSON")
     .addHelpText(
       "after",
-      "\nExamples:\n  ociboot attach 127.0.0.1:5000/gardenlinux:today metal.os-release --artifact-type build/os-release\n  ociboot attach oci:./onmetal:ghcr.io/me/gardenlinux:today metal.log --artifact-type build/log",
+      examples([
+        "ociboot attach 127.0.0.1:5000/os/metal:today metal.os-release --artifact-type build/os-release",
+        "ociboot attach oci:./onmetal:127.0.0.1:5000/os/single:1 metal.log --artifact-type build/log -a com.example.build=42",
+      ]),
     )
     .action(async (ref, files, options, command) => {
       const global = globalOptions(command as never, context);

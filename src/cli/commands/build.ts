@@ -2,6 +2,8 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { OcibootError } from "../../errors.ts";
 import { type BootFiles, type BuildFormat, buildImage, buildMultiArchImage } from "../../ops/build.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
+import { JSON_HELP, printResult } from "../output.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { openLocalStore } from "./store-output.ts";
@@ -22,9 +24,13 @@ export function buildCommand(context: CliContext) {
     .option("--tag <ref>", "also tag the image as this full reference")
     .addOption(new Option("--format <format>", "manifest dialect").choices(["onmetal", "ironcore"] as const).default("onmetal" as const))
     .option("--config <spec>", "ironcore multi-arch: arch=amd64,kernel=F,initramfs=F,rootfs=F,… (repeatable; builds an index)", collect, [] as string[])
+    .option("--json", JSON_HELP)
     .addHelpText(
       "after",
-      "\nExamples:\n  ociboot --store-path ./onmetal build --rootfs-file rootfs.tar --initramfs-file initrd --kernel-file vmlinuz --command-line 'console=ttyS0'\n  ociboot build --format ironcore --config arch=amd64,kernel=vmlinuz-amd64,initramfs=initrd-amd64 --config arch=arm64,kernel=vmlinuz-arm64,initramfs=initrd-arm64 --tag ghcr.io/me/boot:1",
+      examples([
+        "ociboot --store-path ./onmetal build --rootfs-file rootfs.tar --initramfs-file initrd --kernel-file vmlinuz --command-line 'console=ttyS0' --tag 127.0.0.1:5000/os/single:1",
+        "ociboot build --format ironcore --config arch=amd64,kernel=vmlinuz-amd64,initramfs=initrd-amd64 --config arch=arm64,kernel=vmlinuz-arm64,initramfs=initrd-arm64 --tag ghcr.io/me/boot:1",
+      ]),
     )
     .action(async (options, command) => {
       const global = globalOptions(command as never, context);
@@ -51,8 +57,8 @@ export function buildCommand(context: CliContext) {
         result = await buildImage(store, files, common);
       }
       const hex = result.descriptor.digest.slice(result.descriptor.digest.indexOf(":") + 1);
-      if (global.quiet) return;
-      context.stdout.write(result.reference === undefined ? `Successfully built ${hex}\n` : `Successfully built ${result.reference} ${hex}\n`);
+      const text = result.reference === undefined ? `Successfully built ${hex}\n` : `Successfully built ${result.reference} ${hex}\n`;
+      printResult(context, options, text, { reference: result.reference ?? null, digest: result.descriptor.digest, mediaType: result.descriptor.mediaType, size: result.descriptor.size }, global.quiet);
     });
 }
 

@@ -17,6 +17,7 @@ export function formatCopyReport(report: CopyReport, options: { json: boolean })
         mediaType: report.descriptor.mediaType,
         size: report.descriptor.size,
         copied: report.copied,
+        sourceIndex: report.sourceIndex?.digest ?? null,
         referrers: report.referrers.map((referrer) => ({
           digest: referrer.digest,
           mediaType: referrer.mediaType,
@@ -29,5 +30,7 @@ export function formatCopyReport(report: CopyReport, options: { json: boolean })
     )}\n`;
   }
   const referrerLines = report.referrers.map((referrer) => `Copied referrer ${referrer.digest}${referrer.artifactType ? ` (${referrer.artifactType})` : ""}\n`);
-  return `${referrerLines.join("")}Copied ${report.source} → ${report.destination} ${report.descriptor.digest}\n`;
+  const narrowed =
+    report.sourceIndex === undefined ? "" : `Copied only the chosen platforms: a new index ${report.descriptor.digest} replaces ${report.sourceIndex.digest}\n`;
+  return `${referrerLines.join("")}${narrowed}Copied ${report.source} → ${report.destination} ${report.descriptor.digest}\n`;
 }

@@ -2,10 +2,12 @@ import { Command } from "@commander-js/extra-typings";
 import { OciLayoutStore } from "../../content/layout.ts";
 import type { ReadableStore } from "../../content/store.ts";
 import { OcibootError } from "../../errors.ts";
+import { parsePlatform } from "../../oci/platform.ts";
 import { DEFAULT_TAG } from "../../oci/reference.ts";
 import { copyImage, type CopyImageOptions, type CopyImageResult } from "../../ops/copy-image.ts";
 import { exportArchive } from "../../ops/export.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
 import { type GlobalOptions, globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { type Location, openSource, parseLocation } from "../sources.ts";
@@ -23,14 +25,21 @@ export function copyCommand(context: CliContext) {
     .argument("<destination>", "registry reference (host/repo:tag), oci:DIR[:REF] or oci-archive:FILE[:REF]; REF names the copy")
     .option("--with-referrers", "also copy the referrers of the image (OCI 1.1 subject: build logs, SBOMs, signatures)")
     .option("--archive-folder <name>", "write the layout under this folder of the archive (onmetal: the Garden Linux .oci.tar.xz shape)")
+    .option(
+      "--platform <os/arch[/variant]>",
+      "copy only this platform of an index (repeatable); the copy is a new index listing only those, so its digest differs",
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
       "after",
-      "\nExamples:\n" +
-        "  ociboot copy ghcr.io/gardenlinux/gardenlinux:1592.1 oci-archive:gardenlinux.oci.tar.gz --with-referrers   # export\n" +
-        "  ociboot copy oci-archive:gardenlinux.oci.tar.gz registry.airgap:5000/gardenlinux:1592.1 --with-referrers   # import\n" +
-        "  ociboot copy 127.0.0.1:5000/os:today oci-archive:os.oci.tar.xz --archive-folder onmetal\n" +
-        "  ociboot copy oci:./onmetal:ghcr.io/me/os:1.0 127.0.0.1:5000/os:1.0",
+      examples([
+        "ociboot copy 127.0.0.1:5000/os/metal:today oci-archive:metal.oci.tar.gz --with-referrers            # export, build files too",
+        "ociboot copy oci-archive:metal.oci.tar.gz registry.airgap:5000/mirror/metal:today --with-referrers   # import on the other side",
+        "ociboot copy 127.0.0.1:5000/os/metal:today oci-archive:metal-onmetal.oci.tar.xz --archive-folder onmetal",
+        "ociboot copy 127.0.0.1:5000/os/metal:today 127.0.0.1:5000/os/metal-amd64:today --platform linux/amd64   # a new, smaller index",
+        "ociboot copy oci:./onmetal:127.0.0.1:5000/os/single:1 127.0.0.1:5000/os/single:copied",
+      ]),
     )
     .action(async (sourceText, destinationText, options, command) => {
       const global = globalOptions(command as never, context);
@@ -40,6 +49,7 @@ export function copyCommand(context: CliContext) {
       }
       const copyOptions: CopyImageOptions = {
         signal: context.signal,
+        ...(options.platform !== undefined ? { platforms: options.platform.map(parsePlatform) } : {}),
         withReferrers: options.withReferrers === true,
         ...transferLog(context, "copied", global.quiet),
       };

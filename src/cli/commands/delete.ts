@@ -1,6 +1,8 @@
 import { Command } from "@commander-js/extra-typings";
 import { deleteImage } from "../../ops/store-ops.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
+import { JSON_HELP, printResult } from "../output.ts";
 import { globalOptions } from "../global-options.ts";
 import { openLocalStore } from "./store-output.ts";
 
@@ -10,9 +12,12 @@ export function deleteCommand(context: CliContext) {
     .alias("rm")
     .description("remove a tag from the local store; a digest or IMAGE ID removes the image's every entry (run prune to free space)")
     .argument("<ref>", "reference, digest or IMAGE ID")
-    .action(async (name, _options, command) => {
+    .option("--json", JSON_HELP)
+    .addHelpText("after", examples(["ociboot --store-path ./onmetal delete 127.0.0.1:5000/os/single:stable"]))
+    .action(async (name, options, command) => {
       const global = globalOptions(command as never, context);
-      await deleteImage(openLocalStore(global, context), name);
-      if (!global.quiet) context.stdout.write(`Successfully deleted ${name}\n`);
+      const store = openLocalStore(global, context);
+      await deleteImage(store, name);
+      printResult(context, options, `Successfully deleted ${name}\n`, { deleted: name }, global.quiet);
     });
 }

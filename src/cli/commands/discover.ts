@@ -1,6 +1,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { discoverReferrers } from "../../ops/referrers.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
 import { globalOptions } from "../global-options.ts";
 import { openSource } from "../sources.ts";
 import { formatReferrerJson, formatReferrerTree } from "./referrers-output.ts";
@@ -12,6 +13,10 @@ export function discoverCommand(context: CliContext) {
     .argument("<ref>", "registry reference, oci:DIR[:REF] or oci-archive:FILE[:REF]")
     .option("--artifact-type <type>", "only referrers of this artifactType")
     .option("--json", "print the subject and the referrer descriptors as JSON")
+    .addHelpText(
+      "after",
+      examples(["ociboot discover 127.0.0.1:5000/os/metal:today", "ociboot discover 127.0.0.1:5000/os/metal:today --artifact-type build/log --json"]),
+    )
     .action(async (ref, options, command) => {
       const global = globalOptions(command as never, context);
       const source = await openSource(ref, global, context);

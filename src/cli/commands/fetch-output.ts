@@ -1,4 +1,5 @@
 import type { FetchReport } from "../../ops/fetch.ts";
+import type { ReferrerFilesReport } from "../../ops/referrer-files.ts";
 import { formatBytes } from "../format.ts";
 
 /** The final report of fetch: JSON for machines, a short summary and a boot hint for people. */
@@ -46,4 +47,23 @@ export function formatFetchReport(report: FetchReport, options: { json: boolean;
     lines.push(`or in place of the running kernel (kexec) with: sh ${report.outputDir}/boot.sh`);
   }
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * The report of `fetch --referrer`. Text: one line per file, `PATH<TAB>DIGEST<TAB>SIZE`, for
+ * `cut -f` and `awk -F'\t'` (docs/commands.md, "Output").
+ */
+export function formatReferrerFilesReport(report: ReferrerFilesReport, options: { json: boolean; quiet: boolean }): string {
+  if (options.json) {
+    const referrers = report.referrers.map((referrer) => ({
+      digest: referrer.descriptor.digest,
+      artifactType: report.artifactType,
+      ...(referrer.created !== undefined ? { created: referrer.created } : {}),
+      directory: referrer.directory,
+      files: referrer.files.map((file) => ({ name: file.name, path: file.path, mediaType: file.mediaType, digest: file.digest, size: file.size, status: file.status })),
+    }));
+    return `${JSON.stringify({ subject: report.subject, artifactType: report.artifactType, referrers }, null, 2)}\n`;
+  }
+  if (options.quiet) return "";
+  return report.referrers.flatMap((referrer) => referrer.files.map((file) => `${file.path}\t${file.digest}\t${file.size}\n`)).join("");
 }

@@ -3,6 +3,8 @@ import { OcibootError } from "../../errors.ts";
 import { refNameOf } from "../../content/layout-index.ts";
 import { importArchive } from "../../ops/import.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
+import { JSON_HELP, printResult } from "../output.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { openLocalStore } from "./store-output.ts";
@@ -14,7 +16,8 @@ export function importCommand(context: CliContext) {
     .argument("<archive>", "archive file")
     .addOption(new Option("--xz-decoder <decoder>", "how to decode xz").choices(["auto", "system", "wasm"] as const).default("auto" as const))
     .option("--max-size <bytes>", "refuse archives that expand to more than this many bytes (default 64 GiB)")
-    .addHelpText("after", "\nExample:\n  ociboot --store-path ./onmetal import gardenlinux-metal-amd64.oci.tar.xz && ociboot --store-path ./onmetal list")
+    .option("--json", JSON_HELP)
+    .addHelpText("after", examples(["ociboot --store-path ./imported import metal-onmetal.oci.tar.xz && ociboot --store-path ./imported list"]))
     .action(async (archive, options, command) => {
       const global = globalOptions(command as never, context);
       const store = openLocalStore(global, context);
@@ -27,11 +30,12 @@ export function importCommand(context: CliContext) {
         signal: context.signal,
         ...(maxBytes !== undefined ? { maxBytes } : {}),
       });
-      if (global.quiet) return;
-      for (const image of result.images) {
+      const lines = result.images.map((image) => {
         const hex = image.digest.slice(image.digest.indexOf(":") + 1);
         const name = refNameOf(image);
-        context.stdout.write(name === undefined ? `Successfully imported ${hex}\n` : `Successfully imported ${name} ${hex}\n`);
-      }
+        return name === undefined ? `Successfully imported ${hex}\n` : `Successfully imported ${name} ${hex}\n`;
+      });
+      const images = result.images.map((image) => ({ reference: refNameOf(image) ?? null, digest: image.digest, mediaType: image.mediaType, size: image.size }));
+      printResult(context, options, lines.join(""), { images }, global.quiet);
     });
 }

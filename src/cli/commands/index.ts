@@ -19,6 +19,10 @@ import { attachCommand } from "./attach.ts";
 import { discoverCommand } from "./discover.ts";
 import { infoImageCommand } from "./info-image.ts";
 import { packCommand } from "./pack.ts";
+import { tagsCommand } from "./tags.ts";
+import { manifestCommand } from "./manifest.ts";
+import { digestCommand } from "./digest.ts";
+import { completionCommand } from "./completion.ts";
 
 /** Every command's factory; one file per command. */
 export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, any>> = [
@@ -41,4 +45,8 @@ export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, 
   discoverCommand,
   infoImageCommand,
   packCommand,
+  tagsCommand,
+  manifestCommand,
+  digestCommand,
+  completionCommand,
 ];

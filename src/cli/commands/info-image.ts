@@ -2,6 +2,8 @@ import { Command } from "@commander-js/extra-typings";
 import { parsePlatform } from "../../oci/platform.ts";
 import { buildInfoImage, type InfoImageOptions } from "../../ops/info-image.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
+import { JSON_HELP, printResult } from "../output.ts";
 import { sourceDateEpochTimestamp } from "../created.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
@@ -20,11 +22,14 @@ export function infoImageCommand(context: CliContext) {
     .requiredOption("--package-manifest <file>", "package list, stored as /usr/share/gardenlinux/packages.manifest")
     .requiredOption("--tag <ref>", "full reference to tag the image with")
     .option("--platform <os/arch[/variant]>", "os and architecture of the image (default: this machine's, linux)")
+    .option("--json", JSON_HELP)
     .addHelpText(
       "after",
       "\nThe same files give the same digest; $SOURCE_DATE_EPOCH sets the config's created time and the files' mtime.\n\n" +
-        "Example:\n  ociboot info-image --os-release metal.os-release --build-log metal.log --package-manifest metal.manifest --tag ghcr.io/me/gardenlinux:1592.1-info\n" +
-        "  ociboot push ghcr.io/me/gardenlinux:1592.1-info && podman pull ghcr.io/me/gardenlinux:1592.1-info",
+        examples([
+          "ociboot info-image --os-release metal.os-release --build-log metal.log --package-manifest metal.manifest --tag ghcr.io/me/gardenlinux:1592.1-info",
+          "ociboot push ghcr.io/me/gardenlinux:1592.1-info                   # then: podman pull ghcr.io/me/gardenlinux:1592.1-info",
+        ]).slice(1),
     )
     .action(async (options, command) => {
       const global = globalOptions(command as never, context);
@@ -46,6 +51,7 @@ export function infoImageCommand(context: CliContext) {
         infoOptions,
       );
       const hex = result.descriptor.digest.slice(result.descriptor.digest.indexOf(":") + 1);
-      if (!global.quiet) context.stdout.write(`Successfully built ${result.reference} ${hex}\n`);
+      const { descriptor } = result;
+      printResult(context, options, `Successfully built ${result.reference} ${hex}\n`, { reference: result.reference, digest: descriptor.digest, mediaType: descriptor.mediaType, size: descriptor.size }, global.quiet);
     });
 }

@@ -1,6 +1,7 @@
 import { Command } from "@commander-js/extra-typings";
 import { listImages } from "../../ops/store-ops.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
 import { globalOptions } from "../global-options.ts";
 import { formatImageJson, formatImageTable, openLocalStore } from "./store-output.ts";
 
@@ -10,6 +11,7 @@ export function listCommand(context: CliContext) {
     .alias("ls")
     .description("list the images in the local store (REPOSITORY, TAG, IMAGE ID)")
     .option("--json", "print a JSON array with full digests")
+    .addHelpText("after", examples(["ociboot --store-path ./onmetal list", "ociboot list --json"]))
     .action(async (options, command) => {
       const store = openLocalStore(globalOptions(command as never, context), context);
       const listings = await listImages(store);

@@ -3,6 +3,8 @@ import { OcibootError } from "../../errors.ts";
 import { dockerConfigPath, normaliseRegistryHost, storeCredential } from "../../registry/auth/credentials.ts";
 import { loadRegistryClient } from "../registry-loader.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
+import { JSON_HELP, printResult } from "../output.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { registryOptionsFrom } from "../registry-options.ts";
@@ -17,7 +19,11 @@ export function loginCommand(context: CliContext) {
     .description("log in to a registry: check the credentials, then store them in docker's config.json ($DOCKER_CONFIG or ~/.docker)")
     .argument("<host>", "registry host[:port], e.g. ghcr.io or 127.0.0.1:5000")
     .option("--authfile <file>", "write this docker config.json instead of $DOCKER_CONFIG/config.json")
-    .addHelpText("after", "\nExamples:\n  echo \"$TOKEN\" | ociboot login ghcr.io -u USER --password-stdin\n  ociboot login 127.0.0.1:5000 -u admin --password-stdin < password.txt")
+    .option("--json", JSON_HELP)
+    .addHelpText(
+      "after",
+      examples(['echo "$TOKEN" | ociboot login ghcr.io -u USER --password-stdin', "ociboot login 127.0.0.1:5000 -u admin --password-stdin < password.txt"]),
+    )
     .action(async (hostArgument, options, command) => {
       const global = globalOptions(command as never, context);
       const host = registryHost(hostArgument);
@@ -47,7 +53,7 @@ export function loginCommand(context: CliContext) {
             : `Credentials stored unencrypted in ${path}\n`,
         );
       }
-      if (!global.quiet) context.stdout.write("Login Succeeded\n");
+      printResult(context, options, "Login Succeeded\n", { registry: host, authfile: stored.helper === undefined ? path : null, helper: stored.helper ?? null }, global.quiet);
     });
 }
 

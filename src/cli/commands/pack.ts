@@ -2,6 +2,7 @@ import { Command } from "@commander-js/extra-typings";
 import { parsePlatform } from "../../oci/platform.ts";
 import { packBuild, type PackOptions, type PackResult } from "../../ops/pack.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
 import { sourceDateEpochTimestamp } from "../created.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath, temporaryBase } from "../paths.ts";
@@ -26,8 +27,10 @@ export function packCommand(context: CliContext) {
     .addHelpText(
       "after",
       "\n$SOURCE_DATE_EPOCH dates the info image and the attached files; without it neither is dated and the same build gives the same archive.\n\n" +
-        "Example:\n  ociboot pack --from-build .build --name metal-gardener_prod-amd64-1592.1 -o .build/metal-gardener_prod-amd64-1592.1.oci.tar.xz\n" +
-        "  ociboot --store-path ./onmetal import .build/metal-gardener_prod-amd64-1592.1.oci.tar.xz && ociboot --store-path ./onmetal list",
+        examples([
+          "ociboot pack --from-build .build --name metal-gardener_prod-amd64-1592.1 -o metal-gardener_prod-amd64-1592.1.oci.tar.xz",
+          "ociboot --store-path ./gl import metal-gardener_prod-amd64-1592.1.oci.tar.xz && ociboot --store-path ./gl list",
+        ]).slice(1),
     )
     .action(async (options, command) => {
       const output = resolvePath(context, options.output);

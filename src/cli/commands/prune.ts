@@ -2,6 +2,8 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { OcibootError } from "../../errors.ts";
 import { pruneStore } from "../../ops/prune.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
+import { JSON_HELP, printResult } from "../output.ts";
 import { formatBytes } from "../format.ts";
 import { globalOptions } from "../global-options.ts";
 import { openLocalStore } from "./store-output.ts";
@@ -13,6 +15,8 @@ export function pruneCommand(context: CliContext) {
     .description("remove blobs that no entry of the local store reaches")
     .addOption(new Option("--grace <seconds>", "keep unreferenced blobs younger than this (another process may be about to tag them)").default("600"))
     .option("--dry-run", "only report what would be removed")
+    .option("--json", JSON_HELP)
+    .addHelpText("after", examples(["ociboot --store-path ./onmetal prune --dry-run", "ociboot prune --grace 0"]))
     .action(async (options, command) => {
       const global = globalOptions(command as never, context);
       const graceSeconds = Number(options.grace);
@@ -23,6 +27,11 @@ export function pruneCommand(context: CliContext) {
       const verb = options.dryRun ? "Would remove" : "Removed";
       let text = `${verb} ${result.removed.length} blob${result.removed.length === 1 ? "" : "s"} (${formatBytes(result.removedBytes)})`;
       if (result.keptRecent > 0) text += `; kept ${result.keptRecent} unreferenced blob${result.keptRecent === 1 ? "" : "s"} younger than ${graceSeconds}s`;
-      if (!global.quiet) context.stdout.write(`${text}\n`);
+      printResult(context, options, `${text}\n`, {
+        dryRun: options.dryRun === true,
+        removed: result.removed.length,
+        removedBytes: result.removedBytes,
+        keptRecent: result.keptRecent,
+      }, global.quiet);
     });
 }

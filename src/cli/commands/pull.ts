@@ -2,6 +2,8 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { pullImage, type PullOptions } from "../../ops/push-pull.ts";
 import { flavorOption, selectionFrom } from "../boot-file-options.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
+import { JSON_HELP, printResult } from "../output.ts";
 import { globalOptions } from "../global-options.ts";
 import { withRepository } from "./registry-access.ts";
 import { transferLog } from "./transfer-log.ts";
@@ -14,6 +16,11 @@ export function pullCommand(context: CliContext) {
     .argument("<ref>", "registry reference, e.g. ghcr.io/gardenlinux/gardenlinux:1592.1")
     .addOption(new Option("--platform <os/arch[/variant]>", "pull only this platform's manifest of a multi-arch index, tagged as REF"))
     .addOption(flavorOption())
+    .option("--json", JSON_HELP)
+    .addHelpText(
+      "after",
+      examples(["ociboot --store-path ./onmetal pull 127.0.0.1:5000/os/metal:today", "ociboot pull 127.0.0.1:5000/os/metal:today --platform linux/arm64"]),
+    )
     .action(async (name, options, command) => {
       const global = globalOptions(command as never, context);
       const store = openLocalStore(global, context);
@@ -21,6 +28,8 @@ export function pullCommand(context: CliContext) {
       // Without either, the whole index, as onmetal-image pulls it.
       if (options.platform !== undefined || options.flavor !== undefined) copyOptions.selection = selectionFrom(options);
       const result = await withRepository(name, global, context, (repository) => pullImage(repository, store, name, copyOptions));
-      if (!global.quiet) context.stdout.write(`Successfully pulled ${name} ${result.descriptor.digest.slice(result.descriptor.digest.indexOf(":") + 1)}\n`);
+      const { descriptor } = result;
+      const text = `Successfully pulled ${name} ${descriptor.digest.slice(descriptor.digest.indexOf(":") + 1)}\n`;
+      printResult(context, options, text, { reference: name, digest: descriptor.digest, mediaType: descriptor.mediaType, size: descriptor.size }, global.quiet);
     });
 }

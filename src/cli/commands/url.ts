@@ -4,6 +4,7 @@ import { MediaType } from "../../oci/mediatypes.ts";
 import { parsePlatform } from "../../oci/platform.ts";
 import { findLayer, LAYER_NAMES } from "../../ops/find-layer.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
 import { globalOptions } from "../global-options.ts";
 import { withRepository } from "./registry-access.ts";
 import { formatGoIndentedJson } from "./store-output.ts";
@@ -20,7 +21,14 @@ export function urlCommand(context: CliContext) {
     .argument("<ref>", "registry reference")
     .addOption(new Option("--layer <layer>", "a layer instead of the manifest").choices(Object.keys(LAYER_NAMES)))
     .option("--platform <os/arch[/variant]>", "platform to pick from a multi-arch index (with --layer)")
-    .addHelpText("after", '\nExample:\n  eval "$(ociboot url 127.0.0.1:5000/gardenlinux:today --layer kernel | jq -r \'"curl -L -H \\"Authorization: \\(.headers.Authorization[0])\\" -o vmlinuz \\(.url)"\')"')
+    .option("--json", "the same output (it is JSON already)")
+    .addHelpText(
+      "after",
+      examples([
+        "ociboot url 127.0.0.1:5000/os/single:1 --layer kernel",
+        'curl -sfL -o vmlinuz.curl "$(ociboot url 127.0.0.1:5000/os/metal:today --layer kernel --platform linux/amd64 | jq -r .url)"   # anonymous pull',
+      ]),
+    )
     .action(async (name, options, command) => {
       const global = globalOptions(command as never, context);
       const request = await withRepository(name, global, context, async (repository, reference) => {

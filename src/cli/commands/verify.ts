@@ -3,6 +3,7 @@ import { OciLayoutStore } from "../../content/layout.ts";
 import { OcibootError } from "../../errors.ts";
 import { verifyDirectory, verifyImage, verifyLayoutStore, type VerifyReport } from "../../ops/verify.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
@@ -21,7 +22,11 @@ export function verifyCommand(context: CliContext) {
     .option("--json", "print the report as JSON")
     .addHelpText(
       "after",
-      "\nExamples:\n  ociboot verify 127.0.0.1:5000/os/metal:today --dir ./boot\n  ociboot verify oci:./onmetal            # every image and every blob of a store\n  ociboot verify ghcr.io/org/os:1.0       # download and check a whole image graph",
+      examples([
+        "ociboot verify 127.0.0.1:5000/os/metal:today --dir ./boot      # the files fetch wrote",
+        "ociboot verify oci:./onmetal                                   # every image and every blob of a store",
+        "ociboot verify ghcr.io/me/boot:1                               # download and check a whole image graph",
+      ]),
     )
     .action(async (sourceText, options, command) => {
       const global = globalOptions(command as never, context);
