@@ -6,7 +6,7 @@ import type { Descriptor } from "../oci/descriptor.ts";
 import { type Digest, isDigest, parseDigest, sha256DigestOf, toDigest } from "../oci/digest.ts";
 import { referrerDescriptorOf, subjectOf } from "../oci/artifact.ts";
 import { parseManifest } from "../oci/manifest.ts";
-import { Annotation, isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
+import { isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
 import {
   errorCode,
   errorMessage,
@@ -17,20 +17,23 @@ import {
   writeFileAtomically,
 } from "./fs-util.ts";
 import {
+  checkLayoutVersion,
   emptyLayoutIndex,
+  indexEntryOf,
   type LayoutIndex,
+  OCI_LAYOUT_BYTES,
   parseLayoutIndex,
   refNameOf,
   serializeLayoutIndex,
   withoutRefName,
+  withTag,
+  withUntaggedEntry,
 } from "./layout-index.ts";
 import { type BlobWriter, type BlobWriterOptions, openBlobWriter } from "./blob-writer.ts";
 import { withFileLock } from "./lock.ts";
 import type { FetchedContent, FetchOptions, Ingester, PushOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
 
-/** `oci-layout` as the image spec and onmetal-image write it. */
-const OCI_LAYOUT_BYTES = new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}');
 /** index.json of a store with thousands of tags stays far below this. */
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;
 /** ociboot's own bookkeeping inside a layout: lock file and temp files (same file system, so rename works). */
@@ -173,11 +176,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     if (!(await this.exists(descriptor))) {
       throw new OcibootError("NOT_FOUND", `Cannot tag ${descriptor.digest} as ${reference}: the manifest is not in ${this.description}`);
     }
-    const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
-    if (descriptor.platform) entry.platform = descriptor.platform;
-    if (descriptor.artifactType) entry.artifactType = descriptor.artifactType;
-    entry.annotations = { [Annotation.refName]: reference };
-    await this.updateIndex((entries) => [...entries.filter((existing) => refNameOf(existing) !== reference), entry]);
+    await this.updateIndex((entries) => withTag(entries, indexEntryOf(descriptor), reference));
   }
 
   /**
@@ -208,9 +207,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
    * building the same content again never duplicates entries (onmetal-image appended one each time).
    */
   async addUntaggedEntry(entry: Descriptor): Promise<void> {
-    await this.updateIndex((entries) =>
-      entries.some((existing) => existing.digest === entry.digest && refNameOf(existing) === undefined) ? entries : [...entries, entry],
-    );
+    await this.updateIndex((entries) => withUntaggedEntry(entries, entry));
   }
 
   async *tags(): AsyncIterable<string> {
@@ -394,18 +391,6 @@ function checkRefName(reference: string): void {
   // The name ends up in JSON only, never in a path; still refuse what no tool could match later.
   if (reference.length === 0 || reference.length > 1024 || /[\s\u0000-\u001f\u007f]/.test(reference)) {
     throw new OcibootError("INVALID_REFERENCE", `Cannot tag as "${reference.slice(0, 80)}": not a usable reference name`);
-  }
-}
-
-function checkLayoutVersion(bytes: Uint8Array, path: string): void {
-  let version: unknown;
-  try {
-    version = (JSON.parse(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
-  } catch (error) {
-    throw new OcibootError("INVALID_MANIFEST", `Cannot read ${path}: not valid JSON`, { cause: error });
-  }
-  if (version !== "1.0.0") {
-    throw new OcibootError("UNSUPPORTED", `Cannot use ${path}: image layout version ${String(version)} is not 1.0.0`);
   }
 }
 

@@ -1,5 +1,5 @@
 import { type ArchiveReadOptions, readOciArchive } from "../content/archive.ts";
-import { parseLayoutIndex, refNameOf } from "../content/layout-index.ts";
+import { checkLayoutVersion, mergeIndexEntries, parseLayoutIndex } from "../content/layout-index.ts";
 import type { OciLayoutStore } from "../content/layout.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
@@ -39,22 +39,11 @@ export async function importArchive(store: OciLayoutStore, archivePath: string, 
   if (!layoutBytes || !indexBytes) {
     throw new OcibootError("INVALID_MANIFEST", `Cannot import ${archivePath}: no ${layoutBytes ? "index.json" : "oci-layout"}; not an OCI image layout archive`);
   }
-  checkLayoutFile(layoutBytes, archivePath);
+  checkLayoutVersion(layoutBytes, `${archivePath}: oci-layout`);
   const index = parseLayoutIndex(indexBytes, `${archivePath}: index.json`);
   await checkComplete(store, index.manifests, archivePath);
-  await store.updateIndex((entries) => mergeEntries(entries, index.manifests));
+  await store.updateIndex((entries) => mergeIndexEntries(entries, index.manifests));
   return { images: index.manifests, blobs, bytes };
-}
-
-/** Adds imported entries: a tag replaces the store's tag of the same name; an untagged entry is added once. */
-function mergeEntries(current: Descriptor[], imported: readonly Descriptor[]): Descriptor[] {
-  let merged = [...current];
-  for (const entry of imported) {
-    const name = refNameOf(entry);
-    if (name !== undefined) merged = [...merged.filter((existing) => refNameOf(existing) !== name), entry];
-    else if (!merged.some((existing) => existing.digest === entry.digest && refNameOf(existing) === undefined)) merged.push(entry);
-  }
-  return merged;
 }
 
 /** Every blob a manifest or index reaches (its subject too) must now be in the store. */
@@ -71,14 +60,4 @@ async function checkComplete(store: OciLayoutStore, roots: readonly Descriptor[]
       return false;
     },
   });
-}
-
-function checkLayoutFile(bytes: Uint8Array, archivePath: string): void {
-  let version: unknown;
-  try {
-    version = (JSON.parse(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
-  } catch (error) {
-    throw new OcibootError("INVALID_MANIFEST", `Cannot import ${archivePath}: oci-layout is not JSON`, { cause: error });
-  }
-  if (version !== "1.0.0") throw new OcibootError("UNSUPPORTED", `Cannot import ${archivePath}: image layout version ${String(version)}`);
 }
