@@ -8,6 +8,7 @@ import { parseManifest } from "../oci/manifest.ts";
 import { isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
 import { type BlobWriter, openBlobWriter } from "./blob-writer.ts";
 import { commitFile, errorCode, errorMessage } from "./fs-util.ts";
+import { ingest } from "./ingest.ts";
 import {
   emptyLayoutIndex,
   indexEntryOf,
@@ -228,28 +229,25 @@ export class OciArchiveWriter implements WritableStore {
     const { algorithm, hex } = parseDigest(descriptor.digest);
     await this.#addDirectory("blobs");
     await this.#addDirectory(`blobs/${algorithm}`);
-    const verifier = new ContentVerifier(descriptor);
     const { sink, written } = this.#startEntry({ name: `${this.#prefix}blobs/${algorithm}/${hex}`, size: descriptor.size });
-    const reader = content.getReader();
-    try {
-      for (;;) {
-        if (signal?.aborted) throw signal.reason;
-        const { done, value } = await reader.read();
-        if (done) break;
-        // Checked before writing, so not one byte past the declared size reaches the tar.
-        verifier.update(value);
-        if (!sink.write(value)) await this.#whileOutputWorks(drained(sink));
-      }
-      verifier.finish();
-      sink.end(undefined);
-      await this.#whileOutputWorks(written);
-    } catch (error) {
-      await reader.cancel(error).catch(() => undefined);
-      sink.destroy(error instanceof Error ? error : new Error(String(error)));
-      throw error;
-    } finally {
-      reader.releaseLock();
-    }
+    // Checked before writing (content/ingest.ts), so not one byte past the declared size reaches the tar.
+    await ingest(
+      content,
+      new ContentVerifier(descriptor),
+      {
+        write: async (chunk) => {
+          if (!sink.write(chunk)) await this.#whileOutputWorks(drained(sink));
+        },
+        commit: async () => {
+          sink.end(undefined);
+          await this.#whileOutputWorks(written);
+        },
+        abort: async (error) => {
+          sink.destroy(error);
+        },
+      },
+      { where: this.path, ...(signal ? { signal } : {}) },
+    );
   }
 
   async #addSmallFile(name: string, bytes: Uint8Array): Promise<void> {

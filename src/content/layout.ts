@@ -30,6 +30,7 @@ import {
   withUntaggedEntry,
 } from "./layout-index.ts";
 import { type BlobWriter, type BlobWriterOptions, openBlobWriter } from "./blob-writer.ts";
+import { ingest, type IngestCheck } from "./ingest.ts";
 import { withFileLock } from "./lock.ts";
 import type { FetchedContent, FetchOptions, Ingester, PushOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
@@ -137,11 +138,9 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
       const now = new Date();
       await utimes(finalPath, now, now).catch(() => undefined);
     } else {
-      const verifier = new ContentVerifier(descriptor);
       const writing: WriteSettings = { expectedBytes: descriptor.size };
       if (options.chunks) writing.chunks = options.chunks;
-      const temporary = await this.#writeTemporary(content, writing, options.signal, (chunk) => verifier.update(chunk), () => verifier.finish());
-      await this.#commitTemporary(temporary, finalPath);
+      await this.#store(content, new ContentVerifier(descriptor), writing, options.signal, () => finalPath);
     }
     if (isManifestMediaType(descriptor.mediaType) || isIndexMediaType(descriptor.mediaType)) await this.#listIfReferrer(descriptor);
   }
@@ -153,13 +152,18 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
   async ingest(content: ReadableStream<Uint8Array>, mediaType: string, options: { signal?: AbortSignal } = {}): Promise<Descriptor> {
     const hash = createHash("sha256");
     let size = 0;
-    const temporary = await this.#writeTemporary(content, {}, options.signal, (chunk) => {
-      hash.update(chunk);
-      size += chunk.byteLength;
-    });
-    const digest = toDigest(`sha256:${hash.digest("hex")}`);
-    await this.#commitTemporary(temporary, this.blobPath(digest));
-    return { mediaType, digest, size };
+    let digest: Digest | undefined;
+    const counting: IngestCheck = {
+      update: (chunk) => {
+        hash.update(chunk);
+        size += chunk.byteLength;
+      },
+      finish: () => {
+        digest = toDigest(`sha256:${hash.digest("hex")}`);
+      },
+    };
+    await this.#store(content, counting, {}, options.signal, () => this.blobPath(digest as Digest));
+    return { mediaType, digest: digest as Digest, size };
   }
 
   /** Stores small bytes (a manifest or config) and returns their descriptor. */
@@ -337,42 +341,43 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
   }
 
   /**
-   * Streams content into a new temp file (large blobs by direct I/O, see blob-writer.ts), calling
-   * `onChunk` before each write and `onEnd` before fsync.
+   * Streams content into a new temp file through the one ingest path (content/ingest.ts; large
+   * blobs by direct I/O, see blob-writer.ts), then fsyncs it and renames it to `finalPath()`.
    */
-  async #writeTemporary(
+  async #store(
     content: ReadableStream<Uint8Array>,
+    check: IngestCheck,
     writing: WriteSettings,
     signal: AbortSignal | undefined,
-    onChunk: (chunk: Uint8Array) => void,
-    onEnd: () => void = () => undefined,
-  ): Promise<string> {
+    finalPath: () => string,
+  ): Promise<void> {
     await this.#ensureLayout();
     const temporary = temporaryPath(this.#temporaryDirectory(), "blob");
-    const reader = content.getReader();
-    let writer: BlobWriter | undefined;
+    let writer: BlobWriter;
     try {
       writer = await openBlobWriter(temporary, { ...writing, start: 0, exclusive: true });
-      for (;;) {
-        if (signal?.aborted) throw signal.reason;
-        const { done, value } = await reader.read();
-        if (done) break;
-        onChunk(value);
-        await writer.add(value);
-      }
-      onEnd();
-      await writer.finish();
-      await writer.close();
-      return temporary;
     } catch (error) {
-      await reader.cancel(error).catch(() => undefined);
-      await writer?.close();
-      await unlink(temporary).catch(() => undefined);
+      await content.cancel(error).catch(() => undefined);
       if (error instanceof OcibootError) throw error;
       throw new OcibootError("LOCAL_IO", `Cannot write a blob into ${this.description}: ${errorMessage(error)}`, { cause: error });
-    } finally {
-      reader.releaseLock();
     }
+    await ingest(
+      content,
+      check,
+      {
+        write: (chunk) => writer.add(chunk),
+        commit: async () => {
+          await writer.finish();
+          await writer.close();
+          await this.#commitTemporary(temporary, finalPath());
+        },
+        abort: async () => {
+          await writer.close();
+          await unlink(temporary).catch(() => undefined);
+        },
+      },
+      { where: this.description, ...(signal ? { signal } : {}) },
+    );
   }
 
   async #commitTemporary(temporary: string, finalPath: string): Promise<void> {

@@ -2,6 +2,7 @@ import type { PushOptions, ReadableStore, WritableStore } from "../content/store
 import type { Descriptor } from "../oci/descriptor.ts";
 import { walkGraph } from "./graph-walk.ts";
 import { runBounded } from "./pool.ts";
+import { fetchContinuing } from "./resuming-source.ts";
 import { delay, isTransientFailure } from "./retry.ts";
 
 /** Options for {@link copyGraph}. */
@@ -48,7 +49,7 @@ export async function copyGraph(source: ReadableStore, target: WritableStore, ro
   });
 }
 
-/** Tries per blob: a streamed upload cannot be replayed by the HTTP layer, so copy starts it over. */
+/** Tries per blob: a target that fails midway (an upload refused) cannot be continued, so copy starts it over. */
 const BLOB_ATTEMPTS = 3;
 
 async function copyBlob(source: ReadableStore, target: WritableStore, blob: Descriptor, options: CopyGraphOptions): Promise<void> {
@@ -56,7 +57,8 @@ async function copyBlob(source: ReadableStore, target: WritableStore, blob: Desc
   const retryDelayMs = options.retryDelayMs ?? 1000;
   for (let attempt = 1; ; attempt++) {
     try {
-      const content = await source.fetch(blob, signal ? { signal } : {});
+      // A transfer cut midway continues from the byte reached, whatever the target (content/ingest.ts verifies the whole).
+      const content = await fetchContinuing(source, blob, signal ? { signal } : {}, { retryDelayMs });
       // The source's chunk memory goes back to it once stored; aligned chunks are stored as they are.
       const pushOptions: PushOptions = signal ? { signal, chunks: content } : { chunks: content };
       await target.push(blob, content.stream, pushOptions);
