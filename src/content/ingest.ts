@@ -90,3 +90,23 @@ function sinkFailure(error: unknown, where: string): OcibootError {
   if (error instanceof OcibootError) return error;
   return new OcibootError("LOCAL_IO", `Cannot write a blob into ${where}: ${errorMessage(error)}`, { cause: error });
 }
+
+/**
+ * {@link ingest} for a destination that pulls its bytes, such as an HTTP request body: the returned
+ * stream gives the checked chunks as they are taken, with backpressure, and errors with the same
+ * INTEGRITY error as every other destination when the content does not match; cancelling it
+ * cancels `content`. The destination commits on its own terms (the registry's final PUT).
+ */
+export function ingestStream(content: ReadableStream<Uint8Array>, check: IngestCheck, options: IngestOptions): ReadableStream<Uint8Array> {
+  // The readable side holds nothing (high-water mark 0): each write waits until the body takes the chunk.
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = writable.getWriter();
+  const sink: IngestSink<void> = {
+    write: (chunk) => writer.write(chunk),
+    commit: () => writer.close(),
+    abort: (error) => writer.abort(error).catch(() => undefined),
+  };
+  // The failure reaches the reader of `readable`; nothing else awaits this.
+  ingest(content, check, sink, options).catch(() => undefined);
+  return readable;
+}
