@@ -5,10 +5,20 @@ import { referrerDescriptorOf, subjectOf } from "../oci/artifact.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseDigest } from "../oci/digest.ts";
 import { parseManifest } from "../oci/manifest.ts";
-import { Annotation, isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
+import { isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
 import { type BlobWriter, openBlobWriter } from "./blob-writer.ts";
 import { commitFile, errorCode, errorMessage } from "./fs-util.ts";
-import { emptyLayoutIndex, refNameOf, serializeLayoutIndex, withoutRefName } from "./layout-index.ts";
+import { ingest } from "./ingest.ts";
+import {
+  emptyLayoutIndex,
+  indexEntryOf,
+  LAYOUT_NAMES,
+  OCI_LAYOUT_BYTES,
+  serializeLayoutIndex,
+  withoutRefName,
+  withTag,
+  withUntaggedEntry,
+} from "./layout-index.ts";
 import type { WritableStore } from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
 import { drained, gzipStage, packStream, startTarEntry, type TarEntrySink, writableInto } from "./node-web-streams.ts";
@@ -39,9 +49,6 @@ export function compressionForPath(path: string): ArchiveCompression {
 
 /** Every entry is dated 1970 and owned by root, so the same content always gives the same archive. */
 const ENTRY_TIME = new Date(0);
-const OCI_LAYOUT_BYTES = new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}');
-/** Names the archive reader takes for the layout itself; a folder so named would be misread. */
-const LAYOUT_NAMES = new Set(["blobs", "index.json", "oci-layout", "ingest"]);
 const FOLDER_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 
 type TarSink = TarEntrySink;
@@ -144,7 +151,7 @@ export class OciArchiveWriter implements WritableStore {
         const bytes = await readVerified(content, descriptor, Limits.manifestBytes);
         await this.#addBlob(descriptor, new Blob([bytes]).stream(), options.signal);
         const parsed = parseManifest(bytes, descriptor.mediaType);
-        if (subjectOf(parsed) !== undefined) this.#addEntry(withoutRefName(referrerDescriptorOf(descriptor, parsed)));
+        if (subjectOf(parsed) !== undefined) this.#entries = withUntaggedEntry(this.#entries, withoutRefName(referrerDescriptorOf(descriptor, parsed)));
       } else {
         await this.#addBlob(descriptor, content, options.signal);
       }
@@ -155,15 +162,13 @@ export class OciArchiveWriter implements WritableStore {
   /** Lists a manifest in index.json under a reference name, replacing an entry of the same name. */
   async tag(descriptor: Descriptor, reference: string): Promise<void> {
     this.#checkWritten(descriptor, `tag it as ${reference}`);
-    const entry = plainEntry(descriptor);
-    entry.annotations = { [Annotation.refName]: reference };
-    this.#entries = [...this.#entries.filter((existing) => refNameOf(existing) !== reference), entry];
+    this.#entries = withTag(this.#entries, indexEntryOf(descriptor), reference);
   }
 
   /** Lists a manifest in index.json without a name (once). */
   async addUntaggedEntry(descriptor: Descriptor): Promise<void> {
     this.#checkWritten(descriptor, "list it");
-    this.#addEntry(plainEntry(descriptor));
+    this.#entries = withUntaggedEntry(this.#entries, indexEntryOf(descriptor));
   }
 
   /** Writes index.json, ends the tar, waits for the compressor, fsyncs and renames `FILE.partial` to `FILE`. */
@@ -220,37 +225,29 @@ export class OciArchiveWriter implements WritableStore {
     }
   }
 
-  #addEntry(entry: Descriptor): void {
-    const listed = this.#entries.some((existing) => existing.digest === entry.digest && refNameOf(existing) === undefined);
-    if (!listed) this.#entries.push(entry);
-  }
-
   async #addBlob(descriptor: Descriptor, content: ReadableStream<Uint8Array>, signal: AbortSignal | undefined): Promise<void> {
     const { algorithm, hex } = parseDigest(descriptor.digest);
     await this.#addDirectory("blobs");
     await this.#addDirectory(`blobs/${algorithm}`);
-    const verifier = new ContentVerifier(descriptor);
     const { sink, written } = this.#startEntry({ name: `${this.#prefix}blobs/${algorithm}/${hex}`, size: descriptor.size });
-    const reader = content.getReader();
-    try {
-      for (;;) {
-        if (signal?.aborted) throw signal.reason;
-        const { done, value } = await reader.read();
-        if (done) break;
-        // Checked before writing, so not one byte past the declared size reaches the tar.
-        verifier.update(value);
-        if (!sink.write(value)) await this.#whileOutputWorks(drained(sink));
-      }
-      verifier.finish();
-      sink.end(undefined);
-      await this.#whileOutputWorks(written);
-    } catch (error) {
-      await reader.cancel(error).catch(() => undefined);
-      sink.destroy(error instanceof Error ? error : new Error(String(error)));
-      throw error;
-    } finally {
-      reader.releaseLock();
-    }
+    // Checked before writing (content/ingest.ts), so not one byte past the declared size reaches the tar.
+    await ingest(
+      content,
+      new ContentVerifier(descriptor),
+      {
+        write: async (chunk) => {
+          if (!sink.write(chunk)) await this.#whileOutputWorks(drained(sink));
+        },
+        commit: async () => {
+          sink.end(undefined);
+          await this.#whileOutputWorks(written);
+        },
+        abort: async (error) => {
+          sink.destroy(error);
+        },
+      },
+      { where: this.path, ...(signal ? { signal } : {}) },
+    );
   }
 
   async #addSmallFile(name: string, bytes: Uint8Array): Promise<void> {
@@ -321,11 +318,4 @@ function checkFolder(folder: string): string {
     throw new OcibootError("USAGE", `Cannot use archive folder "${folder.slice(0, 80)}": name one plain folder such as onmetal (not ${[...LAYOUT_NAMES].join(", ")})`);
   }
   return folder;
-}
-
-function plainEntry(descriptor: Descriptor): Descriptor {
-  const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
-  if (descriptor.platform) entry.platform = descriptor.platform;
-  if (descriptor.artifactType) entry.artifactType = descriptor.artifactType;
-  return entry;
 }

@@ -6,6 +6,7 @@ import type { Descriptor } from "../oci/descriptor.ts";
 import { parseDigest } from "../oci/digest.ts";
 import { Limits } from "../oci/mediatypes.ts";
 import { type DecompressOptions, openDecompressed } from "./decompress.ts";
+import { LAYOUT_NAMES } from "./layout-index.ts";
 import { ContentVerifier } from "./verify.ts";
 
 /**
@@ -26,8 +27,6 @@ export interface ArchiveReadOptions extends DecompressOptions {
   maxEntries?: number;
 }
 
-/** Names a layout may hold at its top; anything else first names the archive's single top folder. */
-const LAYOUT_NAMES = new Set(["blobs", "index.json", "oci-layout", "ingest"]);
 /** Directories tolerated inside the layout: empty ones onmetal-image (`ingest`) and ociboot (`.ociboot`) leave. */
 const ALLOWED_DIRECTORIES = new Set(["", "blobs", "blobs/sha256", "blobs/sha512", "ingest", ".ociboot", ".ociboot/tmp"]);
 const MAX_LAYOUT_FILE_BYTES = 4096;

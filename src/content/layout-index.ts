@@ -3,6 +3,35 @@ import { type Descriptor, parseDescriptor } from "../oci/descriptor.ts";
 import { Annotation } from "../oci/mediatypes.ts";
 
 /**
+ * The rules of an OCI image layout's files, as pure functions, shared by the layout store, the
+ * archive writer, import and pull (docs/layout-index.md).
+ */
+
+/** `oci-layout` as the image spec and onmetal-image write it. */
+export const OCI_LAYOUT_BYTES: Uint8Array = new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}');
+
+/** The names at the top of an image layout (with the empty `ingest/` an onmetal-image store has). */
+export const LAYOUT_NAMES: ReadonlySet<string> = new Set(["blobs", "index.json", "oci-layout", "ingest"]);
+
+/**
+ * Checks an `oci-layout` file: JSON whose `imageLayoutVersion` is "1.0.0", the only version of the
+ * image spec. `where` names the file for the message.
+ *
+ * @throws OcibootError INVALID_MANIFEST for anything but JSON; UNSUPPORTED for another version.
+ */
+export function checkLayoutVersion(bytes: Uint8Array, where: string): void {
+  let version: unknown;
+  try {
+    version = (JSON.parse(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
+  } catch (error) {
+    throw new OcibootError("INVALID_MANIFEST", `Cannot read ${where}: not valid JSON`, { cause: error });
+  }
+  if (version !== "1.0.0") {
+    throw new OcibootError("UNSUPPORTED", `Cannot use ${where}: image layout version ${String(version)} is not 1.0.0`);
+  }
+}
+
+/**
  * The `index.json` of an OCI image layout: its entries, plus every other top-level field exactly as
  * read, so that rewriting the file keeps what other tools put there.
  */
@@ -57,6 +86,39 @@ export function withoutRefName(entry: Descriptor): Descriptor {
   const { annotations, ...rest } = entry;
   const others = Object.fromEntries(Object.entries(annotations ?? {}).filter(([key]) => key !== Annotation.refName));
   return Object.keys(others).length > 0 ? { ...rest, annotations: others } : rest;
+}
+
+/**
+ * The index.json entry for a manifest or index: its media type, digest and size, with the platform
+ * and artifact type it was listed with; no annotations (a name is added by {@link withTag}).
+ */
+export function indexEntryOf(descriptor: Descriptor): Descriptor {
+  const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
+  if (descriptor.platform) entry.platform = descriptor.platform;
+  if (descriptor.artifactType) entry.artifactType = descriptor.artifactType;
+  return entry;
+}
+
+/** A tag replaces the entry of the same name: `entries` with `entry` last, named `reference`. */
+export function withTag(entries: readonly Descriptor[], entry: Descriptor, reference: string): Descriptor[] {
+  const named: Descriptor = { ...entry, annotations: { ...entry.annotations, [Annotation.refName]: reference } };
+  return [...entries.filter((existing) => refNameOf(existing) !== reference), named];
+}
+
+/** An untagged entry is added once: `entries` unchanged when one for the same digest is listed already. */
+export function withUntaggedEntry(entries: readonly Descriptor[], entry: Descriptor): Descriptor[] {
+  const listed = entries.some((existing) => existing.digest === entry.digest && refNameOf(existing) === undefined);
+  return listed ? [...entries] : [...entries, entry];
+}
+
+/** Adds the entries of another index (an imported archive's) by the same two rules, in their order. */
+export function mergeIndexEntries(entries: readonly Descriptor[], added: readonly Descriptor[]): Descriptor[] {
+  let merged = [...entries];
+  for (const entry of added) {
+    const name = refNameOf(entry);
+    merged = name === undefined ? withUntaggedEntry(merged, entry) : withTag(merged, entry, name);
+  }
+  return merged;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

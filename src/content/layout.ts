@@ -6,7 +6,7 @@ import type { Descriptor } from "../oci/descriptor.ts";
 import { type Digest, isDigest, parseDigest, sha256DigestOf, toDigest } from "../oci/digest.ts";
 import { referrerDescriptorOf, subjectOf } from "../oci/artifact.ts";
 import { parseManifest } from "../oci/manifest.ts";
-import { Annotation, isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
+import { isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
 import {
   errorCode,
   errorMessage,
@@ -17,20 +17,24 @@ import {
   writeFileAtomically,
 } from "./fs-util.ts";
 import {
+  checkLayoutVersion,
   emptyLayoutIndex,
+  indexEntryOf,
   type LayoutIndex,
+  OCI_LAYOUT_BYTES,
   parseLayoutIndex,
   refNameOf,
   serializeLayoutIndex,
   withoutRefName,
+  withTag,
+  withUntaggedEntry,
 } from "./layout-index.ts";
 import { type BlobWriter, type BlobWriterOptions, openBlobWriter } from "./blob-writer.ts";
+import { ingest, type IngestCheck } from "./ingest.ts";
 import { withFileLock } from "./lock.ts";
 import type { FetchedContent, FetchOptions, Ingester, PushOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
 
-/** `oci-layout` as the image spec and onmetal-image write it. */
-const OCI_LAYOUT_BYTES = new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}');
 /** index.json of a store with thousands of tags stays far below this. */
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;
 /** ociboot's own bookkeeping inside a layout: lock file and temp files (same file system, so rename works). */
@@ -134,11 +138,9 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
       const now = new Date();
       await utimes(finalPath, now, now).catch(() => undefined);
     } else {
-      const verifier = new ContentVerifier(descriptor);
       const writing: WriteSettings = { expectedBytes: descriptor.size };
       if (options.chunks) writing.chunks = options.chunks;
-      const temporary = await this.#writeTemporary(content, writing, options.signal, (chunk) => verifier.update(chunk), () => verifier.finish());
-      await this.#commitTemporary(temporary, finalPath);
+      await this.#store(content, new ContentVerifier(descriptor), writing, options.signal, () => finalPath);
     }
     if (isManifestMediaType(descriptor.mediaType) || isIndexMediaType(descriptor.mediaType)) await this.#listIfReferrer(descriptor);
   }
@@ -150,13 +152,18 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
   async ingest(content: ReadableStream<Uint8Array>, mediaType: string, options: { signal?: AbortSignal } = {}): Promise<Descriptor> {
     const hash = createHash("sha256");
     let size = 0;
-    const temporary = await this.#writeTemporary(content, {}, options.signal, (chunk) => {
-      hash.update(chunk);
-      size += chunk.byteLength;
-    });
-    const digest = toDigest(`sha256:${hash.digest("hex")}`);
-    await this.#commitTemporary(temporary, this.blobPath(digest));
-    return { mediaType, digest, size };
+    let digest: Digest | undefined;
+    const counting: IngestCheck = {
+      update: (chunk) => {
+        hash.update(chunk);
+        size += chunk.byteLength;
+      },
+      finish: () => {
+        digest = toDigest(`sha256:${hash.digest("hex")}`);
+      },
+    };
+    await this.#store(content, counting, {}, options.signal, () => this.blobPath(digest as Digest));
+    return { mediaType, digest: digest as Digest, size };
   }
 
   /** Stores small bytes (a manifest or config) and returns their descriptor. */
@@ -173,11 +180,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     if (!(await this.exists(descriptor))) {
       throw new OcibootError("NOT_FOUND", `Cannot tag ${descriptor.digest} as ${reference}: the manifest is not in ${this.description}`);
     }
-    const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
-    if (descriptor.platform) entry.platform = descriptor.platform;
-    if (descriptor.artifactType) entry.artifactType = descriptor.artifactType;
-    entry.annotations = { [Annotation.refName]: reference };
-    await this.updateIndex((entries) => [...entries.filter((existing) => refNameOf(existing) !== reference), entry]);
+    await this.updateIndex((entries) => withTag(entries, indexEntryOf(descriptor), reference));
   }
 
   /**
@@ -208,9 +211,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
    * building the same content again never duplicates entries (onmetal-image appended one each time).
    */
   async addUntaggedEntry(entry: Descriptor): Promise<void> {
-    await this.updateIndex((entries) =>
-      entries.some((existing) => existing.digest === entry.digest && refNameOf(existing) === undefined) ? entries : [...entries, entry],
-    );
+    await this.updateIndex((entries) => withUntaggedEntry(entries, entry));
   }
 
   async *tags(): AsyncIterable<string> {
@@ -340,42 +341,43 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
   }
 
   /**
-   * Streams content into a new temp file (large blobs by direct I/O, see blob-writer.ts), calling
-   * `onChunk` before each write and `onEnd` before fsync.
+   * Streams content into a new temp file through the one ingest path (content/ingest.ts; large
+   * blobs by direct I/O, see blob-writer.ts), then fsyncs it and renames it to `finalPath()`.
    */
-  async #writeTemporary(
+  async #store(
     content: ReadableStream<Uint8Array>,
+    check: IngestCheck,
     writing: WriteSettings,
     signal: AbortSignal | undefined,
-    onChunk: (chunk: Uint8Array) => void,
-    onEnd: () => void = () => undefined,
-  ): Promise<string> {
+    finalPath: () => string,
+  ): Promise<void> {
     await this.#ensureLayout();
     const temporary = temporaryPath(this.#temporaryDirectory(), "blob");
-    const reader = content.getReader();
-    let writer: BlobWriter | undefined;
+    let writer: BlobWriter;
     try {
       writer = await openBlobWriter(temporary, { ...writing, start: 0, exclusive: true });
-      for (;;) {
-        if (signal?.aborted) throw signal.reason;
-        const { done, value } = await reader.read();
-        if (done) break;
-        onChunk(value);
-        await writer.add(value);
-      }
-      onEnd();
-      await writer.finish();
-      await writer.close();
-      return temporary;
     } catch (error) {
-      await reader.cancel(error).catch(() => undefined);
-      await writer?.close();
-      await unlink(temporary).catch(() => undefined);
+      await content.cancel(error).catch(() => undefined);
       if (error instanceof OcibootError) throw error;
       throw new OcibootError("LOCAL_IO", `Cannot write a blob into ${this.description}: ${errorMessage(error)}`, { cause: error });
-    } finally {
-      reader.releaseLock();
     }
+    await ingest(
+      content,
+      check,
+      {
+        write: (chunk) => writer.add(chunk),
+        commit: async () => {
+          await writer.finish();
+          await writer.close();
+          await this.#commitTemporary(temporary, finalPath());
+        },
+        abort: async () => {
+          await writer.close();
+          await unlink(temporary).catch(() => undefined);
+        },
+      },
+      { where: this.description, ...(signal ? { signal } : {}) },
+    );
   }
 
   async #commitTemporary(temporary: string, finalPath: string): Promise<void> {
@@ -394,18 +396,6 @@ function checkRefName(reference: string): void {
   // The name ends up in JSON only, never in a path; still refuse what no tool could match later.
   if (reference.length === 0 || reference.length > 1024 || /[\s\u0000-\u001f\u007f]/.test(reference)) {
     throw new OcibootError("INVALID_REFERENCE", `Cannot tag as "${reference.slice(0, 80)}": not a usable reference name`);
-  }
-}
-
-function checkLayoutVersion(bytes: Uint8Array, path: string): void {
-  let version: unknown;
-  try {
-    version = (JSON.parse(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
-  } catch (error) {
-    throw new OcibootError("INVALID_MANIFEST", `Cannot read ${path}: not valid JSON`, { cause: error });
-  }
-  if (version !== "1.0.0") {
-    throw new OcibootError("UNSUPPORTED", `Cannot use ${path}: image layout version ${String(version)} is not 1.0.0`);
   }
 }
 

@@ -47,5 +47,8 @@ export const Limits = {
   errorBodyBytes: 64 * 1024,
   tokenResponseBytes: 1024 * 1024,
   redirects: 10,
-  indexDepth: 8,
+  /** Manifests nested below a root (index → manifest → subject …) that a graph walk follows. */
+  graphDepth: 8,
+  /** Distinct descriptors one graph walk visits, so a hostile index cannot make it unbounded. */
+  graphNodes: 100_000,
 } as const;

@@ -4,9 +4,8 @@ import type { Descriptor, Platform } from "../oci/descriptor.ts";
 import { sha256DigestOf } from "../oci/digest.ts";
 import { formatPlatform, platformMatches } from "../oci/platform.ts";
 import { parseManifest } from "../oci/manifest.ts";
-import { Limits } from "../oci/mediatypes.ts";
 import { copyGraph, type CopyGraphOptions } from "./copy-graph.ts";
-import { readManifestBytes } from "./resolve.ts";
+import { readManifestBytes, walkGraph } from "./graph-walk.ts";
 
 /** Options for {@link copyImage}. */
 export interface CopyImageOptions extends CopyGraphOptions {
@@ -62,6 +61,7 @@ export async function copyImage(source: ReadableStore, reference: string, target
   const copied = { count: 0, bytes: 0 };
   const graphOptions: CopyGraphOptions = {
     ...options,
+    visited: options.visited ?? new Set<string>(),
     onCopied: (descriptor) => {
       copied.count++;
       copied.bytes += descriptor.size;
@@ -114,46 +114,37 @@ async function narrowIndex(source: ReadableStore, reference: string, root: Descr
   return { descriptor: { mediaType: parsed.mediaType, digest: sha256DigestOf(narrowed), size: narrowed.byteLength }, bytes: narrowed, entries };
 }
 
-/** Referrers of referrers (a signature of an SBOM) are followed this many steps at most. */
-const MAX_REFERRER_DEPTH = 4;
-
+/**
+ * Copies the referrers of the roots and, for an index, of every manifest and index below them, each
+ * after its subject; referrers of referrers (a signature of an SBOM) follow, as deep as the walk allows.
+ */
 async function copyReferrers(source: ReadableStore, target: WritableStore, roots: readonly Descriptor[], options: CopyGraphOptions): Promise<Descriptor[]> {
   if (!isReferrerLister(source)) {
     throw new OcibootError("UNSUPPORTED", `Cannot copy the referrers of ${roots[0]?.digest}: ${source.description} cannot list referrers`);
   }
-  const seen = new Set<string>();
-  let subjects: Descriptor[] = [];
-  for (const root of roots) subjects.push(...(await manifestsOf(source, root, options.signal, 0)));
-  for (const subject of subjects) seen.add(subject.digest);
+  const image = new Set<string>(roots.map((root) => root.digest));
+  const listed = new Map<string, Descriptor>();
   const copied: Descriptor[] = [];
-  for (let depth = 0; depth < MAX_REFERRER_DEPTH && subjects.length > 0; depth++) {
-    const next: Descriptor[] = [];
-    for (const subject of subjects) {
-      for (const referrer of await source.referrers(subject)) {
-        if (seen.has(referrer.digest)) continue;
-        seen.add(referrer.digest);
-        // The target lists a manifest with a subject when it receives it (referrers index, fallback tag or index.json entry).
-        await copyGraph(source, target, { mediaType: referrer.mediaType, digest: referrer.digest, size: referrer.size }, options);
-        copied.push(referrer);
-        next.push(referrer);
-      }
-    }
-    subjects = next;
-  }
+  await walkGraph(source, roots, {
+    action: `copy the referrers of ${roots[0]?.digest}`,
+    ...(options.signal ? { signal: options.signal } : {}),
+    next: async (node) => {
+      // Below the image itself, only its index's manifests; from there on, referrers only.
+      const below = image.has(node.descriptor.digest) && node.parsed.kind === "index" ? node.parsed.index.manifests : [];
+      for (const child of below) image.add(child.digest);
+      const referrers = (await source.referrers(node.descriptor)).filter((referrer) => !image.has(referrer.digest));
+      for (const referrer of referrers) if (!listed.has(referrer.digest)) listed.set(referrer.digest, referrer);
+      return [...below, ...referrers];
+    },
+    enter: async (node) => {
+      const referrer = listed.get(node.descriptor.digest);
+      if (image.has(node.descriptor.digest) || referrer === undefined) return;
+      // The target lists a manifest with a subject when it receives it (referrers index, fallback tag or index.json entry).
+      await copyGraph(source, target, { mediaType: node.descriptor.mediaType, digest: node.descriptor.digest, size: node.descriptor.size }, options);
+      copied.push(referrer);
+    },
+  });
   return copied;
-}
-
-/** The root and, for an index, every manifest and index below it: the subjects whose referrers travel along. */
-async function manifestsOf(source: ReadableStore, node: Descriptor, signal: AbortSignal | undefined, depth: number): Promise<Descriptor[]> {
-  if (depth > Limits.indexDepth) {
-    throw new OcibootError("UNSAFE_CONTENT", `Cannot copy ${node.digest}: indexes nested deeper than ${Limits.indexDepth}`);
-  }
-  const parsed = parseManifest(await readManifestBytes(source, node, signal), node.mediaType);
-  const found: Descriptor[] = [{ mediaType: parsed.mediaType, digest: node.digest, size: node.size }];
-  if (parsed.kind === "index") {
-    for (const child of parsed.index.manifests) found.push(...(await manifestsOf(source, child, signal, depth + 1)));
-  }
-  return found;
 }
 
 function keepsUntaggedEntries(target: object): target is UntaggedEntryTarget {

@@ -1,6 +1,7 @@
 import { createReadStream } from "node:fs";
 import { rm, stat } from "node:fs/promises";
 import { commitFile, errorCode, errorMessage } from "../content/fs-util.ts";
+import { ingest, type IngestSink } from "../content/ingest.ts";
 import type { FetchedContent, ReadableStore } from "../content/store.ts";
 import { ContentVerifier } from "../content/verify.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
@@ -97,65 +98,37 @@ async function downloadToPartial(
     await content?.stream.cancel().catch(() => undefined);
     throw error;
   }
-  let end = start;
+  const sink: IngestSink<number> = {
+    write: (chunk) => writer.add(chunk),
+    commit: async () => {
+      const end = await writer.finish();
+      await writer.close();
+      await commitFile(partialPath, finalPath);
+      return end;
+    },
+    abort: async (error) => {
+      const corrupt = isOcibootError(error, "INTEGRITY");
+      // What arrived before a cut is kept on disk, so the next attempt resumes after it.
+      if (!corrupt) await writer.flush().catch(() => undefined);
+      await writer.close();
+      if (corrupt) await rm(partialPath, { force: true });
+    },
+  };
+  let end: number;
   try {
-    if (content) {
-      await streamToFile(content, writer, verifier, start, (written) => options.onProgress?.({ done: written, total: descriptor.size }), options.signal);
-    }
-    try {
-      verifier.finish();
-    } catch (error) {
-      // Marked so that the caller fetches the blob once more from the start, trusting no prefix.
-      if (isOcibootError(error) && start > 0) {
-        throw new OcibootError(error.code, error.message, { cause: error, details: { ...error.details, resumed: true } });
-      }
-      throw error;
-    }
-    end = await writer.finish();
+    end = await ingest(content?.stream ?? new ReadableStream<Uint8Array>({ start: (controller) => controller.close() }), verifier, sink, {
+      where: partialPath,
+      onChunk: (received) => options.onProgress?.({ done: start + received, total: descriptor.size }),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
   } catch (error) {
-    await writer.close();
-    if (isOcibootError(error, "INTEGRITY")) await rm(partialPath, { force: true });
+    // Marked so that the caller fetches the blob once more from the start, trusting no prefix.
+    if (isOcibootError(error, "INTEGRITY") && start > 0) {
+      throw new OcibootError(error.code, error.message, { cause: error, details: { ...error.details, resumed: true } });
+    }
     throw error;
   }
-  await writer.close();
-  await commitFile(partialPath, finalPath);
   return { status: start > 0 ? "resumed" : "downloaded", transferred: end - start };
-}
-
-/**
- * Streams chunks into the writer, each counted and hashed as it arrives, while earlier ones are
- * written. Hashing stays on this thread: a worker thread for it was measured (1 GiB: 1.48 s vs
- * 1.46 s; 4 GiB: 8.6 s vs 6.7 s) and only added CPU time and ~10 MB of memory, once chunks come
- * in large blocks (bulk registry reads).
- */
-async function streamToFile(
-  content: FetchedContent,
-  writer: BlobWriter,
-  verifier: ContentVerifier,
-  start: number,
-  onProgress: (position: number) => void,
-  signal: AbortSignal | undefined,
-): Promise<void> {
-  const { stream } = content;
-  let received = start;
-  try {
-    for await (const chunk of stream as unknown as AsyncIterable<Uint8Array>) {
-      signal?.throwIfAborted();
-      verifier.update(chunk);
-      received += chunk.byteLength;
-      await writer.add(chunk);
-      onProgress(received);
-    }
-  } catch (error) {
-    if (!(error instanceof OcibootError && error.code === "INTEGRITY")) {
-      // What arrived before a cut is kept on disk, so the next attempt resumes after it.
-      await writer.flush().catch(() => undefined);
-    }
-    await stream.cancel?.().catch?.(() => undefined);
-    if (error instanceof OcibootError) throw error;
-    if (signal?.aborted) throw signal.reason instanceof OcibootError ? signal.reason : new OcibootError("INTERRUPTED", "Interrupted");
-    throw new OcibootError("NETWORK", `Cannot receive content: ${errorMessage(error)}`, { cause: error });
-  }
 }
 
 /** Hashes what an earlier run left in the partial file, so that the download continues after it. */

@@ -3,7 +3,6 @@ import { refNameOf } from "../content/layout-index.ts";
 import type { OciLayoutStore } from "../content/layout.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { copyImage, type CopyImageOptions, type CopyImageResult } from "./copy-image.ts";
-import { resumingReads } from "./resuming-source.ts";
 
 /** Options for {@link exportArchive}. */
 export type ExportOptions = Omit<CopyImageOptions, "concurrency" | "attempts" | "targetDigest"> & ArchiveWriterOptions;
@@ -24,9 +23,8 @@ export async function exportArchive(source: ReadableStore, reference: string, pa
   });
   try {
     // A tar takes one entry at a time, and a blob cut off halfway cannot be taken back out of it:
-    // a broken transfer continues from the byte reached instead of starting the blob over.
-    const resuming = resumingReads(source, options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {});
-    const result = await copyImage(resuming, reference, writer, { ...copyOptions, concurrency: 1, attempts: 1 });
+    // one try per blob, whose broken transfer continues from the byte reached (copy-graph.ts).
+    const result = await copyImage(source, reference, writer, { ...copyOptions, concurrency: 1, attempts: 1 });
     await writer.commit();
     return result;
   } catch (error) {

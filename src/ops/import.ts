@@ -1,10 +1,9 @@
 import { type ArchiveReadOptions, readOciArchive } from "../content/archive.ts";
-import { parseLayoutIndex, refNameOf } from "../content/layout-index.ts";
+import { checkLayoutVersion, mergeIndexEntries, parseLayoutIndex } from "../content/layout-index.ts";
 import type { OciLayoutStore } from "../content/layout.ts";
-import { OcibootError } from "../errors.ts";
+import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
-import { parseManifest } from "../oci/manifest.ts";
-import { isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
+import { walkGraph } from "./graph-walk.ts";
 
 /** What {@link importArchive} brought into the store. */
 export interface ImportResult {
@@ -47,42 +46,25 @@ export async function importArchive(
   if (!layoutBytes || !indexBytes) {
     throw new OcibootError("INVALID_MANIFEST", `Cannot import ${archivePath}: no ${layoutBytes ? "index.json" : "oci-layout"}; not an OCI image layout archive`);
   }
-  checkLayoutFile(layoutBytes, archivePath);
+  checkLayoutVersion(layoutBytes, `${archivePath}: oci-layout`);
   const index = parseLayoutIndex(indexBytes, `${archivePath}: index.json`);
-  for (const entry of index.manifests) await checkComplete(store, entry, archivePath, 0);
-  await store.updateIndex((entries) => mergeEntries(entries, index.manifests), signal === undefined ? {} : { signal });
+  await checkComplete(store, index.manifests, archivePath);
+  await store.updateIndex((entries) => mergeIndexEntries(entries, index.manifests), signal === undefined ? {} : { signal });
   return { images: index.manifests, blobs, bytes };
 }
 
-/** Adds imported entries: a tag replaces the store's tag of the same name; an untagged entry is added once. */
-function mergeEntries(current: Descriptor[], imported: readonly Descriptor[]): Descriptor[] {
-  let merged = [...current];
-  for (const entry of imported) {
-    const name = refNameOf(entry);
-    if (name !== undefined) merged = [...merged.filter((existing) => refNameOf(existing) !== name), entry];
-    else if (!merged.some((existing) => existing.digest === entry.digest && refNameOf(existing) === undefined)) merged.push(entry);
-  }
-  return merged;
-}
-
-/** Every blob a manifest or index reaches must now be in the store. */
-async function checkComplete(store: OciLayoutStore, descriptor: Descriptor, archivePath: string, depth: number): Promise<void> {
-  if (!(await store.exists(descriptor))) {
-    throw new OcibootError("INTEGRITY", `Cannot import ${archivePath}: it lacks ${descriptor.digest} (${descriptor.size} bytes) that its index names`);
-  }
-  if (!isManifestMediaType(descriptor.mediaType) && !isIndexMediaType(descriptor.mediaType)) return;
-  if (depth > Limits.indexDepth) throw new OcibootError("UNSUPPORTED", `Cannot import ${archivePath}: indexes nested too deep`);
-  const parsed = parseManifest(await store.readBlob(descriptor));
-  const children = parsed.kind === "manifest" ? [parsed.manifest.config, ...parsed.manifest.layers] : parsed.index.manifests;
-  for (const child of children) await checkComplete(store, child, archivePath, depth + 1);
-}
-
-function checkLayoutFile(bytes: Uint8Array, archivePath: string): void {
-  let version: unknown;
-  try {
-    version = (JSON.parse(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
-  } catch (error) {
-    throw new OcibootError("INVALID_MANIFEST", `Cannot import ${archivePath}: oci-layout is not JSON`, { cause: error });
-  }
-  if (version !== "1.0.0") throw new OcibootError("UNSUPPORTED", `Cannot import ${archivePath}: image layout version ${String(version)}`);
+/** Every blob a manifest or index reaches (its subject too) must now be in the store. */
+async function checkComplete(store: OciLayoutStore, roots: readonly Descriptor[], archivePath: string): Promise<void> {
+  const lacks = (descriptor: Descriptor) =>
+    new OcibootError("INTEGRITY", `Cannot import ${archivePath}: it lacks ${descriptor.digest} (${descriptor.size} bytes) that its index names`);
+  await walkGraph(store, roots, {
+    action: `import ${archivePath}`,
+    enter: async (node) => {
+      for (const blob of node.blobs) if (!(await store.exists(blob))) throw lacks(blob);
+    },
+    unreadable: (descriptor, error) => {
+      if (isOcibootError(error, "NOT_FOUND")) throw lacks(descriptor);
+      return false;
+    },
+  });
 }

@@ -4,7 +4,8 @@ import type { Descriptor } from "../oci/descriptor.ts";
 import { isDigest } from "../oci/digest.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { Annotation } from "../oci/mediatypes.ts";
-import { type ManifestSelection, readManifestBytes, resolveManifest } from "./resolve.ts";
+import { readManifestBytes } from "./graph-walk.ts";
+import { type ManifestSelection, resolveManifest } from "./resolve.ts";
 
 /** At most this many tags are listed; a repository with more is refused rather than read without end. */
 export const MAX_TAGS = 100_000;

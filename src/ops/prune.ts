@@ -1,8 +1,7 @@
 import type { OciLayoutStore, StoredBlob } from "../content/layout.ts";
-import { OcibootError } from "../errors.ts";
+import { isOcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
-import { isIndexMediaType, Limits } from "../oci/mediatypes.ts";
-import { parseManifest } from "../oci/manifest.ts";
+import { walkGraph } from "./graph-walk.ts";
 
 /** Options for {@link pruneStore}. */
 export interface PruneOptions {
@@ -51,34 +50,13 @@ export async function pruneStore(store: OciLayoutStore, options: PruneOptions = 
   });
 }
 
-/** Digests of every blob reachable from the given entries. */
+/** Digests of every blob reachable from the given entries; an entry or subject whose manifest is missing reaches nothing more. */
 export async function reachableDigests(store: OciLayoutStore, roots: readonly Descriptor[]): Promise<Set<string>> {
-  const seen = new Set<string>();
-  const visit = async (descriptor: Descriptor, depth: number): Promise<void> => {
-    if (seen.has(descriptor.digest)) return;
-    seen.add(descriptor.digest);
-    if (!(await store.exists(descriptor))) return;
-    const bytes = await store.readBlob(descriptor);
-    const parsed = parseManifest(bytes);
-    const children: Descriptor[] =
-      parsed.kind === "manifest" ? [parsed.manifest.config, ...parsed.manifest.layers] : parsed.index.manifests;
-    const subject = parsed.kind === "manifest" ? parsed.manifest.subject : parsed.index.subject;
-    if (subject) children.push(subject);
-    for (const child of children) {
-      if (isManifestLike(child)) {
-        if (depth >= Limits.indexDepth) {
-          throw new OcibootError("UNSUPPORTED", `Cannot prune ${store.description}: indexes nested deeper than ${Limits.indexDepth} levels`);
-        }
-        await visit(child, depth + 1);
-      } else {
-        seen.add(child.digest);
-      }
-    }
-  };
-  for (const root of roots) await visit(root, 0);
-  return seen;
-}
-
-function isManifestLike(descriptor: Descriptor): boolean {
-  return isIndexMediaType(descriptor.mediaType) || descriptor.mediaType.endsWith("manifest.v1+json") || descriptor.mediaType.endsWith("manifest.v2+json");
+  const reachable = new Set<string>();
+  await walkGraph(store, roots, {
+    action: `prune ${store.description}`,
+    visited: reachable,
+    unreadable: (_descriptor, error) => isOcibootError(error, "NOT_FOUND"),
+  });
+  return reachable;
 }

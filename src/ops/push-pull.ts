@@ -1,3 +1,4 @@
+import { indexEntryOf } from "../content/layout-index.ts";
 import type { OciLayoutStore } from "../content/layout.ts";
 import type { ReadableStore, WritableStore } from "../content/store.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
@@ -44,6 +45,6 @@ export async function pullImage(source: ReadableStore, store: OciLayoutStore, na
   await copyGraph(source, store, root, options);
   const full = formatReference(reference.digest === undefined ? { ...reference, tag: reference.tag ?? "latest" } : reference);
   if (reference.digest === undefined) await store.tag(root, full);
-  else await store.updateIndex((entries) => (entries.some((entry) => entry.digest === root.digest) ? entries : [...entries, root]));
+  else await store.addUntaggedEntry(indexEntryOf(root));
   return { descriptor: root, reference: full };
 }

@@ -10,7 +10,7 @@ import { parseManifest } from "../oci/manifest.ts";
 import { Annotation } from "../oci/mediatypes.ts";
 import { type DownloadStatus, downloadBlob } from "./download.ts";
 import { discoverReferrers } from "./referrers.ts";
-import { readManifestBytes } from "./resolve.ts";
+import { readManifestBytes } from "./graph-walk.ts";
 
 /** Options for {@link fetchReferrerFiles}. */
 export interface ReferrerFilesOptions {

@@ -8,7 +8,7 @@ import type { Descriptor } from "../oci/descriptor.ts";
 import { isDigest, sha256Digest, sha256DigestOf } from "../oci/digest.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { Annotation, MediaType } from "../oci/mediatypes.ts";
-import { readManifestBytes } from "./resolve.ts";
+import { readManifestBytes } from "./graph-walk.ts";
 
 /**
  * Media type of attached files unless the caller names another: the one `oras attach` and

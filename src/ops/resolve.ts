@@ -3,9 +3,10 @@ import { readVerified } from "../content/verify.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor, Platform } from "../oci/descriptor.ts";
 import { isDigest } from "../oci/digest.ts";
-import { parseManifest, type ImageManifest } from "../oci/manifest.ts";
+import type { ImageManifest } from "../oci/manifest.ts";
 import { Limits } from "../oci/mediatypes.ts";
 import { selectIndexEntry } from "../oci/platform.ts";
+import { walkGraph } from "./graph-walk.ts";
 
 export interface ManifestSelection {
   platform?: Platform;
@@ -32,27 +33,29 @@ export async function resolveManifest(
   selection: ManifestSelection = {},
   signal?: AbortSignal,
 ): Promise<ResolvedManifest> {
-  let descriptor = await store.resolve(reference);
-  if (isDigest(reference) && descriptor.digest !== reference) {
-    throw new OcibootError("INTEGRITY", `Cannot resolve ${reference}: the store answered with ${descriptor.digest}`);
+  const root = await store.resolve(reference);
+  if (isDigest(reference) && root.digest !== reference) {
+    throw new OcibootError("INTEGRITY", `Cannot resolve ${reference}: the store answered with ${root.digest}`);
   }
   const indexes: Descriptor[] = [];
-  for (let depth = 0; depth <= Limits.indexDepth; depth++) {
-    const bytes = await readManifestBytes(store, descriptor, signal);
-    const parsed = parseManifest(bytes, descriptor.mediaType);
-    if (parsed.kind === "manifest") {
-      return { descriptor: { ...descriptor, mediaType: parsed.mediaType }, bytes, manifest: parsed.manifest, indexes };
-    }
-    indexes.push(descriptor);
-    descriptor = selectIndexEntry(parsed.index, selection);
+  let found: ResolvedManifest | undefined;
+  await walkGraph(store, root, {
+    action: `resolve ${reference}`,
+    ...(signal ? { signal } : {}),
+    next: ({ descriptor, bytes, parsed }) => {
+      if (parsed.kind === "manifest") {
+        found = { descriptor, bytes, manifest: parsed.manifest, indexes };
+        return [];
+      }
+      indexes.push(descriptor);
+      return [selectIndexEntry(parsed.index, selection)];
+    },
+  });
+  if (found === undefined) {
+    // Only an index that leads back to a manifest or index already passed ends the walk without one.
+    throw new OcibootError("INVALID_MANIFEST", `Cannot resolve ${reference}: the index leads back to where it started`);
   }
-  throw new OcibootError("UNSAFE_CONTENT", `Cannot resolve ${reference}: indexes nested deeper than ${Limits.indexDepth}`);
-}
-
-/** Reads a manifest or index blob, bounded and verified. */
-export async function readManifestBytes(store: ReadableStore, descriptor: Descriptor, signal?: AbortSignal): Promise<Uint8Array> {
-  const content = await store.fetch(descriptor, signal ? { signal } : {});
-  return readVerified(content.stream, descriptor, Limits.manifestBytes);
+  return found;
 }
 
 /** Reads a config blob, bounded and verified. */

@@ -23,13 +23,32 @@ export function resumingReads(source: ReadableStore, options: ResumingOptions = 
     description: source.description,
     resolve: (reference) => source.resolve(reference),
     exists: (descriptor) => source.exists(descriptor),
-    fetch: async (descriptor, fetchOptions = {}) => {
-      const first = await source.fetch(descriptor, fetchOptions);
-      return { stream: continuing(source, descriptor, first, fetchOptions.signal, options), offset: first.offset };
-    },
+    fetch: (descriptor, fetchOptions = {}) => fetchContinuing(source, descriptor, fetchOptions, options),
   };
   if (!isReferrerLister(source)) return view;
   return { ...view, referrers: (subject, artifactType) => source.referrers(subject, artifactType) };
+}
+
+/**
+ * Opens a blob whose stream survives broken transfers (see {@link resumingReads}), so that every
+ * destination — a folder, a layout, an archive, a registry upload, a pipe — gets the bytes after a
+ * cut without the source sending the first part again. The chunks' memory (pooled blocks, their
+ * alignment) is passed on as the source describes it; a reopened transfer whose chunks would break
+ * that promise is not spliced in: the break is reported instead, and the caller starts over.
+ */
+export async function fetchContinuing(
+  source: ReadableStore,
+  descriptor: Descriptor,
+  fetchOptions: FetchOptions = {},
+  options: ResumingOptions = {},
+): Promise<FetchedContent> {
+  const first = await source.fetch(descriptor, fetchOptions);
+  const owners = new WeakMap<Uint8Array, (chunk: Uint8Array) => void>();
+  const content: FetchedContent = { stream: continuing(source, descriptor, first, fetchOptions.signal, options, owners), offset: first.offset };
+  if (first.alignment !== undefined) content.alignment = first.alignment;
+  // Each chunk goes back to the transfer that lent it, the first or a reopened one.
+  if (first.release !== undefined) content.release = (chunk) => owners.get(chunk)?.(chunk);
+  return content;
 }
 
 function continuing(
@@ -38,17 +57,24 @@ function continuing(
   first: FetchedContent,
   signal: AbortSignal | undefined,
   options: ResumingOptions,
+  owners: WeakMap<Uint8Array, (chunk: Uint8Array) => void>,
 ): ReadableStream<Uint8Array> {
   let reader = first.stream.getReader();
+  let release = first.release?.bind(first);
   let position = first.offset;
   let breaks = 0;
-  const reopen = async (): Promise<ReadableStreamDefaultReader<Uint8Array>> => {
+  const reopen = async (cause: unknown): Promise<ReadableStreamDefaultReader<Uint8Array>> => {
     const fetchOptions: FetchOptions = signal ? { offset: position, signal } : { offset: position };
     const again = await source.fetch(descriptor, fetchOptions);
     if (again.offset > position) {
       await again.stream.cancel().catch(() => undefined);
       throw new OcibootError("REGISTRY", `Cannot resume ${descriptor.digest} at byte ${position}: ${source.description} answered from byte ${again.offset}`);
     }
+    if (first.alignment !== undefined && (again.alignment !== first.alignment || again.offset !== position)) {
+      await again.stream.cancel().catch(() => undefined);
+      throw cause;
+    }
+    release = again.release?.bind(again);
     return skipping(again.stream, position - again.offset).getReader();
   };
   return new ReadableStream<Uint8Array>(
@@ -60,6 +86,7 @@ function continuing(
             if (done) controller.close();
             else {
               position += value.byteLength;
+              if (release !== undefined) owners.set(value, release);
               controller.enqueue(value);
             }
             return;
@@ -67,7 +94,7 @@ function continuing(
             if (++breaks > (options.breaks ?? 4) || !isTransientFailure(error)) throw error;
             await reader.cancel().catch(() => undefined);
             await delay((options.retryDelayMs ?? 1000) * 2 ** (breaks - 1), signal);
-            reader = await reopen();
+            reader = await reopen(error);
           }
         }
       },

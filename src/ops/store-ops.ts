@@ -1,4 +1,4 @@
-import { refNameOf } from "../content/layout-index.ts";
+import { indexEntryOf, refNameOf } from "../content/layout-index.ts";
 import type { OciLayoutStore } from "../content/layout.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
@@ -138,10 +138,7 @@ export async function tagImage(store: OciLayoutStore, source: string, destinatio
  * re-importing the same image never duplicates entries (onmetal-image appended one each time).
  */
 export async function addUntaggedEntry(store: OciLayoutStore, descriptor: Descriptor): Promise<void> {
-  const entry: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
-  if (descriptor.platform) entry.platform = descriptor.platform;
-  if (descriptor.artifactType) entry.artifactType = descriptor.artifactType;
-  await store.addUntaggedEntry(entry);
+  await store.addUntaggedEntry(indexEntryOf(descriptor));
 }
 
 /**

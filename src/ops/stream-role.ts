@@ -1,14 +1,16 @@
 import type { ReadableStore } from "../content/store.ts";
-import { verifyContent } from "../content/verify.ts";
+import { ingest } from "../content/ingest.ts";
+import { ContentVerifier } from "../content/verify.ts";
 import { OcibootError } from "../errors.ts";
 import { parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
 import { commandLineFileBytes } from "./fetch.ts";
 import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
+import { fetchContinuing } from "./resuming-source.ts";
 
 /**
- * Writes one role of a boot image to a sink (standard output), verified while streaming. A sink
- * cannot take bytes back: on a mismatch the stream is aborted and the error tells the caller
- * that what was written must be discarded.
+ * Writes one role of a boot image to a sink (standard output), verified while streaming through
+ * the one ingest path (content/ingest.ts). A sink cannot take bytes back: on a mismatch the stream
+ * is aborted and the error tells the caller that what was written must be discarded.
  */
 export async function streamRole(
   store: ReadableStore,
@@ -32,6 +34,17 @@ export async function streamRole(
   if (!file) {
     throw new OcibootError("NOT_FOUND", `Cannot fetch ${role} from ${reference}: the image has no such layer`);
   }
-  const content = await store.fetch(file.descriptor, options.signal ? { signal: options.signal } : {});
-  await content.stream.pipeThrough(verifyContent(file.descriptor)).pipeTo(sink, options.signal ? { signal: options.signal } : {});
+  // A pipe cannot take bytes back, but it can take the rest: a cut transfer continues from the byte reached.
+  const content = await fetchContinuing(store, file.descriptor, options.signal ? { signal: options.signal } : {});
+  const writer = sink.getWriter();
+  await ingest(
+    content.stream,
+    new ContentVerifier(file.descriptor),
+    {
+      write: (chunk) => writer.write(chunk),
+      commit: () => writer.close(),
+      abort: (error) => writer.abort(error).catch(() => undefined),
+    },
+    { where: "standard output", ...(options.signal ? { signal: options.signal } : {}) },
+  );
 }

@@ -7,10 +7,9 @@ import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
 import { toDigest } from "../oci/digest.ts";
-import { parseManifest } from "../oci/manifest.ts";
-import { Limits } from "../oci/mediatypes.ts";
 import { fileMatches } from "./download.ts";
-import { readConfigBytes, readManifestBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
+import { walkGraph } from "./graph-walk.ts";
+import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
 
 export interface VerifiedItem {
   /** A file name (directory check) or a digest (store check). */
@@ -74,7 +73,7 @@ export async function verifyDirectory(
 export async function verifyImage(store: ReadableStore, reference: string, signal?: AbortSignal): Promise<VerifyReport> {
   const root = await store.resolve(reference);
   const items: VerifiedItem[] = [];
-  await verifyNode(store, root, 0, items, new Set<string>(), signal);
+  await verifyNode(store, root, items, new Set<string>(), signal);
   return { digest: root.digest, items, ok: items.every((item) => item.ok) };
 }
 
@@ -86,7 +85,7 @@ export async function verifyLayoutStore(store: OciLayoutStore, signal?: AbortSig
   const items: VerifiedItem[] = [];
   const seen = new Set<string>();
   for (const entry of await store.entries()) {
-    await verifyNode(store, await store.resolve(entry.digest), 0, items, seen, signal);
+    await verifyNode(store, await store.resolve(entry.digest), items, seen, signal);
   }
   for await (const blob of store.blobs()) {
     if (seen.has(blob.digest)) continue;
@@ -98,34 +97,23 @@ export async function verifyLayoutStore(store: OciLayoutStore, signal?: AbortSig
 async function verifyNode(
   store: ReadableStore,
   descriptor: Descriptor,
-  depth: number,
   items: VerifiedItem[],
   seen: Set<string>,
   signal: AbortSignal | undefined,
 ): Promise<void> {
-  if (seen.has(descriptor.digest)) return;
-  seen.add(descriptor.digest);
-  if (depth > Limits.indexDepth) {
-    throw new OcibootError("UNSAFE_CONTENT", `Cannot verify ${descriptor.digest}: indexes nested deeper than ${Limits.indexDepth}`);
-  }
-  let bytes: Uint8Array;
-  try {
-    bytes = await readManifestBytes(store, descriptor, signal);
-  } catch (error) {
-    items.push(failure(descriptor, error));
-    return;
-  }
-  items.push({ name: descriptor.digest, digest: descriptor.digest, size: descriptor.size, ok: true });
-  const parsed = parseManifest(bytes, descriptor.mediaType);
-  if (parsed.kind === "index") {
-    for (const entry of parsed.index.manifests) await verifyNode(store, entry, depth + 1, items, seen, signal);
-    return;
-  }
-  for (const blob of [parsed.manifest.config, ...parsed.manifest.layers]) {
-    if (seen.has(blob.digest)) continue;
-    seen.add(blob.digest);
-    items.push(await verifyBlob(store, blob, signal));
-  }
+  await walkGraph(store, descriptor, {
+    action: `verify ${descriptor.digest}`,
+    visited: seen,
+    ...(signal ? { signal } : {}),
+    enter: async (node) => {
+      items.push({ name: node.descriptor.digest, digest: node.descriptor.digest, size: node.descriptor.size, ok: true });
+      for (const blob of node.blobs) items.push(await verifyBlob(store, blob, signal));
+    },
+    unreadable: (unread, error) => {
+      items.push(failure(unread, error));
+      return true;
+    },
+  });
 }
 
 /** Streams one blob through the verifier without keeping it. */

@@ -4,7 +4,8 @@ import type { Descriptor } from "../oci/descriptor.ts";
 import { type Digest, parseDigest } from "../oci/digest.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { Limits, MANIFEST_ACCEPT, MediaType } from "../oci/mediatypes.ts";
-import { verifyContent } from "../content/verify.ts";
+import { ingestStream } from "../content/ingest.ts";
+import { ContentVerifier } from "../content/verify.ts";
 import { authenticationHint, Authorizer, repositoryScope } from "./auth/authorizer.ts";
 import { errorFromResponse } from "./errors.ts";
 import { type HttpMethod, type HttpRequest, type HttpResponse, readBounded, redactUrl, type RequestBody, type ResponseBody, type Transport } from "./transport.ts";
@@ -271,7 +272,8 @@ export class RegistryClient {
     options: { signal?: AbortSignal; mountFrom?: string } = {},
   ): Promise<{ mounted: boolean }> {
     const action = `upload blob ${this.#describe(repository, descriptor.digest)}`;
-    const verified = content.pipeThrough(verifyContent(descriptor));
+    // Checked on its way out like content on its way into any store (content/ingest.ts); the registry checks the digest again.
+    const verified = ingestStream(content, new ContentVerifier(descriptor), { where: this.#describe(repository, descriptor.digest), ...signalOf(options) });
     let location: URL;
     try {
       const started = await this.#startUpload(repository, descriptor, options);

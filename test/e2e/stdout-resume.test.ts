@@ -1,0 +1,58 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { run } from "../harness/commands.ts";
+import { makeBootImage, publishWithSkopeo, randomBytesFile, writeOciLayout, type RandomFile } from "../harness/images.ts";
+import { startRecordingProxy, type RecordingProxy } from "../harness/recording-proxy.ts";
+import { startRegistry, type RunningRegistry } from "../harness/registry.ts";
+import { OCIBOOT_BINARY } from "./ociboot-binary.ts";
+
+const MiB = 1024 * 1024;
+
+describe("fetch --role R -o - continues a cut transfer", () => {
+  let work: string;
+  let registry: RunningRegistry;
+  let relay: RecordingProxy;
+  let rootfs: RandomFile;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), "ociboot-e2e-stdout-resume-"));
+    registry = await startRegistry();
+    rootfs = await randomBytesFile(join(work, "rootfs.img"), 20 * MiB);
+    const layout = join(work, "layout");
+    await writeOciLayout(layout, {
+      manifests: [makeBootImage({ dialect: "onmetal", tag: "v1", kernel: { bytes: "kernel" }, initrd: { bytes: "initrd" }, rootfs: { file: rootfs.path } })],
+    });
+    await publishWithSkopeo(layout, "v1", registry, "os/pipe");
+    relay = await startRecordingProxy({ url: registry.url });
+  }, 120_000);
+  afterAll(async () => {
+    await relay?.stop();
+    await registry?.stop();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it("writes the whole blob to the pipe, asking the registry only for the rest after the cut", async () => {
+    const rootfsPath = new RegExp(`/blobs/sha256(:|%3A)${rootfs.digest.slice(7)}`);
+    relay.inject({ method: "GET", path: rootfsPath, fault: { kind: "cut", afterBytes: 7 * MiB } });
+    const out = join(work, "rootfs.out");
+    const result = await run("sh", ["-c", `"$0" fetch "$1" --role rootfs -o - > "$2"`, OCIBOOT_BINARY, `${relay.host}/os/pipe:v1`, out], {
+      env: { HOME: "/nonexistent" },
+      timeoutMs: 120_000,
+    });
+    expect(result.code, result.stderr).toBe(0);
+    const hash = createHash("sha256");
+    for await (const chunk of createReadStream(out)) hash.update(chunk as Buffer);
+    expect(`sha256:${hash.digest("hex")}`).toBe(rootfs.digest);
+
+    const gets = relay.requests.filter((request) => request.method === "GET" && rootfsPath.test(request.path));
+    expect(gets.map((request) => request.fault)).toEqual(["cut", undefined]);
+    const resumedFrom = Number(/^bytes=(\d+)-$/.exec(String(gets[1]?.headers.range))?.[1]);
+    // Bytes already in the pipe are not asked for again (a restart would be a second GET from 0).
+    expect(resumedFrom).toBeGreaterThan(5 * MiB);
+    expect(resumedFrom).toBeLessThanOrEqual(7 * MiB);
+  });
+});
