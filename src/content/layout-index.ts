@@ -1,6 +1,7 @@
 import { OcibootError } from "../errors.ts";
 import { type Descriptor, parseDescriptor } from "../oci/descriptor.ts";
 import { Annotation } from "../oci/mediatypes.ts";
+import { parseStrictJson, StrictJsonError } from "../oci/strict-json.ts";
 
 /**
  * The `index.json` of an OCI image layout: its entries, plus every other top-level field exactly as
@@ -20,9 +21,10 @@ export function emptyLayoutIndex(): LayoutIndex {
 export function parseLayoutIndex(bytes: Uint8Array, source: string): LayoutIndex {
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    value = parseStrictJson(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch (error) {
-    throw new OcibootError("INVALID_MANIFEST", `Cannot read ${source}: not valid JSON`, { cause: error });
+    const why = error instanceof StrictJsonError ? error.message : "not valid UTF-8";
+    throw new OcibootError("INVALID_MANIFEST", `Cannot read ${source}: ${why}`, { cause: error });
   }
   if (!isRecord(value) || value["schemaVersion"] !== 2) {
     throw new OcibootError("INVALID_MANIFEST", `Cannot read ${source}: not an image index with schemaVersion 2`);

@@ -28,6 +28,7 @@ import { type BlobWriter, type BlobWriterOptions, openBlobWriter } from "./blob-
 import { withFileLock } from "./lock.ts";
 import type { FetchedContent, FetchOptions, Ingester, PushOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
+import { parseStrictJson } from "../oci/strict-json.ts";
 
 /** `oci-layout` as the image spec and onmetal-image write it. */
 const OCI_LAYOUT_BYTES = new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}');
@@ -400,7 +401,7 @@ function checkRefName(reference: string): void {
 function checkLayoutVersion(bytes: Uint8Array, path: string): void {
   let version: unknown;
   try {
-    version = (JSON.parse(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
+    version = (parseStrictJson(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
   } catch (error) {
     throw new OcibootError("INVALID_MANIFEST", `Cannot read ${path}: not valid JSON`, { cause: error });
   }

@@ -5,6 +5,7 @@ import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
+import { parseStrictJson } from "../oci/strict-json.ts";
 
 /** What {@link importArchive} brought into the store. */
 export interface ImportResult {
@@ -73,7 +74,7 @@ async function checkComplete(store: OciLayoutStore, descriptor: Descriptor, arch
 function checkLayoutFile(bytes: Uint8Array, archivePath: string): void {
   let version: unknown;
   try {
-    version = (JSON.parse(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
+    version = (parseStrictJson(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
   } catch (error) {
     throw new OcibootError("INVALID_MANIFEST", `Cannot import ${archivePath}: oci-layout is not JSON`, { cause: error });
   }

@@ -4,6 +4,7 @@ import { errorFromResponse } from "../errors.ts";
 import { readBounded, redactUrl, type Transport } from "../transport.ts";
 import type { Challenge } from "./challenge.ts";
 import type { Credential } from "./credentials.ts";
+import { parseStrictJson } from "../../oci/strict-json.ts";
 
 /** A bearer token and when it stops being usable (epoch milliseconds). */
 export interface BearerToken {
@@ -121,7 +122,7 @@ export async function fetchBearerToken(options: {
   }
   let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
   try {
-    parsed = JSON.parse(bytes.toString("utf8")) as typeof parsed;
+    parsed = parseStrictJson(bytes.toString("utf8")) as typeof parsed;
   } catch (cause) {
     throw new OcibootError("REGISTRY", `Cannot get a token for ${registryName}: the token response is not JSON`, { cause });
   }
