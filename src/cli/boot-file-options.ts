@@ -15,10 +15,10 @@ export const nameOption = () =>
     .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value])
     .default([] as string[]);
 
-/** The index choice the user asked for. */
+/** The index choice the user asked for; this machine's platform only where the user named none. */
 export function selectionFrom(options: { platform?: string; flavor?: string }): ManifestSelection {
   return {
-    platform: options.platform ? parsePlatform(options.platform) : defaultPlatform(),
+    ...(options.platform ? { platform: parsePlatform(options.platform) } : { hostPlatform: defaultPlatform() }),
     ...(options.flavor !== undefined ? { flavor: options.flavor } : {}),
   };
 }
