@@ -1,6 +1,7 @@
 import { OcibootError } from "../errors.ts";
 import { type Descriptor, parseDescriptor } from "../oci/descriptor.ts";
 import { Annotation } from "../oci/mediatypes.ts";
+import { imageNameKey } from "../oci/reference.ts";
 import { parseStrictJson, StrictJsonError } from "../oci/strict-json.ts";
 
 /**
@@ -59,6 +60,34 @@ export function withoutRefName(entry: Descriptor): Descriptor {
   const { annotations, ...rest } = entry;
   const others = Object.fromEntries(Object.entries(annotations ?? {}).filter(([key]) => key !== Annotation.refName));
   return Object.keys(others).length > 0 ? { ...rest, annotations: others } : rest;
+}
+
+/**
+ * The entry a name tags: the last entry whose ref name is `reference` exactly, else the entries
+ * whose ref name is another spelling of it ({@link imageNameKey}: `lab/x:1` and
+ * `docker.io/lab/x:1` alike). Bare-word entry names (`v1`, as skopeo writes them) match only
+ * exactly.
+ *
+ * @throws OcibootError AMBIGUOUS when spellings of one name tag different images.
+ */
+export function taggedEntry(entries: readonly Descriptor[], reference: string, where: string): Descriptor | undefined {
+  const exact = entries.filter((entry) => refNameOf(entry) === reference).at(-1);
+  if (exact) return exact;
+  const alike = entries.filter((entry) => sameImageName(refNameOf(entry), reference));
+  const digests = [...new Set(alike.map((entry) => entry.digest))];
+  if (digests.length > 1) {
+    const names = alike.map((entry) => `${refNameOf(entry)} (${entry.digest})`);
+    throw new OcibootError("AMBIGUOUS", `Cannot resolve ${reference}: ${where} tags different images under spellings of that name: ${names.join(", ")}`);
+  }
+  return alike.at(-1);
+}
+
+/** True when an entry's ref name and a requested name spell the same image name. */
+export function sameImageName(entryName: string | undefined, requested: string): boolean {
+  if (entryName === undefined) return false;
+  if (entryName === requested) return true;
+  const key = imageNameKey(entryName, { bareTagsAreTags: true });
+  return key !== undefined && key === imageNameKey(requested);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

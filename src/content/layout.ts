@@ -21,7 +21,9 @@ import {
   type LayoutIndex,
   parseLayoutIndex,
   refNameOf,
+  sameImageName,
   serializeLayoutIndex,
+  taggedEntry,
   withoutRefName,
 } from "./layout-index.ts";
 import { type BlobWriter, type BlobWriterOptions, openBlobWriter } from "./blob-writer.ts";
@@ -89,10 +91,14 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
       if (listed) return withoutRefName(listed);
       return this.#describeManifestBlob(digestPart);
     }
-    const tagged = entries.filter((entry) => refNameOf(entry) === reference);
-    const last = tagged[tagged.length - 1];
-    if (!last) throw new OcibootError("NOT_FOUND", `Cannot resolve ${reference}: no such tag in ${this.description}`);
-    return last;
+    const named = taggedEntry(entries, reference, this.description);
+    if (!named) throw new OcibootError("NOT_FOUND", `Cannot resolve ${reference}: no such tag in ${this.description}`);
+    return named;
+  }
+
+  /** The entry tagged `reference` in any spelling of the name (see {@link taggedEntry}), if any. */
+  async findTagged(reference: string): Promise<Descriptor | undefined> {
+    return taggedEntry(await this.entries(), reference, this.description);
   }
 
   async fetch(descriptor: Descriptor, options: FetchOptions = {}): Promise<FetchedContent> {
@@ -178,7 +184,8 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     if (descriptor.platform) entry.platform = descriptor.platform;
     if (descriptor.artifactType) entry.artifactType = descriptor.artifactType;
     entry.annotations = { [Annotation.refName]: reference };
-    await this.updateIndex((entries) => [...entries.filter((existing) => refNameOf(existing) !== reference), entry]);
+    // One name, one image: another spelling of the same name (`lab/x:1` beside `docker.io/lab/x:1`) goes too.
+    await this.updateIndex((entries) => [...entries.filter((existing) => !sameImageName(refNameOf(existing), reference)), entry]);
   }
 
   /**
