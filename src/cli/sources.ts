@@ -10,7 +10,7 @@ import { parseManifest } from "../oci/manifest.ts";
 import { isIndexMediaType, isManifestMediaType } from "../oci/mediatypes.ts";
 import { platformFromNode } from "../oci/platform.ts";
 import { importArchive } from "../ops/import.ts";
-import { parseReference, referenceTarget } from "../oci/reference.ts";
+import { DEFAULT_TAG, parseReference, referenceTarget } from "../oci/reference.ts";
 import type { CliContext } from "./context.ts";
 import type { GlobalOptions } from "./global-options.ts";
 import { resolvePath, temporaryBase } from "./paths.ts";
@@ -46,6 +46,22 @@ export function parseLocation(text: string): Location {
   }
   if (text.startsWith("docker://")) return { kind: "registry", reference: text.slice("docker://".length) };
   return { kind: "registry", reference: text };
+}
+
+/**
+ * The tag a source location names, to name a copy by: a registry reference's tag; a layout's or
+ * archive's REF, or the tag in it when REF is a full reference; `latest` when the source names
+ * none (a digest, or no REF at all), as a registry destination without a tag gets.
+ */
+export function sourceTagOf(location: Location): string {
+  const text = location.reference;
+  if (text === undefined) return DEFAULT_TAG;
+  if (location.kind !== "registry" && !/[/:@]/.test(text)) return text;
+  try {
+    return parseReference(text).tag ?? DEFAULT_TAG;
+  } catch {
+    return DEFAULT_TAG;
+  }
 }
 
 /** Opens the store a location names. */
