@@ -51,13 +51,11 @@ export async function listImages(store: OciLayoutStore, options: { all?: boolean
     const listing = listingOf(entry);
     if (listing.reference === undefined) {
       // Tagged, it is an image however it refers (the info image names the boot image as its subject).
-      const subject = tagged.has(entry.digest) ? undefined : await subjectOfEntry(store, entry);
       if (tagged.has(entry.digest) || seenUntagged.has(entry.digest)) {
         listing.kind = "duplicate";
-      } else if (subject !== undefined) {
-        listing.kind = "referrer";
-        listing.subject = subject.digest;
-        if (subject.artifactType !== undefined) listing.artifactType = subject.artifactType;
+      } else {
+        const subject = await subjectOfEntry(store, entry);
+        if (subject !== undefined) Object.assign(listing, { kind: "referrer", ...subject });
       }
       seenUntagged.add(entry.digest);
     }
@@ -75,7 +73,7 @@ export async function listImages(store: OciLayoutStore, options: { all?: boolean
  * The subject of an entry's manifest and the entry's artifact type, read bounded and verified;
  * undefined for a blob that is missing, unreadable or not a manifest: `list` still shows the entry.
  */
-async function subjectOfEntry(store: OciLayoutStore, entry: Descriptor): Promise<{ digest: Digest; artifactType?: string } | undefined> {
+async function subjectOfEntry(store: OciLayoutStore, entry: Descriptor): Promise<{ subject: Digest; artifactType?: string } | undefined> {
   if (!(isManifestMediaType(entry.mediaType) || isIndexMediaType(entry.mediaType))) return undefined;
   let parsed;
   try {
@@ -86,7 +84,7 @@ async function subjectOfEntry(store: OciLayoutStore, entry: Descriptor): Promise
   const subject = subjectOf(parsed);
   if (subject === undefined) return undefined;
   const artifactType = referrerDescriptorOf(entry, parsed).artifactType;
-  return artifactType === undefined ? { digest: subject.digest } : { digest: subject.digest, artifactType };
+  return artifactType === undefined ? { subject: subject.digest } : { subject: subject.digest, artifactType };
 }
 
 function listingOf(entry: Descriptor): ImageListing {
