@@ -8,7 +8,8 @@ import { defaultPlatform } from "./sources.ts";
 /** Options shared by the commands that pick an image from an index and name its files by role. */
 export const platformOption = () =>
   new Option("--platform <os/arch[/variant]>", "platform to pick from a multi-arch index (default: this machine's architecture)");
-export const flavorOption = () => new Option("--flavor <cname>", "Garden Linux flavor (cname annotation) to pick from an index");
+export const flavorOption = () =>
+  new Option("--flavor <cname>", "Garden Linux flavor (cname annotation) to pick from an index; a cname that names one entry needs no --platform");
 export const roleOption = () => new Option("--role <roles>", `only these roles, comma-separated (${ROLES.join(", ")})`);
 export const nameOption = () =>
   new Option("--name <role=file>", "file name for a role, e.g. kernel=bzImage (repeatable)")
