@@ -30,6 +30,9 @@ await build({
   minify: true,
   legalComments: "none",
   logLevel: "warning",
+  // jsonc-parser's `main` is a UMD wrapper whose require() calls esbuild cannot follow; its ESM
+  // build is the same code in a form esbuild bundles.
+  alias: { "jsonc-parser": join(root, "node_modules", "jsonc-parser", "lib", "esm", "main.js") },
 });
 
 writeFileSync(

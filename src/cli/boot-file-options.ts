@@ -9,17 +9,18 @@ import { defaultPlatform } from "./sources.ts";
 /** Options shared by the commands that pick an image from an index and name its files by role. */
 export const platformOption = (fallback = "this machine's architecture") =>
   new Option("--platform <os/arch[/variant]>", `platform to pick from a multi-arch index (default: ${fallback})`);
-export const flavorOption = () => new Option("--flavor <cname>", "Garden Linux flavor (cname annotation) to pick from an index");
+export const flavorOption = () =>
+  new Option("--flavor <cname>", "Garden Linux flavor (cname annotation) to pick from an index; a cname that names one entry needs no --platform");
 export const roleOption = () => completesAsList(new Option("--role <roles>", `only these roles, comma-separated (${ROLES.join(", ")})`), ROLES);
 export const nameOption = () =>
   new Option("--name <role=file>", "file name for a role, e.g. kernel=bzImage (repeatable)")
     .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value])
     .default([] as string[]);
 
-/** The index choice the user asked for. */
+/** The index choice the user asked for; this machine's platform only where the user named none. */
 export function selectionFrom(options: { platform?: string; flavor?: string }): ManifestSelection {
   return {
-    platform: options.platform ? parsePlatform(options.platform) : defaultPlatform(),
+    ...(options.platform ? { platform: parsePlatform(options.platform) } : { hostPlatform: defaultPlatform() }),
     ...(options.flavor !== undefined ? { flavor: options.flavor } : {}),
   };
 }

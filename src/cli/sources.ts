@@ -48,6 +48,22 @@ export function parseLocation(text: string): Location {
   return { kind: "registry", reference: text };
 }
 
+/**
+ * The tag a source location names, to name a copy by: a registry reference's tag; a layout's or
+ * archive's REF, or the tag in it when REF is a full reference; `latest` when the source names
+ * none (a digest, or no REF at all), as a registry destination without a tag gets.
+ */
+export function sourceTagOf(location: Location): string {
+  const text = location.reference;
+  if (text === undefined) return DEFAULT_TAG;
+  if (location.kind !== "registry" && !/[/:@]/.test(text)) return text;
+  try {
+    return parseReference(text).tag ?? DEFAULT_TAG;
+  } catch {
+    return DEFAULT_TAG;
+  }
+}
+
 /** A store opened from a location, and the REF the location names, if any. */
 export interface OpenedStore {
   store: ReadableStore;

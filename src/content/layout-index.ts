@@ -1,6 +1,8 @@
 import { OcibootError } from "../errors.ts";
 import { type Descriptor, parseDescriptor } from "../oci/descriptor.ts";
 import { Annotation } from "../oci/mediatypes.ts";
+import { imageNameKey } from "../oci/reference.ts";
+import { parseStrictJson, StrictJsonError } from "../oci/strict-json.ts";
 
 /**
  * The rules of an OCI image layout's files, as pure functions, shared by the layout store, the
@@ -22,7 +24,7 @@ export const LAYOUT_NAMES: ReadonlySet<string> = new Set(["blobs", "index.json",
 export function checkLayoutVersion(bytes: Uint8Array, where: string): void {
   let version: unknown;
   try {
-    version = (JSON.parse(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
+    version = (parseStrictJson(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
   } catch (error) {
     throw new OcibootError("INVALID_MANIFEST", `Cannot read ${where}: not valid JSON`, { cause: error });
   }
@@ -49,9 +51,10 @@ export function emptyLayoutIndex(): LayoutIndex {
 export function parseLayoutIndex(bytes: Uint8Array, source: string): LayoutIndex {
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    value = parseStrictJson(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
   } catch (error) {
-    throw new OcibootError("INVALID_MANIFEST", `Cannot read ${source}: not valid JSON`, { cause: error });
+    const why = error instanceof StrictJsonError ? error.message : "not valid UTF-8";
+    throw new OcibootError("INVALID_MANIFEST", `Cannot read ${source}: ${why}`, { cause: error });
   }
   if (!isRecord(value) || value["schemaVersion"] !== 2) {
     throw new OcibootError("INVALID_MANIFEST", `Cannot read ${source}: not an image index with schemaVersion 2`);
@@ -99,10 +102,13 @@ export function indexEntryOf(descriptor: Descriptor): Descriptor {
   return entry;
 }
 
-/** A tag replaces the entry of the same name: `entries` with `entry` last, named `reference`. */
+/**
+ * A tag replaces the entry of the same name, and of another spelling of it (`lab/x:1` beside
+ * `docker.io/lab/x:1`: one name, one image): `entries` with `entry` last, named `reference`.
+ */
 export function withTag(entries: readonly Descriptor[], entry: Descriptor, reference: string): Descriptor[] {
   const named: Descriptor = { ...entry, annotations: { ...entry.annotations, [Annotation.refName]: reference } };
-  return [...entries.filter((existing) => refNameOf(existing) !== reference), named];
+  return [...entries.filter((existing) => !sameImageName(refNameOf(existing), reference)), named];
 }
 
 /** An untagged entry is added once: `entries` unchanged when one for the same digest is listed already. */
@@ -119,6 +125,34 @@ export function mergeIndexEntries(entries: readonly Descriptor[], added: readonl
     merged = name === undefined ? withUntaggedEntry(merged, entry) : withTag(merged, entry, name);
   }
   return merged;
+}
+
+/**
+ * The entry a name tags: the last entry whose ref name is `reference` exactly, else the entries
+ * whose ref name is another spelling of it ({@link imageNameKey}: `lab/x:1` and
+ * `docker.io/lab/x:1` alike). Bare-word entry names (`v1`, as skopeo writes them) match only
+ * exactly.
+ *
+ * @throws OcibootError AMBIGUOUS when spellings of one name tag different images.
+ */
+export function taggedEntry(entries: readonly Descriptor[], reference: string, where: string): Descriptor | undefined {
+  const exact = entries.filter((entry) => refNameOf(entry) === reference).at(-1);
+  if (exact) return exact;
+  const alike = entries.filter((entry) => sameImageName(refNameOf(entry), reference));
+  const digests = [...new Set(alike.map((entry) => entry.digest))];
+  if (digests.length > 1) {
+    const names = alike.map((entry) => `${refNameOf(entry)} (${entry.digest})`);
+    throw new OcibootError("AMBIGUOUS", `Cannot resolve ${reference}: ${where} tags different images under spellings of that name: ${names.join(", ")}`);
+  }
+  return alike.at(-1);
+}
+
+/** True when an entry's ref name and a requested name spell the same image name. */
+export function sameImageName(entryName: string | undefined, requested: string): boolean {
+  if (entryName === undefined) return false;
+  if (entryName === requested) return true;
+  const key = imageNameKey(entryName, { bareTagsAreTags: true });
+  return key !== undefined && key === imageNameKey(requested);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -24,7 +24,9 @@ import {
   OCI_LAYOUT_BYTES,
   parseLayoutIndex,
   refNameOf,
+  sameImageName,
   serializeLayoutIndex,
+  taggedEntry,
   withoutRefName,
   withTag,
   withUntaggedEntry,
@@ -34,6 +36,7 @@ import { ingest, type IngestCheck } from "./ingest.ts";
 import { withFileLock } from "./lock.ts";
 import type { FetchedContent, FetchOptions, Ingester, PushOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
+import { parseStrictJson } from "../oci/strict-json.ts";
 
 /** index.json of a store with thousands of tags stays far below this. */
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;
@@ -92,10 +95,14 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
       if (listed) return withoutRefName(listed);
       return this.#describeManifestBlob(digestPart);
     }
-    const tagged = entries.filter((entry) => refNameOf(entry) === reference);
-    const last = tagged[tagged.length - 1];
-    if (!last) throw new OcibootError("NOT_FOUND", `Cannot resolve ${reference}: no such tag in ${this.description}`);
-    return last;
+    const named = taggedEntry(entries, reference, this.description);
+    if (!named) throw new OcibootError("NOT_FOUND", `Cannot resolve ${reference}: no such tag in ${this.description}`);
+    return named;
+  }
+
+  /** The entry tagged `reference` in any spelling of the name (see {@link taggedEntry}), if any. */
+  async findTagged(reference: string): Promise<Descriptor | undefined> {
+    return taggedEntry(await this.entries(), reference, this.description);
   }
 
   async fetch(descriptor: Descriptor, options: FetchOptions = {}): Promise<FetchedContent> {

@@ -1,6 +1,7 @@
 import { OcibootError } from "../errors.ts";
 import { isMediaType, parseAnnotations, parseDescriptor, type Descriptor } from "./descriptor.ts";
 import { INDEX_MEDIA_TYPES, Limits, MANIFEST_MEDIA_TYPES, MediaType } from "./mediatypes.ts";
+import { parseStrictJson } from "./strict-json.ts";
 
 /** An image manifest (OCI image spec v1.1 manifest.md; Docker schema 2 has the same shape). */
 export interface ImageManifest {
@@ -123,11 +124,9 @@ export function decodeJsonObject(bytes: Uint8Array, what: string): Record<string
   }
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parseStrictJson(text);
   } catch (error) {
-    throw new OcibootError("INVALID_MANIFEST", `Cannot parse ${what}: not valid JSON (${(error as Error).message})`, {
-      cause: error,
-    });
+    throw new OcibootError("INVALID_MANIFEST", `Cannot parse ${what}: ${(error as Error).message}`, { cause: error });
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new OcibootError("INVALID_MANIFEST", `Cannot parse ${what}: the JSON document is not an object`);

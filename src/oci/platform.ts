@@ -5,10 +5,16 @@ import type { ImageIndex } from "./manifest.ts";
 
 export type { Platform } from "./descriptor.ts";
 
-/** What to pick from an index: a platform, a Garden Linux flavor, or both. */
+/**
+ * What to pick from an index: a platform, a Garden Linux flavor, or both. `hostPlatform` is the
+ * machine's own platform, used when the user named no platform: as a filter without a flavor, and
+ * with a flavor only to choose among several entries the flavor matches, so that a cname naming
+ * exactly one entry selects it on any machine.
+ */
 export interface IndexSelection {
   platform?: Platform;
   flavor?: string;
+  hostPlatform?: Platform;
 }
 
 /** The `os` Garden Linux puts into the platform of its index entries (REFERENCE.md §1c). */
@@ -181,15 +187,21 @@ export function isBootImageEntry(entry: Descriptor): boolean {
  */
 export function selectIndexEntry(index: Pick<ImageIndex, "manifests">, criteria: IndexSelection): Descriptor {
   const eligible = index.manifests.filter((entry) => entry.annotations?.[DOCKER_REFERENCE_TYPE] !== ATTESTATION_MANIFEST);
-  const { platform, flavor } = criteria;
+  const { flavor, hostPlatform } = criteria;
+  const platform = criteria.platform ?? (flavor === undefined ? hostPlatform : undefined);
   let candidates = eligible.filter(
     (entry) => (platform === undefined || platformMatches(platform, entry.platform)) && (flavor === undefined || flavorMatches(flavor, entry)),
   );
   const bootImages = candidates.filter(isBootImageEntry);
   if (bootImages.length > 0) candidates = bootImages;
   candidates = candidates.filter((entry, position) => candidates.findIndex((other) => other.digest === entry.digest) === position);
+  if (candidates.length > 1 && platform === undefined && hostPlatform !== undefined) {
+    // A flavor without its architecture (`metal_pxe`) matches every architecture's entry: the host's wins.
+    const onHost = candidates.filter((entry) => platformMatches(hostPlatform, entry.platform));
+    if (onHost.length > 0) candidates = onHost;
+  }
 
-  const wanted = describeCriteria(criteria);
+  const wanted = describeCriteria({ ...criteria, ...(platform === undefined ? {} : { platform }) });
   const [only, ...others] = candidates;
   if (only !== undefined && others.length === 0) return only;
   if (only === undefined) {

@@ -122,6 +122,25 @@ export function formatReference(reference: Reference): string {
   return text;
 }
 
+/**
+ * The one spelling of an image name that a store entry and a request must share to mean the same
+ * image: `lab/small:v1`, `docker.io/lab/small:v1` and `index.docker.io/lab/small:v1` all give
+ * `docker.io/lab/small:v1`, a missing tag is `latest`. Undefined for what is not a name: a digest
+ * reference, text that does not parse, and (with `bareTagsAreTags`) a bare word such as `v1`, which
+ * skopeo and oras write as an entry's name to mean a tag, not `docker.io/library/v1`.
+ */
+export function imageNameKey(name: string, options: { bareTagsAreTags?: boolean } = {}): string | undefined {
+  if (options.bareTagsAreTags === true && !name.includes("/") && !name.includes(":")) return undefined;
+  let reference: Reference;
+  try {
+    reference = parseReference(name);
+  } catch {
+    return undefined;
+  }
+  if (reference.digest !== undefined) return undefined;
+  return formatReference({ ...reference, tag: reference.tag ?? DEFAULT_TAG });
+}
+
 /** Formats the repository part only: `registry/repository`. */
 export function formatRepository(reference: Repository): string {
   return `${reference.registry}/${reference.repository}`;

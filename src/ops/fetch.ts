@@ -9,6 +9,7 @@ import { DEFAULT_FILE_NAMES, parseBootConfig, planBootFiles, safeFileName, type 
 import { downloadBlob, type DownloadStatus } from "./download.ts";
 import { runBounded } from "./pool.ts";
 import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
+import { imageArchitecture, qemuCommandFor } from "./boot-hint.ts";
 
 export interface FetchBootImageOptions extends ManifestSelection {
   /** Only these roles (default: every file of the image). */
@@ -47,6 +48,8 @@ export interface FetchReport {
   mediaType: string;
   indexDigest?: string;
   platform?: Platform;
+  /** What the image says it runs on (its platform or Garden Linux annotations), for boot hints. */
+  architecture?: string;
   dialect: string;
   commandLine?: string;
   outputDir: string;
@@ -123,7 +126,8 @@ export async function fetchBootImage(
     fetched.push({ role: "cmdline", name, path, digest: sha256DigestOf(bytes), size: bytes.byteLength, status: "written" });
   }
   writes.push(writeFileAtomically(join(outputDir, CHECKSUM_FILE_NAME), checksumFile(fetched, resolved.descriptor)));
-  const bootScript = bootScriptFor(fetched);
+  const architecture = imageArchitecture(resolved.descriptor, resolved.manifest, plan.files.find((file) => file.role === "kernel")?.descriptor);
+  const bootScript = bootScriptFor(fetched, architecture);
   if (bootScript) writes.push(writeFileAtomically(join(outputDir, BOOT_SCRIPT_FILE_NAME), bootScript, outputDir, 0o755));
   await Promise.all(writes);
 
@@ -140,6 +144,7 @@ export async function fetchBootImage(
   const outerIndex = resolved.indexes[0];
   if (outerIndex) report.indexDigest = outerIndex.digest;
   if (resolved.descriptor.platform) report.platform = resolved.descriptor.platform;
+  if (architecture !== undefined) report.architecture = architecture;
   if (commandLine !== undefined) report.commandLine = commandLine;
   return report;
 }
@@ -153,6 +158,7 @@ function selectionOf(options: FetchBootImageOptions): ManifestSelection {
   const selection: ManifestSelection = {};
   if (options.platform) selection.platform = options.platform;
   if (options.flavor !== undefined) selection.flavor = options.flavor;
+  if (options.hostPlatform) selection.hostPlatform = options.hostPlatform;
   return selection;
 }
 
@@ -191,7 +197,7 @@ function checksumFile(files: readonly FetchedFile[], manifest: Descriptor): stri
 }
 
 /** A kexec script for the fetched kernel, initrd and command line, when there is a kernel. */
-export function bootScriptFor(files: readonly FetchedFile[]): string | undefined {
+export function bootScriptFor(files: readonly FetchedFile[], architecture?: string): string | undefined {
   const byRole = (role: Role) => files.find((file) => file.role === role)?.name;
   const kernel = byRole("kernel");
   if (!kernel) return undefined;
@@ -200,11 +206,11 @@ export function bootScriptFor(files: readonly FetchedFile[]): string | undefined
   const args = [`"$here/${kernel}"`];
   if (initrd) args.push(`--initrd="$here/${initrd}"`);
   args.push(cmdline ? `--command-line="$(cat "$here/${cmdline}")"` : "--reuse-cmdline");
+  const qemu = qemuCommandFor(architecture, { kernel, initrd, cmdline });
   return [
     "#!/bin/sh",
     "# Boots the fetched image in place of the running kernel (needs kexec-tools and root).",
-    "# Try it in a VM first:",
-    `#   qemu-system-x86_64 -m 1024 -nographic -kernel ${kernel}${initrd ? ` -initrd ${initrd}` : ""}${cmdline ? ` -append "$(cat ${cmdline})"` : ""}`,
+    ...(qemu === undefined ? [] : ["# Try it in a VM first:", `#   ${qemu}`]),
     "set -eu",
     'here=$(cd "$(dirname "$0")" && pwd)',
     `kexec -l ${args.join(" ")}`,

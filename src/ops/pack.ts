@@ -14,13 +14,15 @@ import { normalizeTagName } from "./store-ops.ts";
 
 /**
  * The files of a Garden Linux build folder that a pack takes, by suffix after `<NAME>`. The rootfs
- * is the first of `.rootfs`, `.squashfs`, `.tar` that exists: the file the `_oci` feature gave
- * onmetal-image's `--rootfs-file`, then the PXE squashfs, then the root tarball.
+ * is the first of these that exists: `.rootfs` (a file named for the role), the PXE `.squashfs`,
+ * the `.raw` disk image (what the `_oci` feature gives onmetal-image's `--rootfs-file` in the
+ * seed's own build folder), then the root tarball `.tar`, `.tar.gz`, `.tar.xz`, stored as they are.
+ * The order and the reasons are in docs/pack-inputs.md.
  */
 export const BUILD_SUFFIXES = {
   kernel: ".vmlinuz",
   initramfs: ".initrd",
-  rootfs: [".rootfs", ".squashfs", ".tar"],
+  rootfs: [".rootfs", ".squashfs", ".raw", ".tar", ".tar.gz", ".tar.xz"],
   commandLine: ".cmdline",
   osRelease: ".os-release",
   packageManifest: ".manifest",

@@ -1,17 +1,15 @@
 import type { ReadableStore } from "../content/store.ts";
 import { readVerified } from "../content/verify.ts";
 import { OcibootError } from "../errors.ts";
-import type { Descriptor, Platform } from "../oci/descriptor.ts";
+import type { Descriptor } from "../oci/descriptor.ts";
 import { isDigest } from "../oci/digest.ts";
 import type { ImageManifest } from "../oci/manifest.ts";
 import { Limits } from "../oci/mediatypes.ts";
-import { selectIndexEntry } from "../oci/platform.ts";
+import { type IndexSelection, selectIndexEntry } from "../oci/platform.ts";
 import { walkGraph } from "./graph-walk.ts";
 
-export interface ManifestSelection {
-  platform?: Platform;
-  flavor?: string;
-}
+/** What to pick from an index (see {@link IndexSelection}). */
+export type ManifestSelection = IndexSelection;
 
 /** A manifest found from a reference, with the verified bytes it was parsed from. */
 export interface ResolvedManifest {

@@ -1,16 +1,19 @@
-import { indexEntryOf, refNameOf } from "../content/layout-index.ts";
+import { indexEntryOf, refNameOf, sameImageName, taggedEntry } from "../content/layout-index.ts";
 import type { OciLayoutStore } from "../content/layout.ts";
 import { OcibootError } from "../errors.ts";
+import { referrerDescriptorOf, subjectOf } from "../oci/artifact.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { type Digest, isDigest } from "../oci/digest.ts";
+import { parseManifest } from "../oci/manifest.ts";
+import { isIndexMediaType, isManifestMediaType } from "../oci/mediatypes.ts";
 import { formatReference, parseReference } from "../oci/reference.ts";
 
 /** One line of `list`: an index.json entry as onmetal-image shows it. */
 export interface ImageListing {
-  /** `registry/repository`, or `<none>` for an untagged entry or a name that is not a canonical reference. */
-  repository: string;
-  /** The tag, or `<none>`. */
-  tag: string;
+  /** `registry/repository`; undefined for an untagged entry or a name that is not a canonical reference. */
+  repository?: string;
+  /** The tag; undefined for an untagged entry. */
+  tag?: string;
   /** The first 12 hex characters of the digest. */
   id: string;
   digest: Digest;
@@ -18,18 +21,46 @@ export interface ImageListing {
   size: number;
   /** The raw `org.opencontainers.image.ref.name`, if any. */
   reference?: string;
+  /**
+   * `image`; `referrer` for an untagged manifest with a `subject` (an attached build file, a
+   * signature); `duplicate` for an untagged entry of an image that is also listed tagged, or listed
+   * untagged before.
+   */
+  kind: "image" | "referrer" | "duplicate";
+  /** A referrer's artifact type (its `artifactType`, else its config media type). */
+  artifactType?: string;
+  /** The digest a referrer refers to. */
+  subject?: Digest;
 }
 
-const NONE = "<none>";
 const SHORT_ID_LENGTH = 12;
 const MIN_PREFIX_LENGTH = 4;
 
 /**
- * Lists every index.json entry. Order as onmetal-image's (digest, descending), then untagged
+ * Lists the store's images: every tagged entry, and each untagged image once unless it is also
+ * tagged. Referrers (untagged manifests with a `subject`) and duplicate untagged entries are left
+ * out unless `all` (docs/list.md). Order as onmetal-image's (digest, descending), then untagged
  * entries before tagged ones and names in order, so that the output is stable.
  */
-export async function listImages(store: OciLayoutStore): Promise<ImageListing[]> {
-  const listings = (await store.entries()).map(listingOf);
+export async function listImages(store: OciLayoutStore, options: { all?: boolean } = {}): Promise<ImageListing[]> {
+  const entries = await store.entries();
+  const tagged = new Set(entries.filter((entry) => refNameOf(entry) !== undefined).map((entry) => entry.digest));
+  const seenUntagged = new Set<string>();
+  const listings: ImageListing[] = [];
+  for (const entry of entries) {
+    const listing = listingOf(entry);
+    if (listing.reference === undefined) {
+      // Tagged, it is an image however it refers (the info image names the boot image as its subject).
+      if (tagged.has(entry.digest) || seenUntagged.has(entry.digest)) {
+        listing.kind = "duplicate";
+      } else {
+        const subject = await subjectOfEntry(store, entry);
+        if (subject !== undefined) Object.assign(listing, { kind: "referrer", ...subject });
+      }
+      seenUntagged.add(entry.digest);
+    }
+    if (options.all === true || listing.kind === "image") listings.push(listing);
+  }
   return listings.sort(
     (a, b) =>
       compare(b.digest, a.digest) ||
@@ -38,15 +69,32 @@ export async function listImages(store: OciLayoutStore): Promise<ImageListing[]>
   );
 }
 
+/**
+ * The subject of an entry's manifest and the entry's artifact type, read bounded and verified;
+ * undefined for a blob that is missing, unreadable or not a manifest: `list` still shows the entry.
+ */
+async function subjectOfEntry(store: OciLayoutStore, entry: Descriptor): Promise<{ subject: Digest; artifactType?: string } | undefined> {
+  if (!(isManifestMediaType(entry.mediaType) || isIndexMediaType(entry.mediaType))) return undefined;
+  let parsed;
+  try {
+    parsed = parseManifest(await store.readBlob(entry), entry.mediaType);
+  } catch {
+    return undefined;
+  }
+  const subject = subjectOf(parsed);
+  if (subject === undefined) return undefined;
+  const artifactType = referrerDescriptorOf(entry, parsed).artifactType;
+  return artifactType === undefined ? { subject: subject.digest } : { subject: subject.digest, artifactType };
+}
+
 function listingOf(entry: Descriptor): ImageListing {
   const hex = entry.digest.slice(entry.digest.indexOf(":") + 1);
   const listing: ImageListing = {
-    repository: NONE,
-    tag: NONE,
     id: hex.slice(0, SHORT_ID_LENGTH),
     digest: entry.digest,
     mediaType: entry.mediaType,
     size: entry.size,
+    kind: "image",
   };
   const name = refNameOf(entry);
   if (name === undefined) return listing;
@@ -99,8 +147,7 @@ export async function resolveLocalImage(store: OciLayoutStore, source: string): 
   const reference = parseReferenceOrNull(source);
   if (reference) {
     if (reference.digest !== undefined) return store.resolve(reference.digest);
-    const full = formatReference({ ...reference, tag: reference.tag ?? "latest" });
-    const named = entries.filter((entry) => refNameOf(entry) === full || refNameOf(entry) === formatReference(reference)).at(-1);
+    const named = taggedEntry(entries, source, store.description);
     if (named) return named;
   }
   if (isDigest(source)) return store.resolve(source);
@@ -151,10 +198,11 @@ export async function deleteImage(store: OciLayoutStore, name: string): Promise<
   const entries = await store.entries();
   let matches: (entry: Descriptor) => boolean;
   const byName = entries.some((entry) => refNameOf(entry) === name);
-  const normalized = byName ? name : normalizedOrNull(name);
-  if (byName || (normalized !== undefined && entries.some((entry) => refNameOf(entry) === normalized))) {
-    const target = byName ? name : normalized;
-    matches = (entry) => refNameOf(entry) === target;
+  if (byName) {
+    matches = (entry) => refNameOf(entry) === name;
+  } else if (!/^(?:sha256:)?[0-9a-f]+$/.test(name) && entries.some((entry) => sameImageName(refNameOf(entry), name))) {
+    // Every spelling of the name goes: `delete lab/x:1` also removes `docker.io/lab/x:1`.
+    matches = (entry) => sameImageName(refNameOf(entry), name);
   } else {
     const descriptor = await resolveLocalImage(store, name);
     matches = (entry) => entry.digest === descriptor.digest;
@@ -166,14 +214,6 @@ export async function deleteImage(store: OciLayoutStore, name: string): Promise<
   });
   if (removed.length === 0) throw new OcibootError("NOT_FOUND", `Cannot delete ${name}: not in ${store.description}`);
   return removed;
-}
-
-function normalizedOrNull(name: string): string | undefined {
-  try {
-    return normalizeTagName(name);
-  } catch {
-    return undefined;
-  }
 }
 
 function parseReferenceOrNull(text: string): ReturnType<typeof parseReference> | undefined {

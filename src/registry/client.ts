@@ -9,6 +9,7 @@ import { ContentVerifier } from "../content/verify.ts";
 import { authenticationHint, Authorizer, repositoryScope } from "./auth/authorizer.ts";
 import { errorFromResponse } from "./errors.ts";
 import { type HttpMethod, type HttpRequest, type HttpResponse, readBounded, redactUrl, type RequestBody, type ResponseBody, type Transport } from "./transport.ts";
+import { parseStrictJson } from "../oci/strict-json.ts";
 
 /** Upload tuning: blobs up to `monolithicLimit` go in one PUT, larger ones in PATCH chunks of `chunkSize`. */
 export interface UploadOptions {
@@ -245,7 +246,7 @@ export class RegistryClient {
       if (truncated) throw new OcibootError("UNSAFE_CONTENT", `Cannot ${action}: a page is larger than ${Limits.manifestBytes} bytes`);
       let tags: unknown;
       try {
-        tags = (JSON.parse(bytes.toString("utf8")) as { tags?: unknown }).tags;
+        tags = (parseStrictJson(bytes.toString("utf8")) as { tags?: unknown }).tags;
       } catch (cause) {
         throw new OcibootError("REGISTRY", `Cannot ${action}: the answer is not JSON`, { cause });
       }

@@ -14,6 +14,7 @@ import { type FetchedManifest, type OpenedBlob, RegistryClient, type UploadOptio
 import { type MirrorConfig, pullEndpoints, type PullEndpoint } from "./mirrors.ts";
 import { errorFromResponse } from "./errors.ts";
 import { isConnectionRefused, readBounded, realSleep, type RetryPolicy, type Sleep, Transport } from "./transport.ts";
+import { parseStrictJson } from "../oci/strict-json.ts";
 
 /** Everything a registry repository needs from the outside world; the CLI builds it. */
 export interface RegistryOptions {
@@ -267,7 +268,7 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
     if (parsed.kind !== "index") {
       throw new OcibootError("REGISTRY", `Cannot list referrers of ${subject}: tag ${tag} is not an index`);
     }
-    return { manifests: parsed.index.manifests, index: JSON.parse(new TextDecoder().decode(fetched.bytes)) as Record<string, unknown> };
+    return { manifests: parsed.index.manifests, index: parseStrictJson(new TextDecoder().decode(fetched.bytes)) as Record<string, unknown> };
   }
 
   /**

@@ -72,11 +72,11 @@ describe("build, list, tag, inspect, delete, prune", () => {
     expect((await cli("--store-path", "store", "tag", hex, "ghcr.io/u/p:2")).code).toBe(0);
     expect((await cli("--store-path", "store", "tag", "ghcr.io/u/p:2", "ghcr.io/u/p")).stdout).toContain("ghcr.io/u/p:latest");
 
+    // The untagged entry build made is the same image as the tagged ones: shown only with --all.
     const listed = (await cli("--store-path", "store", "list")).stdout;
     expect(listed).toBe(
       [
         "REPOSITORY                 TAG         IMAGE ID",
-        `<none>                     <none>      ${id}`,
         `127.0.0.1:5000/gardenlinux today       ${id}`,
         `ghcr.io/u/p                1           ${id}`,
         `ghcr.io/u/p                2           ${id}`,
@@ -84,8 +84,13 @@ describe("build, list, tag, inspect, delete, prune", () => {
         "",
       ].join("\n"),
     );
+    expect((await cli("--store-path", "store", "list", "--all")).stdout.split("\n").slice(0, 3)).toEqual([
+      "REPOSITORY                 TAG         IMAGE ID     TYPE",
+      `<none>                     <none>      ${id}${" "}duplicate`,
+      `127.0.0.1:5000/gardenlinux today       ${id}${" "}image`,
+    ]);
     const json = JSON.parse((await cli("--store-path", "store", "list", "--json")).stdout) as Array<Record<string, unknown>>;
-    expect(json[1]).toEqual({
+    expect(json[0]).toEqual({
       repository: "127.0.0.1:5000/gardenlinux",
       tag: "today",
       reference: "127.0.0.1:5000/gardenlinux:today",
@@ -93,7 +98,10 @@ describe("build, list, tag, inspect, delete, prune", () => {
       digest: `sha256:${hex}`,
       mediaType: "application/vnd.oci.image.manifest.v1+json",
       size: expect.any(Number),
+      type: "image",
     });
+    const all = JSON.parse((await cli("--store-path", "store", "list", "--json", "--all")).stdout) as Array<Record<string, unknown>>;
+    expect(all[0]).toMatchObject({ repository: null, tag: null, reference: null, type: "duplicate" });
 
     const inspected = await cli("--store-path", "store", "inspect", "127.0.0.1:5000/gardenlinux:today");
     const shown = JSON.parse(inspected.stdout) as { descriptor: { digest: string }; manifest: { layers: unknown[] }; config: unknown };

@@ -6,6 +6,8 @@ import {
   mergeIndexEntries,
   OCI_LAYOUT_BYTES,
   refNameOf,
+  sameImageName,
+  taggedEntry,
   withTag,
   withUntaggedEntry,
 } from "../../src/content/layout-index.ts";
@@ -86,5 +88,33 @@ describe("checkLayoutVersion", () => {
       expect.objectContaining({ code: "UNSUPPORTED", message: "Cannot use x/oci-layout: image layout version 2.0.0 is not 1.0.0" }),
     );
     expect(() => checkLayoutVersion(new TextEncoder().encode("{"), "x/oci-layout")).toThrowError(expect.objectContaining({ code: "INVALID_MANIFEST" }));
+  });
+});
+
+const namedEntry = (hex: string, name?: string): Descriptor => ({
+  mediaType: "application/vnd.oci.image.manifest.v1+json",
+  digest: `sha256:${hex.repeat(64)}` as Descriptor["digest"],
+  size: 1,
+  ...(name === undefined ? {} : { annotations: { "org.opencontainers.image.ref.name": name } }),
+});
+
+describe("image names in index.json", () => {
+  it("treats short, full and legacy Docker Hub spellings as one name; bare-word entry names only exactly", () => {
+    expect(sameImageName("docker.io/lab/small:v1", "lab/small:v1")).toBe(true);
+    expect(sameImageName("lab/small:v1", "index.docker.io/lab/small:v1")).toBe(true);
+    expect(sameImageName("docker.io/library/alpine:latest", "alpine")).toBe(true);
+    expect(sameImageName("ghcr.io/a/b:1", "ghcr.io/a/b:2")).toBe(false);
+    expect(sameImageName("v1", "v1")).toBe(true);
+    expect(sameImageName("v1", "docker.io/library/v1:latest")).toBe(false);
+    expect(sameImageName(undefined, "v1")).toBe(false);
+  });
+
+  it("prefers the exact spelling, else finds another; refuses spellings that tag different images", () => {
+    expect(taggedEntry([namedEntry("a", "lab/x:1"), namedEntry("b", "docker.io/lab/x:1")], "lab/x:1", "s")?.digest).toBe(`sha256:${"a".repeat(64)}`);
+    expect(taggedEntry([namedEntry("a", "docker.io/lab/x:1")], "lab/x:1", "s")?.digest).toBe(`sha256:${"a".repeat(64)}`);
+    expect(taggedEntry([namedEntry("a", "docker.io/lab/x:1")], "lab/x:2", "s")).toBeUndefined();
+    expect(() => taggedEntry([namedEntry("a", "lab/x:1"), namedEntry("b", "docker.io/lab/x:1")], "index.docker.io/lab/x:1", "s")).toThrowError(
+      expect.objectContaining({ code: "AMBIGUOUS" }),
+    );
   });
 });

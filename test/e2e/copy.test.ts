@@ -241,6 +241,30 @@ describe("ociboot copy", () => {
       expect(fallback.manifests).toEqual([expect.objectContaining({ digest: referrer.digest, artifactType: "build/log" })]);
     });
 
+    it("names the image of an archive with referrers by the source tag, so skopeo and import find it", async () => {
+      const archive = join(work, "named-with-referrers.oci.tar");
+      const exported = await ociboot(["copy", bootReference, `oci-archive:${archive}`, "--with-referrers", "--quiet"]);
+      expect(exported.code, exported.stderr).toBe(0);
+      const { descriptor } = manifestOf(boot);
+      const tag = bootReference.slice(bootReference.lastIndexOf(":") + 1);
+      const index = JSON.parse((await runOk("tar", ["-xOf", archive, "index.json"])).stdout);
+      expect(index.manifests.map((entry: Descriptor) => [entry.digest, entry.annotations?.["org.opencontainers.image.ref.name"]])).toEqual([
+        [descriptor.digest, tag],
+        [referrer.digest, undefined],
+      ]);
+      // skopeo takes an unnamed layout image only when it is the one entry; by name it finds it.
+      const inspected = JSON.parse((await runOk("skopeo", ["inspect", "--raw", `oci-archive:${archive}:${tag}`])).stdout);
+      expect(inspected).toEqual(JSON.parse(manifestOf(boot).bytes.toString("utf8")));
+      const store = join(work, "named-import");
+      expect((await ociboot(["--store-path", store, "import", archive])).code).toBe(0);
+      const listed = JSON.parse((await ociboot(["--store-path", store, "list", "--json"])).stdout) as Array<{ reference: string | null; digest: string }>;
+      expect(listed.map((row) => [row.reference, row.digest])).toEqual([[tag, descriptor.digest]]);
+      // An explicit REF still wins.
+      const explicit = join(work, "explicit-with-referrers.oci.tar");
+      expect((await ociboot(["copy", bootReference, `oci-archive:${explicit}:mine`, "--with-referrers", "--quiet"])).code).toBe(0);
+      expect(JSON.parse((await runOk("skopeo", ["inspect", "--raw", `oci-archive:${explicit}:mine`])).stdout)).toEqual(inspected);
+    });
+
     it("carries the referrers registry → registry and registry → oci:DIR directly", async () => {
       const { descriptor } = manifestOf(boot);
       const target = `${airgap.host}/os/direct-referrers:today`;

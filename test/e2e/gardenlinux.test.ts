@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -45,6 +46,7 @@ describe("Garden Linux: an index of flavors beside a container image", () => {
       ["metal-amd64-1592.1", "amd64"],
       ["kvm-amd64-1592.1", "amd64"],
       ["metal-arm64-1592.1", "arm64"],
+      ["metal-riscv64-1592.1", "riscv64"],
     ];
     await writeOciLayout(layout, {
       manifests: [containerImage, ...flavors.map(([cname, arch]) => gardenLinuxBuild(cname, arch))],
@@ -88,6 +90,49 @@ describe("Garden Linux: an index of flavors beside a container image", () => {
     const result = await ociboot(["fetch", reference, "--platform", "linux/arm64", "--flavor", "metal", "-o", out, "--role", "kernel"]);
     expect(result.code, result.stderr).toBe(0);
     expect(await readFile(join(out, "vmlinuz"), "utf8")).toBe("kernel of metal-arm64-1592.1");
+  });
+
+  it("a cname that names one entry selects it on any machine, and the boot hints follow its architecture", async () => {
+    expect(process.arch).toBe("x64");
+    const out = join(work, "cname-arm64");
+    const result = await ociboot(["fetch", reference, "--flavor", "metal-arm64-1592.1", "-o", out]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(await readFile(join(out, "vmlinuz"), "utf8")).toBe("kernel of metal-arm64-1592.1");
+    expect(result.stdout).toContain(`qemu-system-aarch64 -M virt -cpu max -m 1024 -nographic -kernel ${join(out, "vmlinuz")}`);
+    expect(result.stdout).not.toContain("qemu-system-x86_64");
+    const script = await readFile(join(out, "boot.sh"), "utf8");
+    expect(script).toContain("#   qemu-system-aarch64 -M virt -cpu max -m 1024 -nographic -kernel vmlinuz -initrd initrd");
+    expect(script).not.toContain("x86_64");
+  });
+
+  it("a flavor without its architecture takes this machine's entry, with the amd64 boot hint", async () => {
+    const out = join(work, "flavor-host");
+    const result = await ociboot(["fetch", reference, "--flavor", "metal", "-o", out]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(await readFile(join(out, "vmlinuz"), "utf8")).toBe("kernel of metal-amd64-1592.1");
+    expect(result.stdout).toContain("qemu-system-x86_64 -m 1024 -nographic -kernel");
+    expect(await readFile(join(out, "boot.sh"), "utf8")).toContain("#   qemu-system-x86_64 -m 1024 -nographic -kernel vmlinuz");
+  });
+
+  it("prints no QEMU hint for an architecture it has none for", async () => {
+    const out = join(work, "cname-riscv64");
+    const result = await ociboot(["fetch", reference, "--flavor", "metal-riscv64-1592.1", "-o", out]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).not.toContain("qemu-system");
+    expect(result.stdout).toContain("boot.sh");
+    const script = await readFile(join(out, "boot.sh"), "utf8");
+    expect(script).not.toContain("qemu-system");
+    expect(script).toContain("kexec -l");
+  });
+
+  it("url takes --flavor (and --platform) to choose the entry", async () => {
+    const kernelDigest = `sha256:${createHash("sha256").update("kernel of metal-arm64-1592.1").digest("hex")}`;
+    const byCname = await ociboot(["url", reference, "--flavor", "metal-arm64-1592.1", "--layer", "kernel"]);
+    expect(byCname.code, byCname.stderr).toBe(0);
+    expect(JSON.parse(byCname.stdout).url).toBe(`http://${reference.split("/")[0]}/v2/gardenlinux/gardenlinux/blobs/${kernelDigest}`);
+    const byBoth = await ociboot(["url", reference, "--platform", "linux/arm64", "--flavor", "metal", "--layer", "kernel"]);
+    expect(byBoth.code, byBoth.stderr).toBe(0);
+    expect(JSON.parse(byBoth.stdout).url).toContain(kernelDigest);
   });
 
   it("refuses an ambiguous choice and lists the flavors", async () => {

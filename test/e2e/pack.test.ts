@@ -73,7 +73,7 @@ describe("ociboot pack", () => {
     expect(built.stdout).toBe(`Successfully built ${bootHex}\n`);
   });
 
-  it("archives an onmetal/ store that imports: list shows the untagged boot image, the tagged info image and the referrers", async () => {
+  it("archives an onmetal/ store that imports: list shows the untagged boot image and the tagged info image; --all the referrers too", async () => {
     const entries = (await runOk("tar", ["-tJf", archive])).stdout.split("\n");
     expect(entries).toContain("onmetal/index.json");
     expect(entries).toContain("onmetal/ingest/");
@@ -81,10 +81,19 @@ describe("ociboot pack", () => {
     const rows = listed.map((row) => [row.reference, row.digest]);
     expect(rows).toContainEqual([null, `sha256:${bootHex}`]);
     expect(rows).toContainEqual([infoReference, `sha256:${infoHex}`]);
-    expect(listed).toHaveLength(6);
+    expect(listed).toHaveLength(2);
     const table = (await ociboot(["--store-path", store, "list"])).stdout;
+    expect(table.split("\n")).toHaveLength(4);
     expect(table).toMatch(new RegExp(`^<none> +<none> +${bootHex.slice(0, 12)}$`, "m"));
     expect(table).toMatch(new RegExp(`^localhost/build-info +${NAME} +${infoHex.slice(0, 12)}$`, "m"));
+    const all = JSON.parse((await ociboot(["--store-path", store, "list", "--json", "--all"])).stdout) as Array<{ type: string; artifactType?: string; subject?: string }>;
+    expect(all.filter((row) => row.type === "referrer").map((row) => [row.artifactType, row.subject]).sort()).toEqual(
+      ["build/log", "build/manifest", "build/os-release"].map((type) => [type, `sha256:${bootHex}`]),
+    );
+    expect(all.filter((row) => row.type === "image")).toHaveLength(2);
+    const allTable = (await ociboot(["--store-path", store, "list", "--all"])).stdout;
+    expect(allTable).toMatch(/^REPOSITORY +TAG +IMAGE ID +TYPE$/m);
+    expect(allTable).toMatch(/ referrer build\/os-release$/m);
   });
 
   it("fetches from the archive without a REF: the boot image is its only image; the files equal the inputs", async () => {

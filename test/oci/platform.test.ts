@@ -233,6 +233,21 @@ describe("selectIndexEntry on real-world indexes", () => {
     expect(selectIndexEntry({ manifests: [attestation, image] }, {})).toBe(image);
   });
 
+  it("a cname naming one entry wins over the host platform; the host only chooses among several", () => {
+    const onAmd64 = { hostPlatform: linux("amd64") };
+    expect(selectIndexEntry(gardenLinux, { ...onAmd64, flavor: "metal_pxe-arm64-1443.3-c7a0ac9b" }).digest).toBe(labelDigest("metal_pxe-arm64-1443.3-c7a0ac9b"));
+    expect(selectIndexEntry(gardenLinux, { ...onAmd64, flavor: "metal_pxe-arm64" }).digest).toBe(labelDigest("metal_pxe-arm64-1443.3-c7a0ac9b"));
+    expect(selectIndexEntry(gardenLinux, { ...onAmd64, flavor: "metal_pxe" }).digest).toBe(labelDigest("metal_pxe-amd64-1443.3-c7a0ac9b"));
+    expect(selectIndexEntry(gardenLinux, { hostPlatform: linux("arm64"), flavor: "metal_pxe" }).digest).toBe(labelDigest("metal_pxe-arm64-1443.3-c7a0ac9b"));
+    // Without a flavor the host platform filters as an explicit one does.
+    expect(() => selectIndexEntry(ironcore, { hostPlatform: linux("s390x") })).toThrowError(expect.objectContaining({ code: "NOT_FOUND" }));
+    expect(selectIndexEntry(ironcore, { hostPlatform: linux("arm64") }).digest).toBe(labelDigest("ironcore-arm64"));
+    // An explicit platform still filters a flavor.
+    expect(() => selectIndexEntry(gardenLinux, { platform: linux("amd64"), hostPlatform: linux("amd64"), flavor: "metal_pxe-arm64" })).toThrowError(
+      expect.objectContaining({ code: "NOT_FOUND" }),
+    );
+  });
+
   it("counts one digest listed twice once", () => {
     const first = entry("same", { os: "linux", architecture: "amd64" });
     expect(selectIndexEntry({ manifests: [first, { ...first }] }, { platform: linux("amd64") })).toBe(first);

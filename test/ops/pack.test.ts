@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readdir, rm, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -51,6 +52,29 @@ describe("packBuild", () => {
     expect(await readdir(temporary)).toEqual([]);
   });
 
+  it("takes the seed's <NAME>.raw (or .tar.gz, .tar.xz) as the rootfs, in the documented order", async () => {
+    await unlink(join(build, `${NAME}.tar`));
+    const rootfsDigest = async (label: string) => {
+      const output = join(work, `${label}.oci.tar.gz`);
+      await packBuild(build, options({ commandLine: "console=ttyS0", output }));
+      const { layers } = await configOfBootImage(output);
+      return layers[0];
+    };
+    const sha = (text: string) => `sha256:${createHash("sha256").update(text).digest("hex")}`;
+    await writeFile(join(build, `${NAME}.tar.xz`), "tar.xz bytes\n");
+    expect(await rootfsDigest("xz")).toBe(sha("tar.xz bytes\n"));
+    await writeFile(join(build, `${NAME}.tar.gz`), "tar.gz bytes\n");
+    expect(await rootfsDigest("gz")).toBe(sha("tar.gz bytes\n"));
+    await writeFile(join(build, `${NAME}.tar`), "tar bytes\n");
+    expect(await rootfsDigest("tar")).toBe(sha("tar bytes\n"));
+    await writeFile(join(build, `${NAME}.raw`), "raw disk image\n");
+    expect(await rootfsDigest("raw")).toBe(sha("raw disk image\n"));
+    await writeFile(join(build, `${NAME}.squashfs`), "squashfs bytes\n");
+    expect(await rootfsDigest("squashfs")).toBe(sha("squashfs bytes\n"));
+    await writeFile(join(build, `${NAME}.rootfs`), "rootfs bytes\n");
+    expect(await rootfsDigest("rootfs")).toBe(sha("rootfs bytes\n"));
+  });
+
   it("refuses a command line given both as <NAME>.cmdline and as an option", async () => {
     await writeFile(join(build, `${NAME}.cmdline`), "quiet\n");
     await expect(packBuild(build, options({ commandLine: "console=ttyS0" }))).rejects.toMatchObject({ code: "USAGE", message: expect.stringContaining("remove one") });
@@ -61,7 +85,7 @@ describe("packBuild", () => {
     await unlink(join(build, `${NAME}.initrd`));
     await expect(packBuild(build, options())).rejects.toMatchObject({
       code: "NOT_FOUND",
-      message: `Cannot pack build ${NAME} from ${build}: missing ${join(build, `${NAME}.initrd`)}, ${join(build, NAME)}{.rootfs,.squashfs,.tar}`,
+      message: `Cannot pack build ${NAME} from ${build}: missing ${join(build, `${NAME}.initrd`)}, ${join(build, NAME)}{.rootfs,.squashfs,.raw,.tar,.tar.gz,.tar.xz}`,
     });
     expect((await readdir(work)).sort()).toEqual(["build", "tmp"]);
     expect(await readdir(temporary)).toEqual([]);

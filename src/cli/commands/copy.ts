@@ -10,7 +10,7 @@ import type { CliContext } from "../context.ts";
 import { examples } from "../examples.ts";
 import { type GlobalOptions, globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
-import { type Location, openSource, parseLocation } from "../sources.ts";
+import { type Location, openSource, parseLocation, sourceTagOf } from "../sources.ts";
 import { formatCopyReport } from "./copy-output.ts";
 import { withRepository } from "./registry-access.ts";
 import { transferLog } from "./transfer-log.ts";
@@ -53,9 +53,14 @@ export function copyCommand(context: CliContext) {
         withReferrers: options.withReferrers === true,
         ...transferLog(context, "copied", global.quiet),
       };
+      // With its referrers beside it, an unnamed image is one of several index.json entries, which
+      // skopeo and other layout readers cannot choose from: it takes the source's tag (docs/archive-names.md).
+      const target = destination.kind === "archive" && destination.reference === undefined && copyOptions.withReferrers === true
+        ? { ...destination, reference: sourceTagOf(parseLocation(sourceText)) }
+        : destination;
       const source = await openSource(sourceText, global, context);
       try {
-        const result = await copyTo(destination, source.store, source.reference, copyOptions, { global, context, archiveFolder: options.archiveFolder });
+        const result = await copyTo(target, source.store, source.reference, copyOptions, { global, context, archiveFolder: options.archiveFolder });
         if (options.json === true || !global.quiet) context.stdout.write(formatCopyReport({ ...result, source: sourceText, destination: destinationText }, { json: options.json === true }));
       } finally {
         await source.close();

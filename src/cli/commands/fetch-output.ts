@@ -1,3 +1,4 @@
+import { qemuCommandFor } from "../../ops/boot-hint.ts";
 import type { FetchReport } from "../../ops/fetch.ts";
 import type { ReferrerFilesReport } from "../../ops/referrer-files.ts";
 import { formatBytes } from "../format.ts";
@@ -40,10 +41,8 @@ export function formatFetchReport(report: FetchReport, options: { json: boolean;
   if (kernel) {
     const initrd = report.files.find((file) => file.role === "initrd");
     const cmdline = report.files.find((file) => file.role === "cmdline");
-    lines.push("Boot it in a VM with:");
-    lines.push(
-      `  qemu-system-x86_64 -m 1024 -nographic -kernel ${kernel.path}${initrd ? ` -initrd ${initrd.path}` : ""}${cmdline ? ` -append "$(cat ${cmdline.path})"` : ""}`,
-    );
+    const qemu = qemuCommandFor(report.architecture, { kernel: kernel.path, initrd: initrd?.path, cmdline: cmdline?.path });
+    if (qemu !== undefined) lines.push("Boot it in a VM with:", `  ${qemu}`);
     lines.push(`or in place of the running kernel (kexec) with: sh ${report.outputDir}/boot.sh`);
   }
   return `${lines.join("\n")}\n`;

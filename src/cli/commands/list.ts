@@ -11,10 +11,12 @@ export function listCommand(context: CliContext) {
     .alias("ls")
     .description("list the images in the local store (REPOSITORY, TAG, IMAGE ID)")
     .option("--json", "print a JSON array with full digests")
+    .option("--all", "also referrers (attached files, signatures) and untagged duplicates of tagged images, with a TYPE column")
     .addHelpText("after", examples(["ociboot --store-path ./onmetal list", "ociboot list --json"]))
     .action(async (options, command) => {
       const store = openLocalStore(globalOptions(command as never, context), context);
-      const listings = await listImages(store);
-      context.stdout.write(options.json ? formatImageJson(listings) : formatImageTable(listings));
+      const all = options.all === true;
+      const listings = await listImages(store, { all });
+      context.stdout.write(options.json ? formatImageJson(listings) : formatImageTable(listings, { all }));
     });
 }

@@ -15,13 +15,13 @@ export function packCommand(context: CliContext) {
       "pack a Garden Linux build folder into an OCI archive with an onmetal/ store: the onmetal boot image, " +
         "an info container image (os-release, build log, package manifest) and the three build files attached as referrers",
     )
-    .requiredOption("--from-build <dir>", "build folder holding <NAME>.vmlinuz, .initrd, .rootfs|.squashfs|.tar, .os-release, .manifest, .log (and .cmdline)")
+    .requiredOption("--from-build <dir>", "build folder holding <NAME>.vmlinuz, .initrd, .rootfs|.squashfs|.raw|.tar|.tar.gz|.tar.xz, .os-release, .manifest, .log (and .cmdline)")
     .requiredOption("--name <name>", "the build's file name prefix, e.g. metal-gardener_prod-amd64-1592.1")
     .requiredOption("-o, --output <file>", "archive to write: .tar.xz (needs xz), .tar.gz or .tar")
     .option("--tag <ref>", "also tag the boot image (it is always listed untagged, as onmetal-image builds it)")
     .option("--info-tag <ref>", "tag of the info image (default: the --tag tag with -info appended, else localhost/build-info:<NAME>)")
     .option("--command-line <text>", "kernel command line when the folder has no <NAME>.cmdline")
-    .option("--rootfs-file <file>", "the rootfs, instead of <NAME>.rootfs, .squashfs or .tar (first found)")
+    .option("--rootfs-file <file>", "the rootfs, instead of the first found of <NAME>.rootfs, .squashfs, .raw, .tar, .tar.gz, .tar.xz")
     .option("--platform <os/arch[/variant]>", "os and architecture of the info image (default: this machine's, linux)")
     .option("--json", "print what was packed as JSON (archive, boot image, info image, referrers)")
     .addHelpText(

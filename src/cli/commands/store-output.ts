@@ -9,27 +9,42 @@ export function openLocalStore(global: GlobalOptions, context: CliContext): OciL
   return new OciLayoutStore(resolvePath(context, global.storePath));
 }
 
+const NONE = "<none>";
+
 /**
  * `list` as onmetal-image prints it: Go's `tabwriter.NewWriter(out, 12, 0, 1, ' ', 0)`, so every
- * column but the last is max(widest cell + 1, 12) wide.
+ * column but the last is max(widest cell + 1, 12) wide; `<none>` where an entry has no name. With
+ * `all`, a TYPE column tells images from referrers (by artifact type) and duplicate entries.
  */
-export function formatImageTable(listings: readonly ImageListing[]): string {
-  const rows = [["REPOSITORY", "TAG", "IMAGE ID"], ...listings.map((listing) => [listing.repository, listing.tag, listing.id])];
-  const widths = [0, 1].map((column) => Math.max(12, ...rows.map((row) => (row[column] ?? "").length + 1)));
-  return rows.map((row) => row.map((cell, column) => (column < 2 ? cell.padEnd(widths[column] ?? 12) : cell)).join("")).join("\n") + "\n";
+export function formatImageTable(listings: readonly ImageListing[], options: { all?: boolean } = {}): string {
+  const all = options.all === true;
+  const header = all ? ["REPOSITORY", "TAG", "IMAGE ID", "TYPE"] : ["REPOSITORY", "TAG", "IMAGE ID"];
+  const rows = [
+    header,
+    ...listings.map((listing) => {
+      const row = [listing.repository ?? NONE, listing.tag ?? NONE, listing.id];
+      if (all) row.push(listing.kind === "referrer" ? `referrer ${listing.artifactType ?? ""}`.trimEnd() : listing.kind);
+      return row;
+    }),
+  ];
+  const columns = header.length - 1;
+  const widths = Array.from({ length: columns }, (_, column) => Math.max(12, ...rows.map((row) => (row[column] ?? "").length + 1)));
+  return rows.map((row) => row.map((cell, column) => (column < columns ? cell.padEnd(widths[column] ?? 12) : cell)).join("")).join("\n") + "\n";
 }
 
-/** `list --json`: one object per entry, with the full digest and the raw reference. */
+/** `list --json`: one object per entry, with the full digest and the raw reference; `null` where there is no name. */
 export function formatImageJson(listings: readonly ImageListing[]): string {
   return `${JSON.stringify(
     listings.map((listing) => ({
-      repository: listing.repository,
-      tag: listing.tag,
+      repository: listing.repository ?? null,
+      tag: listing.tag ?? null,
       reference: listing.reference ?? null,
       id: listing.id,
       digest: listing.digest,
       mediaType: listing.mediaType,
       size: listing.size,
+      type: listing.kind,
+      ...(listing.kind === "referrer" ? { artifactType: listing.artifactType ?? null, subject: listing.subject ?? null } : {}),
     })),
     null,
     2,

@@ -1,8 +1,8 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { OcibootError } from "../../errors.ts";
 import { MediaType } from "../../oci/mediatypes.ts";
-import { parsePlatform } from "../../oci/platform.ts";
 import { findLayer, LAYER_NAMES } from "../../ops/find-layer.ts";
+import { flavorOption, platformOption, selectionFrom } from "../boot-file-options.ts";
 import type { CliContext } from "../context.ts";
 import { examples } from "../examples.ts";
 import { globalOptions } from "../global-options.ts";
@@ -20,7 +20,8 @@ export function urlCommand(context: CliContext) {
     .description("print {headers, url} for fetching a remote manifest or one of its layers with curl")
     .argument("<ref>", "registry reference")
     .addOption(new Option("--layer <layer>", "a layer instead of the manifest").choices(Object.keys(LAYER_NAMES)))
-    .option("--platform <os/arch[/variant]>", "platform to pick from a multi-arch index (with --layer)")
+    .addOption(platformOption())
+    .addOption(flavorOption())
     .option("--json", "the same output (it is JSON already)")
     .addHelpText(
       "after",
@@ -46,7 +47,7 @@ export function urlCommand(context: CliContext) {
         } else {
           const role = LAYER_NAMES[options.layer];
           if (role === undefined) throw new OcibootError("USAGE", `Cannot print a URL: unknown layer ${options.layer}`);
-          const selection = options.platform ? { platform: parsePlatform(options.platform) } : {};
+          const selection = selectionFrom(options);
           const layer = await findLayer(repository, target, role, selection, context.signal);
           ({ url, authorization } = await repository.blobRequest(layer));
         }

@@ -4,6 +4,8 @@ import { errorFromResponse } from "../errors.ts";
 import { readBounded, redactUrl, type Transport } from "../transport.ts";
 import type { Challenge } from "./challenge.ts";
 import type { Credential } from "./credentials.ts";
+import { checkTokenRealm, type HostResolver } from "./realm.ts";
+import { parseStrictJson } from "../../oci/strict-json.ts";
 
 /** A bearer token and when it stops being usable (epoch milliseconds). */
 export interface BearerToken {
@@ -51,7 +53,8 @@ export function tokenCacheKey(registry: string, credential: Credential | undefin
  * Fetches a bearer token from a challenge's realm (distribution token spec): `service` and each
  * `scope` URL-encoded as query parameters, Basic credentials when we have them, an OAuth2
  * refresh-token POST for identity tokens. Accepts `token` or `access_token`, honours
- * `expires_in`, reads at most 1 MiB. A plain-http realm for an https registry is refused.
+ * `expires_in`, reads at most 1 MiB. A plain-http realm for an https registry is refused, and so
+ * is a realm host that {@link checkTokenRealm} refuses; redirects are not followed.
  */
 export async function fetchBearerToken(options: {
   transport: Transport;
@@ -60,6 +63,7 @@ export async function fetchBearerToken(options: {
   scopes: readonly string[];
   credential: Credential | undefined;
   signal?: AbortSignal;
+  resolveHost?: HostResolver;
 }): Promise<BearerToken> {
   const { transport, challenge, registryUrl, scopes, credential } = options;
   const registryName = registryUrl.host;
@@ -82,6 +86,7 @@ export async function fetchBearerToken(options: {
       `Cannot authenticate to ${registryName}: the token realm ${redactUrl(realm)} is plain HTTP for an HTTPS registry; refusing to send credentials or get a token over it`,
     );
   }
+  await checkTokenRealm(realm, registryUrl, options.resolveHost);
   const service = challenge.parameters["service"];
   const allScopes = [...new Set(scopes)];
   let response;
@@ -97,6 +102,7 @@ export async function fetchBearerToken(options: {
       url: realm,
       headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json" },
       body: form.toString(),
+      followRedirects: false,
     };
     response = await transport.request(options.signal ? { ...request, signal: options.signal } : request);
   } else {
@@ -105,8 +111,17 @@ export async function fetchBearerToken(options: {
     for (const scope of allScopes) url.searchParams.append("scope", scope);
     const headers: Record<string, string> = { accept: "application/json" };
     if (credential?.kind === "basic") headers["authorization"] = basicAuthorization(credential.username, credential.password);
-    const request = { method: "GET" as const, url, headers };
+    const request = { method: "GET" as const, url, headers, followRedirects: false };
     response = await transport.request(options.signal ? { ...request, signal: options.signal } : request);
+  }
+  if (response.status >= 300 && response.status < 400) {
+    await response.body.dump().catch(() => undefined);
+    // A redirect would carry the login (or the refresh token in a re-sent POST) to a host no rule
+    // above has judged; token servers have no reason to redirect (docs/token-realm.md).
+    throw new OcibootError(
+      "UNAUTHORIZED",
+      `Cannot get a token for ${registryName}: the token realm ${redactUrl(realm)} answered ${response.status} (a redirect); ociboot does not follow redirects for token requests`,
+    );
   }
   if (response.status !== 200) {
     const error = await errorFromResponse(response, `get a token for ${registryName} from ${realm.origin}`);
@@ -121,7 +136,7 @@ export async function fetchBearerToken(options: {
   }
   let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
   try {
-    parsed = JSON.parse(bytes.toString("utf8")) as typeof parsed;
+    parsed = parseStrictJson(bytes.toString("utf8")) as typeof parsed;
   } catch (cause) {
     throw new OcibootError("REGISTRY", `Cannot get a token for ${registryName}: the token response is not JSON`, { cause });
   }

@@ -1,10 +1,11 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import type { ServerResponse } from "node:http";
-import { tmpdir } from "node:os";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { isOcibootError } from "../../../src/errors.ts";
 import { MediaType } from "../../../src/oci/mediatypes.ts";
+import { checkTokenRealm, hostKind } from "../../../src/registry/auth/realm.ts";
 import { openRepository, type RegistryOptions } from "../../../src/registry/repository.ts";
 import { createCertificateAuthority, issueServerCertificate } from "../../harness/certificates.ts";
 import { type FaultServer, type RecordedRequest, sendRegistryError, startFaultServer } from "../../harness/fault-server.ts";
@@ -170,5 +171,135 @@ describe("bearer token flow", () => {
       options({ env: { OCIBOOT_REGISTRY_HOST: registry.host, OCIBOOT_REGISTRY_TOKEN: "ci-token" } }),
     ).resolve("1.0");
     expect(registry.requests.filter((request) => request.url.includes("/manifests/"))).toHaveLength(1);
+  });
+});
+
+/** An IPv4 address of this machine that is not loopback, where there is one. */
+const OUTWARD_ADDRESS = Object.values(networkInterfaces())
+  .flat()
+  .find((entry) => entry !== undefined && entry.family === "IPv4" && !entry.internal)?.address;
+
+/** A registry that always challenges for a token at `realm`. */
+async function challengingRegistry(realm: () => string, address?: string): Promise<FaultServer> {
+  return server(
+    (request, response) => {
+      const token = request.headers.authorization;
+      if (token === "Bearer good") return sendManifest(response);
+      sendRegistryError(response, 401, "UNAUTHORIZED", "authentication required", { "www-authenticate": `Bearer realm="${realm()}",service="s"` });
+    },
+    address === undefined ? {} : { address },
+  );
+}
+
+async function goodTokenServer(address?: string): Promise<FaultServer> {
+  return server((request, response) => void response.writeHead(200, { "content-type": "application/json" }).end('{"token":"good"}'), address === undefined ? {} : { address });
+}
+
+async function resolveWith(registry: FaultServer, extra: Partial<RegistryOptions> = {}): Promise<unknown> {
+  return openRepository({ registry: registry.host, repository: "a/b" }, options({ username: "me", password: "pw", plainHttp: true, ...extra }))
+    .resolve("1.0")
+    .then(() => "resolved")
+    .catch((caught: unknown) => caught);
+}
+
+describe("token realm host", () => {
+  it("classifies hosts by address range, IPv4-mapped IPv6 and localhost names included", () => {
+    expect(hostKind("0.0.0.0")).toBe("unspecified");
+    expect(hostKind("[::]")).toBe("unspecified");
+    expect(hostKind("169.254.169.254")).toBe("link-local");
+    expect(hostKind("[fe80::1]")).toBe("link-local");
+    expect(hostKind("[febf::1]")).toBe("link-local");
+    expect(hostKind("127.0.0.1")).toBe("loopback");
+    expect(hostKind("127.9.9.9")).toBe("loopback");
+    expect(hostKind("[::1]")).toBe("loopback");
+    expect(hostKind("[::ffff:7f00:1]")).toBe("loopback");
+    expect(hostKind("[::ffff:a9fe:a9fe]")).toBe("link-local");
+    expect(hostKind("localhost")).toBe("loopback");
+    expect(hostKind("auth.localhost")).toBe("loopback");
+    expect(hostKind("auth.docker.io")).toBe("elsewhere");
+    expect(hostKind("192.0.2.2")).toBe("elsewhere");
+    expect(hostKind("[fec0::1]")).toBe("elsewhere");
+  });
+
+  it("judges a realm name by what it resolves to, and allows the registry's own host", async () => {
+    const resolver = async (name: string) => (name === "metadata.example" ? ["169.254.169.254"] : name === "lo.example" ? ["127.0.0.1"] : ["192.0.2.9"]);
+    const refuse = (realm: string, registry: string) => checkTokenRealm(new URL(realm), new URL(registry), resolver).then(() => "allowed", (error: Error) => error.message);
+    expect(await refuse("https://metadata.example/token", "https://registry.example")).toMatch(/link-local/);
+    expect(await refuse("https://lo.example/token", "https://registry.example")).toMatch(/on loopback while the registry registry.example is not/);
+    expect(await refuse("https://lo.example/token", "https://localhost:5000")).toBe("allowed");
+    expect(await refuse("https://auth.example/token", "https://registry.example")).toBe("allowed");
+    expect(await refuse("http://169.254.169.254/token", "http://169.254.169.254:5000")).toBe("allowed");
+    expect(await refuse("http://0.0.0.0/token", "http://127.0.0.1:5000")).toMatch(/unspecified address/);
+  });
+
+  it.each(["http://169.254.169.254/token", "http://[fe80::1]:9/token", "http://[::ffff:169.254.169.254]/token"])(
+    "refuses the link-local realm %s of a loopback registry, with no request to it",
+    async (realm) => {
+      const registry = await challengingRegistry(() => realm);
+      const error = await resolveWith(registry);
+      expect(isOcibootError(error, "UNAUTHORIZED")).toBe(true);
+      expect((error as Error).message).toMatch(/is a link-local address .*refusing to send credentials there/);
+    },
+  );
+
+  it("refuses a realm at 0.0.0.0 even though a token server listens there, and sends it nothing", async () => {
+    const tokens = await goodTokenServer("0.0.0.0");
+    const registry = await challengingRegistry(() => `http://0.0.0.0:${tokens.port}/token`);
+    const error = await resolveWith(registry);
+    expect(isOcibootError(error, "UNAUTHORIZED")).toBe(true);
+    expect((error as Error).message).toMatch(/unspecified address/);
+    expect(tokens.requests).toHaveLength(0);
+  });
+
+  it.skipIf(OUTWARD_ADDRESS === undefined)("refuses a loopback realm of a registry that is not on loopback, and sends it nothing", async () => {
+    const tokens = await goodTokenServer();
+    for (const realm of [`http://127.0.0.1:${tokens.port}/token`, `http://localhost:${tokens.port}/token`, `http://[::ffff:127.0.0.1]:${tokens.port}/token`]) {
+      const registry = await challengingRegistry(() => realm, OUTWARD_ADDRESS);
+      const error = await resolveWith(registry);
+      expect(isOcibootError(error, "UNAUTHORIZED"), String(error)).toBe(true);
+      expect((error as Error).message).toMatch(/on loopback while the registry .* is not/);
+    }
+    expect(tokens.requests).toHaveLength(0);
+  });
+
+  it.skipIf(OUTWARD_ADDRESS === undefined)("allows a realm on the registry's own host, and loopback beside loopback", async () => {
+    const ownHostTokens = await goodTokenServer(OUTWARD_ADDRESS);
+    const outward = await challengingRegistry(() => `http://${OUTWARD_ADDRESS}:${ownHostTokens.port}/token`, OUTWARD_ADDRESS);
+    expect(await resolveWith(outward)).toBe("resolved");
+    const loopbackTokens = await goodTokenServer();
+    const loopback = await challengingRegistry(() => `http://localhost:${loopbackTokens.port}/token`);
+    expect(await resolveWith(loopback)).toBe("resolved");
+    expect(ownHostTokens.requests).toHaveLength(1);
+    expect(loopbackTokens.requests).toHaveLength(1);
+  });
+});
+
+describe("token requests and redirects", () => {
+  it("does not follow a redirect from the realm: the login never reaches the next host", async () => {
+    const elsewhere = await goodTokenServer();
+    const tokens = await server((request, response) => void response.writeHead(302, { location: `${elsewhere.url}/token?stolen=1` }).end());
+    const registry = await challengingRegistry(() => `${tokens.url}/token`);
+    const error = await resolveWith(registry);
+    expect(isOcibootError(error, "UNAUTHORIZED")).toBe(true);
+    expect((error as Error).message).toMatch(/answered 302 \(a redirect\); ociboot does not follow redirects for token requests/);
+    expect(tokens.requests).toHaveLength(1);
+    expect(tokens.requests[0]!.headers.authorization).toBe(`Basic ${Buffer.from("me:pw").toString("base64")}`);
+    expect(elsewhere.requests).toHaveLength(0);
+  });
+
+  it("does not follow a 307 that would re-send an identity token's refresh POST", async () => {
+    const elsewhere = await goodTokenServer();
+    const tokens = await server((request, response) => void response.writeHead(307, { location: `${elsewhere.url}/token` }).end());
+    const registry = await challengingRegistry(() => `${tokens.url}/token`);
+    const config = join(work, "identity-redirect");
+    const { mkdir, writeFile } = await import("node:fs/promises");
+    await mkdir(config, { recursive: true });
+    await writeFile(join(config, "config.json"), JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from("u:").toString("base64"), identitytoken: "refresh-me" } } }));
+    const error = await openRepository({ registry: registry.host, repository: "a/b" }, options({ env: { DOCKER_CONFIG: config } }))
+      .resolve("1.0")
+      .catch((caught: unknown) => caught);
+    expect(isOcibootError(error, "UNAUTHORIZED")).toBe(true);
+    expect(tokens.requests.map((request) => request.method)).toEqual(["POST"]);
+    expect(elsewhere.requests).toHaveLength(0);
   });
 });
