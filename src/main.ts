@@ -2,7 +2,8 @@ import { homedir } from "node:os";
 import process from "node:process";
 import { Writable } from "node:stream";
 import { setFlagsFromString } from "node:v8";
-import { exitCodeFor, OcibootError } from "./errors.ts";
+import { exitCodeFor, isOcibootError, OcibootError } from "./errors.ts";
+import { formatErrorJson, formatErrorText, wantsJsonOutput } from "./cli/error-output.ts";
 import type { CliContext } from "./cli/context.ts";
 import { runCli } from "./cli/program.ts";
 
@@ -44,7 +45,9 @@ async function main(): Promise<void> {
     process.exitCode = await runCli(argv, context);
   } catch (error) {
     process.exitCode = exitCodeFor(error);
-    context.stderr.write(formatError(error, argv.includes("--debug")));
+    context.stderr.write(formatErrorText(error, argv.includes("--debug")));
+    // A reader that went away cannot take the JSON either.
+    if (wantsJsonOutput(argv) && !isOcibootError(error, "BROKEN_PIPE")) context.stdout.write(formatErrorJson(error));
   }
 }
 
@@ -52,22 +55,6 @@ async function readAllStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(Buffer.from(chunk as Uint8Array));
   return Buffer.concat(chunks).toString("utf8");
-}
-
-function formatError(error: unknown, debug: boolean): string {
-  if (error instanceof OcibootError) {
-    let text = `ociboot: ${error.message}\n`;
-    if (debug) {
-      let cause: unknown = error.cause;
-      while (cause) {
-        text += `  caused by: ${cause instanceof Error ? (cause.stack ?? cause.message) : String(cause)}\n`;
-        cause = cause instanceof Error ? cause.cause : undefined;
-      }
-    }
-    return text;
-  }
-  const detail = error instanceof Error ? (debug ? (error.stack ?? error.message) : error.message) : String(error);
-  return `ociboot: internal error: ${detail}\n`;
 }
 
 // A CommonJS bundle (the single executable) cannot hold top-level await.

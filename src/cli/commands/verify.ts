@@ -53,11 +53,12 @@ export function verifyCommand(context: CliContext) {
           await source.close();
         }
       }
-      context.stdout.write(formatVerifyReport(report, options.json === true, global.quiet));
       const failed = report.items.filter((item) => !item.ok);
+      // With --json a failed run prints one document, the error, which carries the report.
+      if (failed.length === 0 || options.json !== true) context.stdout.write(formatVerifyReport(report, options.json === true, global.quiet));
       if (failed.length > 0) {
         throw new OcibootError("INTEGRITY", `Cannot verify ${sourceText}: ${failed.length} of ${report.items.length} items do not match`, {
-          details: { failed: failed.map((item) => item.name) },
+          details: { failed: failed.map((item) => item.name), ...(options.json === true ? { report } : {}) },
         });
       }
     });
