@@ -124,7 +124,7 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
   /** Resolves a tag or digest (or a full reference of this repository) to its manifest's descriptor; tries mirrors first. */
   async resolve(reference: string, options: { signal?: AbortSignal } = {}): Promise<Descriptor> {
     const target = this.#target(reference);
-    const fetched = await this.#pull(`resolve ${this.registry}/${this.repository}:${target}`, (client, endpoint) =>
+    const fetched = await this.#pull(`resolve ${this.registry}/${this.repository}:${target}`, isDigest(target), (client, endpoint) =>
       client.getManifest(endpoint.repository, target, options),
     );
     this.#remember(fetched);
@@ -138,7 +138,7 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
     if (cached !== undefined) {
       return { descriptor: { mediaType: cached.mediaType, digest: target as Digest, size: cached.bytes.byteLength }, bytes: cached.bytes };
     }
-    const fetched = await this.#pull(`fetch manifest ${this.registry}/${this.repository}:${target}`, (client, endpoint) =>
+    const fetched = await this.#pull(`fetch manifest ${this.registry}/${this.repository}:${target}`, isDigest(target), (client, endpoint) =>
       client.getManifest(endpoint.repository, target, options),
     );
     this.#remember(fetched);
@@ -166,7 +166,7 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
   async openBlob(descriptor: Descriptor, options: FetchOptions = {}): Promise<OpenedBlob> {
     const blobOptions: { offset?: number; signal?: AbortSignal } = signalOnly(options);
     if (options.offset !== undefined) blobOptions.offset = options.offset;
-    return this.#pull(`fetch blob ${this.registry}/${this.repository}@${descriptor.digest}`, (client, endpoint) =>
+    return this.#pull(`fetch blob ${this.registry}/${this.repository}@${descriptor.digest}`, true, (client, endpoint) =>
       client.openBlob(endpoint.repository, descriptor, blobOptions),
     );
   }
@@ -317,9 +317,12 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
     this.#manifests.set(fetched.descriptor.digest, { mediaType: fetched.descriptor.mediaType, bytes: fetched.bytes });
   }
 
-  /** Runs a pull operation on each mirror, then the origin; the first success wins. */
-  async #pull<T>(what: string, operation: (client: RegistryClient, endpoint: PullEndpoint) => Promise<T>): Promise<T> {
-    const endpoints = pullEndpoints(this.#options.mirrors, this.registry, this.repository);
+  /**
+   * Runs a pull operation on each mirror, then the origin; the first success wins. `byDigest`:
+   * the content is named by digest, which mirror-by-digest-only mirrors may serve.
+   */
+  async #pull<T>(what: string, byDigest: boolean, operation: (client: RegistryClient, endpoint: PullEndpoint) => Promise<T>): Promise<T> {
+    const endpoints = pullEndpoints(this.#options.mirrors, this.registry, this.repository, { byDigest });
     let lastError: unknown;
     for (const endpoint of endpoints) {
       try {
