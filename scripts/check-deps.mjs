@@ -5,7 +5,7 @@ import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const src = join(dirname(fileURLToPath(import.meta.url)), "..", "src");
-const LAYER = { "errors.ts": 0, "version.ts": 0, "aligned-blocks.ts": 0, oci: 1, content: 2, registry: 2, ops: 3, cli: 4, "main.ts": 5 };
+const LAYER = { "errors.ts": 0, "version.ts": 0, "aligned-blocks.ts": 0, "retry.ts": 0, oci: 1, content: 2, registry: 2, ops: 3, cli: 4, "main.ts": 5 };
 // Stores are reached by operations only through the store interface in content/.
 const FORBIDDEN = [["ops", "registry"], ["content", "registry"], ["registry", "ops"]];
 const PURE_CORE_ALLOWED_BUILTINS = new Set(["node:crypto", "node:buffer", "node:util"]);

@@ -1,3 +1,4 @@
+import type { RetryChain } from "../retry.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 
 /**
@@ -20,6 +21,8 @@ export interface FetchOptions {
   /** Ask for the content from this byte offset; the store may ignore it (see `FetchedContent.offset`). */
   offset?: number;
   signal?: AbortSignal;
+  /** The request chain the fetch belongs to: a store that retries shares its attempts (src/retry.ts). */
+  retryChain?: RetryChain;
 }
 
 /** What a source says about the memory of the chunks it hands out. */

@@ -4,7 +4,7 @@ import type { Descriptor } from "../oci/descriptor.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { Limits } from "../oci/mediatypes.ts";
 import { runBounded } from "./pool.ts";
-import { delay, isTransientFailure } from "./retry.ts";
+import { RetryChain } from "../retry.ts";
 import { readManifestBytes } from "./resolve.ts";
 
 /** Options for {@link copyGraph}. */
@@ -16,10 +16,12 @@ export interface CopyGraphOptions {
   onPlanned?: (blobs: readonly Descriptor[]) => void;
   /** Called once per blob or manifest actually copied (not for those the target had). */
   onCopied?: (descriptor: Descriptor) => void;
-  /** First wait before a broken blob copy starts over; doubles each time (default 1 s). */
+  /** First wait before a broken blob copy starts over; doubles each time (default: the retry policy's). */
   retryDelayMs?: number;
-  /** Tries per blob (default 3); 1 for a target that cannot take a blob again once it started (an archive being written). */
+  /** Attempts per blob, HTTP retries and resumed reads included (default: the retry policy's). */
   attempts?: number;
+  /** False for a target that cannot take a blob again once it started (an archive being written): a broken blob is not started over. */
+  restartBlobs?: boolean;
 }
 
 /**
@@ -57,22 +59,23 @@ async function copyNode(source: ReadableStore, target: WritableStore, node: Desc
   options.onCopied?.(manifest);
 }
 
-/** Tries per blob: a streamed upload cannot be replayed by the HTTP layer, so copy starts it over. */
-const BLOB_ATTEMPTS = 3;
-
+/** A streamed upload cannot be replayed by the HTTP layer, so copy starts a broken blob over, within the blob's one retry chain. */
 async function copyBlob(source: ReadableStore, target: WritableStore, blob: Descriptor, options: CopyGraphOptions): Promise<void> {
   const { signal } = options;
-  const retryDelayMs = options.retryDelayMs ?? 1000;
-  for (let attempt = 1; ; attempt++) {
+  const chain = new RetryChain({
+    ...(options.attempts !== undefined ? { attempts: options.attempts } : {}),
+    ...(options.retryDelayMs !== undefined ? { baseDelayMs: options.retryDelayMs } : {}),
+  });
+  for (;;) {
     try {
-      const content = await source.fetch(blob, signal ? { signal } : {});
+      const content = await source.fetch(blob, signal ? { signal, retryChain: chain } : { retryChain: chain });
       // The source's chunk memory goes back to it once stored; aligned chunks are stored as they are.
       const pushOptions: PushOptions = signal ? { signal, chunks: content } : { chunks: content };
       await target.push(blob, content.stream, pushOptions);
       return;
     } catch (error) {
-      if (attempt >= (options.attempts ?? BLOB_ATTEMPTS) || !isTransientFailure(error)) throw error;
-      await delay(retryDelayMs * 2 ** (attempt - 1), signal);
+      if (options.restartBlobs === false || !chain.shouldRetry(error, signal)) throw error;
+      await chain.wait(signal);
     }
   }
 }

@@ -6,7 +6,7 @@ import { copyImage, type CopyImageOptions, type CopyImageResult } from "./copy-i
 import { resumingReads } from "./resuming-source.ts";
 
 /** Options for {@link exportArchive}. */
-export type ExportOptions = Omit<CopyImageOptions, "concurrency" | "attempts" | "targetDigest"> & ArchiveWriterOptions;
+export type ExportOptions = Omit<CopyImageOptions, "concurrency" | "restartBlobs" | "targetDigest"> & ArchiveWriterOptions;
 
 /**
  * Writes the image `reference` names (with its referrers, if asked) from any store into an OCI
@@ -26,7 +26,7 @@ export async function exportArchive(source: ReadableStore, reference: string, pa
     // A tar takes one entry at a time, and a blob cut off halfway cannot be taken back out of it:
     // a broken transfer continues from the byte reached instead of starting the blob over.
     const resuming = resumingReads(source, options.retryDelayMs !== undefined ? { retryDelayMs: options.retryDelayMs } : {});
-    const result = await copyImage(resuming, reference, writer, { ...copyOptions, concurrency: 1, attempts: 1 });
+    const result = await copyImage(resuming, reference, writer, { ...copyOptions, concurrency: 1, restartBlobs: false });
     await writer.commit();
     return result;
   } catch (error) {
@@ -58,7 +58,7 @@ export async function copyLayoutInto(store: OciLayoutStore, writer: OciArchiveWr
     const name = refNameOf(entry);
     await copyImage(store, entry.digest, writer, {
       concurrency: 1,
-      attempts: 1,
+      restartBlobs: false,
       ...(signal !== undefined ? { signal } : {}),
       ...(name !== undefined ? { targetReference: name } : {}),
     });

@@ -1,13 +1,13 @@
 import { isReferrerLister, type FetchedContent, type FetchOptions, type ReadableStore, type ReferrerLister } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
-import { delay, isTransientFailure } from "./retry.ts";
+import { RetryChain } from "../retry.ts";
 
 /** Options for {@link resumingReads}. */
 export interface ResumingOptions {
-  /** Breaks survived per blob (default 4). */
+  /** Breaks survived per blob (default: the retry policy's attempts less one); unused when the caller passes its retry chain. */
   breaks?: number;
-  /** First wait before asking again; doubles each time (default 1 s). */
+  /** First wait before asking again; doubles each time (default: the retry policy's). */
   retryDelayMs?: number;
 }
 
@@ -24,26 +24,34 @@ export function resumingReads(source: ReadableStore, options: ResumingOptions = 
     resolve: (reference) => source.resolve(reference),
     exists: (descriptor) => source.exists(descriptor),
     fetch: async (descriptor, fetchOptions = {}) => {
-      const first = await source.fetch(descriptor, fetchOptions);
-      return { stream: continuing(source, descriptor, first, fetchOptions.signal, options), offset: first.offset };
+      // The caller's chain if it has one, so its retries and ours share one count (src/retry.ts).
+      const retryChain = fetchOptions.retryChain ?? chainFor(options);
+      const first = await source.fetch(descriptor, { ...fetchOptions, retryChain });
+      return { stream: continuing(source, descriptor, first, { retryChain, ...(fetchOptions.signal ? { signal: fetchOptions.signal } : {}) }), offset: first.offset };
     },
   };
   if (!isReferrerLister(source)) return view;
   return { ...view, referrers: (subject, artifactType) => source.referrers(subject, artifactType) };
 }
 
+function chainFor(options: ResumingOptions): RetryChain {
+  return new RetryChain({
+    ...(options.breaks !== undefined ? { attempts: options.breaks + 1 } : {}),
+    ...(options.retryDelayMs !== undefined ? { baseDelayMs: options.retryDelayMs } : {}),
+  });
+}
+
 function continuing(
   source: ReadableStore,
   descriptor: Descriptor,
   first: FetchedContent,
-  signal: AbortSignal | undefined,
-  options: ResumingOptions,
+  request: { retryChain: RetryChain; signal?: AbortSignal },
 ): ReadableStream<Uint8Array> {
+  const { retryChain, signal } = request;
   let reader = first.stream.getReader();
   let position = first.offset;
-  let breaks = 0;
   const reopen = async (): Promise<ReadableStreamDefaultReader<Uint8Array>> => {
-    const fetchOptions: FetchOptions = signal ? { offset: position, signal } : { offset: position };
+    const fetchOptions: FetchOptions = signal ? { offset: position, signal, retryChain } : { offset: position, retryChain };
     const again = await source.fetch(descriptor, fetchOptions);
     if (again.offset > position) {
       await again.stream.cancel().catch(() => undefined);
@@ -64,9 +72,9 @@ function continuing(
             }
             return;
           } catch (error) {
-            if (++breaks > (options.breaks ?? 4) || !isTransientFailure(error)) throw error;
+            if (!retryChain.shouldRetry(error, signal)) throw error;
             await reader.cancel().catch(() => undefined);
-            await delay((options.retryDelayMs ?? 1000) * 2 ** (breaks - 1), signal);
+            await retryChain.wait(signal);
             reader = await reopen();
           }
         }

@@ -13,7 +13,8 @@ import { TokenCache } from "./auth/token.ts";
 import { type FetchedManifest, type OpenedBlob, RegistryClient, type UploadOptions } from "./client.ts";
 import { type MirrorConfig, pullEndpoints, type PullEndpoint } from "./mirrors.ts";
 import { errorFromResponse } from "./errors.ts";
-import { readBounded, realSleep, type RetryPolicy, type Sleep, Transport } from "./transport.ts";
+import { type RetryChain, type RetryPolicy, sleep as defaultSleep, type Sleep } from "../retry.ts";
+import { readBounded, Transport } from "./transport.ts";
 
 /** Everything a registry repository needs from the outside world; the CLI builds it. */
 export interface RegistryOptions {
@@ -164,8 +165,9 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
    * mirrors first. Bytes are unverified.
    */
   async openBlob(descriptor: Descriptor, options: FetchOptions = {}): Promise<OpenedBlob> {
-    const blobOptions: { offset?: number; signal?: AbortSignal } = signalOnly(options);
+    const blobOptions: { offset?: number; signal?: AbortSignal; retryChain?: RetryChain } = signalOnly(options);
     if (options.offset !== undefined) blobOptions.offset = options.offset;
+    if (options.retryChain !== undefined) blobOptions.retryChain = options.retryChain;
     return this.#pull(`fetch blob ${this.registry}/${this.repository}@${descriptor.digest}`, true, (client, endpoint) =>
       client.openBlob(endpoint.repository, descriptor, blobOptions),
     );
@@ -279,7 +281,7 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
   async #addToReferrersTag(client: RegistryClient, subject: Descriptor, referrer: Descriptor): Promise<void> {
     const tag = fallbackTag(subject.digest);
     const now = this.#options.now ?? Date.now;
-    const sleep = this.#options.sleep ?? realSleep;
+    const sleep = this.#options.sleep ?? defaultSleep;
     for (let attempt = 0; attempt < 5; attempt++) {
       const started = now();
       const current = await this.#referrersFromTag(client, subject.digest);
