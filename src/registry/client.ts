@@ -82,9 +82,27 @@ export class RegistryClient {
     this.#upload = { ...DEFAULT_UPLOAD_OPTIONS, ...options.upload };
   }
 
-  /** The authorizer (for `url`-style commands that hand out an Authorization header). */
-  get authorizer(): Authorizer {
-    return this.#auth;
+  /** The URL of a blob of `repository`. */
+  blobUrl(repository: string, digest: string): URL {
+    return this.#url(repository, "blobs", digest);
+  }
+
+  /** The URL of a manifest of `repository`, by tag or digest. */
+  manifestUrl(repository: string, reference: string): URL {
+    return this.#url(repository, "manifests", reference);
+  }
+
+  /**
+   * The `Authorization` value that pulls from `repository` (undefined for an anonymous registry):
+   * for commands that hand a URL to another HTTP client.
+   */
+  pullAuthorization(repository: string, signal?: AbortSignal): Promise<string | undefined> {
+    return this.#auth.authorization([repositoryScope(repository, ["pull"])], signal);
+  }
+
+  /** Sends a request through the authentication flow (`login` checks credentials with `GET /v2/`). */
+  sendAuthorized(request: HttpRequest): Promise<HttpResponse> {
+    return this.#auth.send(request, []);
   }
 
   /**

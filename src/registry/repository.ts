@@ -1,5 +1,5 @@
 import { OcibootError } from "../errors.ts";
-import type { FetchedContent, FetchOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "../content/store.ts";
+import type { DirectRequest, DirectRequester, FetchedContent, FetchOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "../content/store.ts";
 import { readVerified } from "../content/verify.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { type Digest, isDigest, parseDigest } from "../oci/digest.ts";
@@ -101,7 +101,7 @@ const MANIFEST_CACHE_ENTRIES = 64;
  * A repository of a registry as a content store: resolve, fetch (mirrors first), exists, push,
  * tag, tag listing and referrers (API or the `sha256-<hex>` fallback tag).
  */
-export class RegistryRepository implements ReadableStore, WritableStore, TagLister, ReferrerLister {
+export class RegistryRepository implements ReadableStore, WritableStore, TagLister, ReferrerLister, DirectRequester {
   readonly registry: string;
   readonly repository: string;
   readonly description: string;
@@ -174,18 +174,29 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
   }
 
   /**
-   * The URL of a blob on the origin and the `Authorization` value that fetches it (for
-   * onmetal-image's `url` command: a machine that boots from the URL needs no credentials of its
-   * own). Makes one HEAD request so that the registry's authentication scheme is known.
+   * The URL of a manifest (by tag or digest) or a blob on the origin, with the headers that fetch
+   * it (for onmetal-image's `url` command: a machine that boots from the URL needs no credentials
+   * of its own). The content is checked to exist first, which also teaches the client the
+   * registry's authentication scheme.
    */
-  async blobRequest(descriptor: Descriptor): Promise<{ url: string; authorization: string | undefined }> {
+  async directRequest(target: string | Descriptor, options: { signal?: AbortSignal } = {}): Promise<DirectRequest> {
     const client = await this.client();
-    if (!(await client.blobExists(this.repository, descriptor.digest))) {
-      throw new OcibootError("NOT_FOUND", `Cannot locate blob ${descriptor.digest} in ${this.description}: the registry does not have it`);
+    let url: URL;
+    const headers: Record<string, string[]> = {};
+    if (typeof target === "string") {
+      const reference = this.#target(target);
+      await this.resolve(reference, options);
+      url = client.manifestUrl(this.repository, reference);
+      headers["Accept"] = [MediaType.ociManifest];
+    } else {
+      if (!(await client.blobExists(this.repository, target.digest, options))) {
+        throw new OcibootError("NOT_FOUND", `Cannot locate blob ${target.digest} in ${this.description}: the registry does not have it`);
+      }
+      url = client.blobUrl(this.repository, target.digest);
     }
-    const url = new URL(`/v2/${this.repository}/blobs/${descriptor.digest}`, client.endpoint.url);
-    const authorization = await client.authorizer.authorization([`repository:${this.repository}:pull`]);
-    return { url: url.href, authorization };
+    const authorization = await client.pullAuthorization(this.repository, options.signal);
+    if (authorization !== undefined) headers["Authorization"] = [authorization];
+    return { url: url.href, headers };
   }
 
   /** True when the origin registry holds the content (HEAD). */
@@ -471,7 +482,7 @@ export function blobStream(opened: OpenedBlob): ReadableStream<Uint8Array> {
 export async function checkLogin(registry: string, options: RegistryOptions): Promise<void> {
   const repository = new RegistryRepository(registry, "", options);
   const client = await repository.client();
-  const response = await client.authorizer.send({ method: "GET", url: new URL("/v2/", client.endpoint.url) }, []);
+  const response = await client.sendAuthorized({ method: "GET", url: new URL("/v2/", client.endpoint.url) });
   if (response.status === 200) {
     await response.body.dump().catch(() => undefined);
     return;
