@@ -100,9 +100,9 @@ export class RegistryClient {
     return this.#auth.authorization([repositoryScope(repository, ["pull"])], signal);
   }
 
-  /** Sends a request through the authentication flow (`login` checks credentials with `GET /v2/`). */
-  sendAuthorized(request: HttpRequest): Promise<HttpResponse> {
-    return this.#auth.send(request, []);
+  /** `GET /v2/` through the full authentication flow, as `docker login` checks credentials. */
+  ping(signal?: AbortSignal): Promise<HttpResponse> {
+    return this.#auth.send({ method: "GET", url: new URL("/v2/", this.endpoint.url), ...(signal ? { signal } : {}) }, []);
   }
 
   /**

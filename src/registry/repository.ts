@@ -482,7 +482,7 @@ export function blobStream(opened: OpenedBlob): ReadableStream<Uint8Array> {
 export async function checkLogin(registry: string, options: RegistryOptions): Promise<void> {
   const repository = new RegistryRepository(registry, "", options);
   const client = await repository.client();
-  const response = await client.sendAuthorized({ method: "GET", url: new URL("/v2/", client.endpoint.url) });
+  const response = await client.ping();
   if (response.status === 200) {
     await response.body.dump().catch(() => undefined);
     return;

@@ -1,16 +1,10 @@
 import { Command } from "@commander-js/extra-typings";
-import { OciLayoutStore } from "../../content/layout.ts";
-import type { ReadableStore } from "../../content/store.ts";
-import { OcibootError } from "../../errors.ts";
-import { DEFAULT_TAG } from "../../oci/reference.ts";
-import { copyImage, type CopyImageOptions, type CopyImageResult } from "../../ops/copy-image.ts";
-import { exportArchive } from "../../ops/export.ts";
+import type { CopyImageOptions } from "../../ops/copy-image.ts";
 import type { CliContext } from "../context.ts";
-import { type GlobalOptions, globalOptions } from "../global-options.ts";
-import { resolvePath } from "../paths.ts";
-import { type Location, openSource, parseLocation } from "../sources.ts";
+import { openDestination } from "../destinations.ts";
+import { globalOptions } from "../global-options.ts";
+import { openSource } from "../sources.ts";
 import { formatCopyReport } from "./copy-output.ts";
-import { withRepository } from "./registry-access.ts";
 import { transferLog } from "./transfer-log.ts";
 
 /** `ociboot copy SRC DST`: an image between registries, OCI layouts and OCI archives, in any direction. */
@@ -34,10 +28,7 @@ export function copyCommand(context: CliContext) {
     )
     .action(async (sourceText, destinationText, options, command) => {
       const global = globalOptions(command as never, context);
-      const destination = parseLocation(destinationText);
-      if (options.archiveFolder !== undefined && destination.kind !== "archive") {
-        throw new OcibootError("USAGE", `Cannot use --archive-folder: ${destinationText} is not an oci-archive: destination`);
-      }
+      const destination = openDestination(destinationText, global, context, options.archiveFolder !== undefined ? { archiveFolder: options.archiveFolder } : {});
       const copyOptions: CopyImageOptions = {
         signal: context.signal,
         withReferrers: options.withReferrers === true,
@@ -45,36 +36,10 @@ export function copyCommand(context: CliContext) {
       };
       const source = await openSource(sourceText, global, context);
       try {
-        const result = await copyTo(destination, source.store, source.reference, copyOptions, { global, context, archiveFolder: options.archiveFolder });
+        const result = await destination.copyFrom(source.store, source.reference, copyOptions);
         context.stdout.write(formatCopyReport({ ...result, source: sourceText, destination: destinationText }, { json: options.json === true }));
       } finally {
         await source.close();
       }
     });
-}
-
-interface CopyEnvironment {
-  global: GlobalOptions;
-  context: CliContext;
-  archiveFolder: string | undefined;
-}
-
-function copyTo(destination: Location, source: ReadableStore, reference: string, options: CopyImageOptions, environment: CopyEnvironment): Promise<CopyImageResult> {
-  const { context, global, archiveFolder } = environment;
-  const named = (name: string | undefined): CopyImageOptions => (name === undefined ? options : { ...options, targetReference: name });
-  switch (destination.kind) {
-    case "archive":
-      return exportArchive(source, reference, resolvePath(context, destination.path), {
-        ...named(destination.reference),
-        ...(archiveFolder !== undefined ? { folder: archiveFolder } : {}),
-      });
-    case "layout":
-      return copyImage(source, reference, new OciLayoutStore(resolvePath(context, destination.path)), named(destination.reference));
-    case "registry":
-      return withRepository(destination.reference, global, context, (repository, target) => {
-        // As push does: a reference without tag or digest means `latest`; one with a digest must match the source.
-        const tag = target.tag ?? (target.digest === undefined ? DEFAULT_TAG : undefined);
-        return copyImage(source, reference, repository, { ...named(tag), ...(target.digest !== undefined ? { targetDigest: target.digest } : {}) });
-      });
-  }
 }
