@@ -124,6 +124,8 @@ export class Transport {
   readonly #sleep: Sleep;
   readonly #random: () => number;
   readonly #now: () => number;
+  /** `OCIBOOT_BULK_GET=0` sends every request through undici: a way around a bulk-GET problem in the field. */
+  readonly #bulkEnabled: boolean;
   #direct: Dispatcher | undefined;
   #proxied: Dispatcher | undefined;
   #warned = false;
@@ -134,6 +136,7 @@ export class Transport {
     this.#sleep = options.sleep ?? sleep;
     this.#random = options.random ?? Math.random;
     this.#now = options.now ?? Date.now;
+    this.#bulkEnabled = options.env?.["OCIBOOT_BULK_GET"] !== "0";
   }
 
   /** The injected clock, shared with token expiry. */
@@ -238,7 +241,7 @@ export class Transport {
     const { method, url } = request;
     const started = this.#now();
     const headers: Record<string, string> = { "user-agent": this.#options.userAgent ?? "ociboot", ...request.headers };
-    if (request.bulk === true && method === "GET" && request.body === undefined && this.#isDirect(url)) {
+    if (request.bulk === true && this.#bulkEnabled && method === "GET" && request.body === undefined && this.#isDirect(url)) {
       const response = await this.#sendBulk(url, headers, request.signal, started);
       if (response !== undefined) return response;
     }
