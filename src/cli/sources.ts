@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { OciLayoutStore } from "../content/layout.ts";
-import type { ReadableStore } from "../content/store.ts";
+import { isWritableStore, type ReadableStore, type Store } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Platform } from "../oci/descriptor.ts";
 import { platformFromNode } from "../oci/platform.ts";
@@ -74,6 +74,23 @@ export async function openSource(text: string, global: GlobalOptions, context: C
       };
     }
   }
+}
+
+/**
+ * Opens a store to write into, with the image to attach to: a registry or a layout. An archive is
+ * read-only (it is read into a temporary store that goes away).
+ */
+export async function openWritableSource(text: string, global: GlobalOptions, context: CliContext, action = "write to"): Promise<OpenedSource & { store: Store }> {
+  if (parseLocation(text).kind === "archive") {
+    throw new OcibootError("USAGE", `Cannot ${action} ${text}: an archive is read-only; import it into a store first`);
+  }
+  const source = await openSource(text, global, context);
+  const { store } = source;
+  if (!isWritableStore(store)) {
+    await source.close();
+    throw new OcibootError("USAGE", `Cannot ${action} ${store.description}: it cannot be written`);
+  }
+  return { ...source, store };
 }
 
 /** A whole store, or one image in a store. */
