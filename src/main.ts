@@ -46,8 +46,12 @@ async function main(): Promise<void> {
   } catch (error) {
     process.exitCode = exitCodeFor(error);
     context.stderr.write(formatErrorText(error, argv.includes("--debug")));
-    // A reader that went away cannot take the JSON either.
-    if (wantsJsonOutput(argv) && !isOcibootError(error, "BROKEN_PIPE")) context.stdout.write(formatErrorJson(error));
+    if (wantsJsonOutput(argv)) {
+      // Where stdout carries a file (`-o -`) the JSON would end up in it: it goes to stderr then.
+      // A reader that went away cannot take it at all.
+      if (stdoutStream !== undefined) context.stderr.write(formatErrorJson(error));
+      else if (!isOcibootError(error, "BROKEN_PIPE")) context.stdout.write(formatErrorJson(error));
+    }
   }
 }
 

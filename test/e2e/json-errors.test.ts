@@ -82,6 +82,15 @@ describe("--json runs that fail print the error as JSON on stdout, with the usua
     expect(report.items.find((item) => item.name === kernel.digest)?.ok).toBe(false);
   });
 
+  it("with -o -, stdout carries the file: the error document goes to stderr", async () => {
+    const result = await ociboot(["fetch", `${registry.host}/os/json:missing`, "--role", "kernel", "-o", "-", "--json"]);
+    expect(result.code).toBe(3);
+    expect(result.stdout).toBe("");
+    const [human, document] = result.stderr.trimEnd().split("\n");
+    expect(human).toMatch(/^ociboot: /);
+    expect(parseErrorDocument(document ?? "").error.code).toBe("NOT_FOUND");
+  });
+
   it("a --json after -- is an argument, not the option", async () => {
     const result = await ociboot(["fetch", "-o", join(work, "dashdash"), "--", "--json"]);
     expect(result.code).not.toBe(0);
