@@ -3,6 +3,7 @@ import process from "node:process";
 import { Writable } from "node:stream";
 import { setFlagsFromString } from "node:v8";
 import { EXIT_CODES, exitCodeFor, isOcibootError, OcibootError } from "./errors.ts";
+import { formatErrorJson, formatErrorText, wantsJsonOutput } from "./cli/error-output.ts";
 import type { CliContext } from "./cli/context.ts";
 import { runCli } from "./cli/program.ts";
 
@@ -67,7 +68,12 @@ async function main(): Promise<void> {
     }
   }
   const code = exitCodeFor(failure);
-  if (!isOcibootError(failure, "BROKEN_PIPE")) context.stderr.write(formatError(failure, argv.includes("--debug")));
+  if (!isOcibootError(failure, "BROKEN_PIPE")) {
+    context.stderr.write(formatErrorText(failure, argv.includes("--debug")));
+    // --json anywhere means JSON on failure too (docs/json-errors.md); where stdout carries a file
+    // (`-o -`) the JSON would end up in it, so it goes to stderr then.
+    if (wantsJsonOutput(argv)) (stdoutStream !== undefined ? context.stderr : context.stdout).write(formatErrorJson(failure));
+  }
   // The error is reported: nothing left running (a timer, a socket, a child) may keep the process alive.
   process.exit(code);
 }
@@ -96,22 +102,6 @@ async function readAllStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(Buffer.from(chunk as Uint8Array));
   return Buffer.concat(chunks).toString("utf8");
-}
-
-function formatError(error: unknown, debug: boolean): string {
-  if (error instanceof OcibootError) {
-    let text = `ociboot: ${error.message}\n`;
-    if (debug) {
-      let cause: unknown = error.cause;
-      while (cause) {
-        text += `  caused by: ${cause instanceof Error ? (cause.stack ?? cause.message) : String(cause)}\n`;
-        cause = cause instanceof Error ? cause.cause : undefined;
-      }
-    }
-    return text;
-  }
-  const detail = error instanceof Error ? (debug ? (error.stack ?? error.message) : error.message) : String(error);
-  return `ociboot: internal error: ${detail}\n`;
 }
 
 // A CommonJS bundle (the single executable) cannot hold top-level await.

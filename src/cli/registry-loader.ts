@@ -3,11 +3,10 @@
  * when they first talk to a registry, so `--help`, `--version` and local commands start fast.
  */
 export async function loadRegistryClient() {
-  const [repository, authorizer] = await Promise.all([import("../registry/repository.ts"), import("../registry/auth/authorizer.ts")]);
+  const repository = await import("../registry/repository.ts");
   return {
     openRepository: repository.openRepository,
     closeRegistryConnections: repository.closeRegistryConnections,
     checkLogin: repository.checkLogin,
-    repositoryScope: authorizer.repositoryScope,
   };
 }

@@ -2,14 +2,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { OciLayoutStore } from "../content/layout.ts";
-import type { ReadableStore } from "../content/store.ts";
+import { isWritableStore, type ReadableStore, type Store } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Platform } from "../oci/descriptor.ts";
-import { subjectOf } from "../oci/artifact.ts";
-import { parseManifest } from "../oci/manifest.ts";
-import { isIndexMediaType, isManifestMediaType } from "../oci/mediatypes.ts";
 import { platformFromNode } from "../oci/platform.ts";
 import { importArchive } from "../ops/import.ts";
+import { onlyImageIn } from "../ops/only-image.ts";
 import { DEFAULT_TAG, parseReference } from "../oci/reference.ts";
 import type { CliContext } from "./context.ts";
 import type { GlobalOptions } from "./global-options.ts";
@@ -114,6 +112,42 @@ export async function openSource(text: string, global: GlobalOptions, context: C
 }
 
 /**
+ * Opens a store to write into, with the image to attach to: a registry or a layout. An archive is
+ * read-only (it is read into a temporary store that goes away).
+ */
+export async function openWritableSource(text: string, global: GlobalOptions, context: CliContext, action = "write to"): Promise<OpenedSource & { store: Store }> {
+  if (parseLocation(text).kind === "archive") {
+    throw new OcibootError("USAGE", `Cannot ${action} ${text}: an archive is read-only; import it into a store first`);
+  }
+  const source = await openSource(text, global, context);
+  const { store } = source;
+  if (!isWritableStore(store)) {
+    await source.close();
+    throw new OcibootError("USAGE", `Cannot ${action} ${store.description}: it cannot be written`);
+  }
+  return { ...source, store };
+}
+
+/** A whole store, or one image in a store. */
+export type OpenedStoreOrImage = ({ store: OciLayoutStore; reference?: undefined } | { store: ReadableStore; reference: string }) & { close(): Promise<void> };
+
+/**
+ * A layout or archive named without REF opens as the whole store (`verify oci:DIR` checks every
+ * image and blob); anything else opens as {@link openSource} does.
+ */
+export async function openStoreOrImage(text: string, global: GlobalOptions, context: CliContext): Promise<OpenedStoreOrImage> {
+  const location = parseLocation(text);
+  if (location.kind === "layout" && location.reference === undefined) {
+    return { store: new OciLayoutStore(resolvePath(context, location.path)), close: async () => undefined };
+  }
+  if (location.kind === "archive" && location.reference === undefined) {
+    // Reading the archive verifies every blob in it.
+    return openArchive(location.path, context);
+  }
+  return openSource(text, global, context);
+}
+
+/**
  * An archive is read in one streaming pass into a temporary store (every blob verified on the
  * way in), which is removed again on close. `$OCIBOOT_TMPDIR` or `$TMPDIR` says where it goes.
  */
@@ -128,31 +162,6 @@ export async function openArchive(path: string, context: CliContext): Promise<{ 
     await close();
     throw error;
   }
-}
-
-/**
- * With no REF, a layout holding exactly one image means that image. Its referrers (entries whose
- * `subject` is another entry, as `copy --with-referrers` and `oras attach` add them) come along
- * and do not count as images of their own.
- */
-async function onlyImageIn(store: OciLayoutStore, text: string): Promise<string> {
-  const digests = await withoutReferrers(store, [...new Set((await store.entries()).map((entry) => entry.digest))]);
-  if (digests.length === 1) return digests[0] as string;
-  if (digests.length === 0) throw new OcibootError("NOT_FOUND", `Cannot use ${text}: the store holds no image`);
-  throw new OcibootError("AMBIGUOUS", `Cannot use ${text}: the store holds ${digests.length} images; name one as ${text}:REF`);
-}
-
-async function withoutReferrers(store: OciLayoutStore, digests: string[]): Promise<string[]> {
-  if (digests.length < 2) return digests;
-  const listed = new Set(digests);
-  const images: string[] = [];
-  for (const entry of await store.entries()) {
-    if (!listed.delete(entry.digest)) continue;
-    const isManifest = isManifestMediaType(entry.mediaType) || isIndexMediaType(entry.mediaType);
-    const subject = isManifest ? subjectOf(parseManifest(await store.readBlob(entry), entry.mediaType)) : undefined;
-    if (subject === undefined || !digests.includes(subject.digest)) images.push(entry.digest);
-  }
-  return images;
 }
 
 /**

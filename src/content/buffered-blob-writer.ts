@@ -1,6 +1,6 @@
 import type { FileHandle } from "node:fs/promises";
 import { OcibootError } from "../errors.ts";
-import { type BlobWriter, type BlobWriterOptions, releaseOf } from "./blob-writer.ts";
+import { type BlobWriter, type BlobWriterOptions, releaseOf } from "./blob-writer-contract.ts";
 import { errorMessage, writeError, writevFully } from "./fs-util.ts";
 
 /**

@@ -2,7 +2,7 @@ import { constants } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { AlignedBlockPool, DIRECT_IO_ALIGNMENT } from "../aligned-blocks.ts";
 import { OcibootError } from "../errors.ts";
-import { type BlobWriter, type BlobWriterOptions, releaseOf } from "./blob-writer.ts";
+import { type BlobWriter, type BlobWriterOptions, releaseOf } from "./blob-writer-contract.ts";
 import { dropWritten, errorCode, errorMessage, writeError, writeFully } from "./fs-util.ts";
 
 /** One direct write: aligned chunks gathered, or one staging buffer. */

@@ -5,6 +5,7 @@ import { hostname } from "node:os";
 // crashed process recognisable as stale without waiting for a timeout.
 import { kill, pid } from "node:process";
 import { OcibootError } from "../errors.ts";
+import { sleep } from "../retry.ts";
 import { errorCode, errorMessage } from "./fs-util.ts";
 
 /** Options for {@link withFileLock}. */
@@ -188,8 +189,4 @@ function isProcessAlive(processId: number): boolean {
 function describeOwner(text: string | undefined): string {
   const owner = text === undefined ? undefined : parseOwner(text);
   return owner ? `process ${owner.pid} on ${owner.host}` : "another process";
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -1,3 +1,4 @@
+import type { RetryChain } from "../retry.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 
 /**
@@ -20,6 +21,8 @@ export interface FetchOptions {
   /** Ask for the content from this byte offset; the store may ignore it (see `FetchedContent.offset`). */
   offset?: number;
   signal?: AbortSignal;
+  /** The request chain the fetch belongs to: a store that retries shares its attempts (src/retry.ts). */
+  retryChain?: RetryChain;
 }
 
 /** What a source says about the memory of the chunks it hands out. */
@@ -63,6 +66,18 @@ export interface TagLister {
   tags(): AsyncIterable<string>;
 }
 
+/** How any HTTP client (curl, a boot loader) can fetch content itself: a URL and its headers. */
+export interface DirectRequest {
+  url: string;
+  /** Header values by name, as onmetal-image prints them (`Authorization`, `Accept`). */
+  headers: Record<string, string[]>;
+}
+
+/** Optional power: handing out a {@link DirectRequest} for a manifest (by tag or digest) or a blob. */
+export interface DirectRequester {
+  directRequest(target: string | Descriptor, options?: { signal?: AbortSignal }): Promise<DirectRequest>;
+}
+
 /** Optional power: listing referrers of a subject (OCI 1.1). */
 export interface ReferrerLister {
   referrers(subject: Descriptor, artifactType?: string): Promise<Descriptor[]>;
@@ -80,6 +95,10 @@ export type Store = ReadableStore & WritableStore;
 
 export function isTagLister(store: object): store is TagLister {
   return typeof (store as Partial<TagLister>).tags === "function";
+}
+
+export function isDirectRequester(store: object): store is DirectRequester {
+  return typeof (store as Partial<DirectRequester>).directRequest === "function";
 }
 
 export function isReferrerLister(store: object): store is ReferrerLister {

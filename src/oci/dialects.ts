@@ -1,5 +1,5 @@
 /**
- * Boot-image dialects as data (REFERENCE.md §1): which layer media type plays which role,
+ * Boot-image dialects as data (docs/formats.md#boot-image-dialects): which layer media type plays which role,
  * which config types mark which dialect, and how a manifest becomes a list of files.
  */
 import { OcibootError } from "../errors.ts";
@@ -27,7 +27,7 @@ export const DEFAULT_FILE_NAMES: Readonly<Record<Role, string>> = {
   cmdline: "cmdline",
 };
 
-/** onmetal v1alpha1 (onmetal-image ≤ v0.1.1, the Garden Linux `_oci` feature), REFERENCE.md §1a. */
+/** onmetal v1alpha1 (onmetal-image ≤ v0.1.1, the Garden Linux `_oci` feature), docs/formats.md#onmetal-v1alpha1. */
 export const ONMETAL_MEDIA_TYPES = {
   config: "application/vnd.onmetal.image.config.v1alpha1+json",
   rootfs: "application/vnd.onmetal.image.rootfs.v1alpha1.rootfs",
@@ -35,7 +35,7 @@ export const ONMETAL_MEDIA_TYPES = {
   vmlinuz: "application/vnd.onmetal.image.vmlinuz.v1alpha1.vmlinuz",
 } as const;
 
-/** ironcore-image today, REFERENCE.md §1b. */
+/** ironcore-image today, docs/formats.md#ironcore. */
 export const IRONCORE_MEDIA_TYPES = {
   config: "application/vnd.ironcore.image.config.v1+json",
   rootfs: "application/vnd.ironcore.image.rootfs",
@@ -46,7 +46,7 @@ export const IRONCORE_MEDIA_TYPES = {
   iso: "application/vnd.ironcore.image.iso",
 } as const;
 
-/** ironcore-image's earlier v1alpha1 media types, still read (REFERENCE.md §1b). */
+/** ironcore-image's earlier v1alpha1 media types, still read (docs/formats.md#ironcore). */
 export const IRONCORE_LEGACY_MEDIA_TYPES = {
   config: "application/vnd.ironcore.image.config.v1alpha1+json",
   rootfs: "application/vnd.ironcore.image.rootfs.v1alpha1.rootfs",
@@ -55,7 +55,7 @@ export const IRONCORE_LEGACY_MEDIA_TYPES = {
   squashfs: "application/vnd.ironcore.image.squashfs.v1alpha1.squashfs",
 } as const;
 
-/** Garden Linux `gl-oci` (ghcr.io/gardenlinux/gardenlinux), REFERENCE.md §1c. Read only. */
+/** Garden Linux `gl-oci` (ghcr.io/gardenlinux/gardenlinux), docs/formats.md#garden-linux-gl-oci. Read only. */
 export const GARDENLINUX_MEDIA_TYPES = {
   config: "application/vnd.unknown.config.v1+json",
   kernel: "application/io.gardenlinux.kernel",
@@ -65,7 +65,7 @@ export const GARDENLINUX_MEDIA_TYPES = {
   uki: "application/io.gardenlinux.uki",
 } as const;
 
-/** Annotations Garden Linux puts on layers, manifests and index entries (REFERENCE.md §1c). */
+/** Annotations Garden Linux puts on layers, manifests and index entries (docs/formats.md#garden-linux-gl-oci). */
 export const GardenLinuxAnnotation = {
   cname: "cname",
   architecture: "architecture",
@@ -75,7 +75,7 @@ export const GardenLinuxAnnotation = {
   layerArchitecture: "io.gardenlinux.image.layer.architecture",
 } as const;
 
-/** Garden Linux media types share this prefix; it identifies the dialect (REFERENCE.md §1c). */
+/** Garden Linux media types share this prefix; it identifies the dialect (docs/formats.md#garden-linux-gl-oci). */
 const GARDENLINUX_MEDIA_TYPE_PREFIX = "application/io.gardenlinux.";
 
 /** Layer media type → role, for every dialect. Only media types decide; titles never do. */
@@ -217,7 +217,7 @@ const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 /**
  * Returns `title` when it is safe as a file name inside the output directory: a single plain
  * relative name without `/`, `\`, NUL or control characters, not `.` or `..`, and at most 255
- * UTF-8 bytes. Titles come from the registry and are untrusted (REFERENCE.md §1d).
+ * UTF-8 bytes. Titles come from the registry and are untrusted (docs/formats.md#any-oci-artifact).
  *
  * @throws OcibootError UNSAFE_CONTENT for anything else.
  */
@@ -245,7 +245,7 @@ export interface BootConfig {
 
 /**
  * Parses an onmetal or ironcore config blob, `{"commandLine": "…"}`; onmetal-image omits the
- * key when the command line is empty (REFERENCE.md §1a). Other keys are ignored.
+ * key when the command line is empty (docs/formats.md#onmetal-v1alpha1). Other keys are ignored.
  *
  * @throws OcibootError UNSAFE_CONTENT above 4 MiB; INVALID_MANIFEST when the blob is not a JSON
  *   object or `commandLine` is not a string.

@@ -40,7 +40,7 @@ export const Annotation = {
   created: "org.opencontainers.image.created",
 } as const;
 
-/** Size caps from REFERENCE.md §5: bounded reads of anything that is parsed in memory. */
+/** Size caps (docs/formats.md#protocol-limits): bounded reads of anything that is parsed in memory. */
 export const Limits = {
   manifestBytes: 4 * 1024 * 1024,
   configBytes: 4 * 1024 * 1024,

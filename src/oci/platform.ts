@@ -17,7 +17,7 @@ export interface IndexSelection {
   hostPlatform?: Platform;
 }
 
-/** The `os` Garden Linux puts into the platform of its index entries (REFERENCE.md §1c). */
+/** The `os` Garden Linux puts into the platform of its index entries (docs/formats.md#garden-linux-gl-oci). */
 export const GARDENLINUX_OS = "gardenlinux";
 
 const PLATFORM_COMPONENT = /^[A-Za-z0-9_.-]+$/;
@@ -131,8 +131,7 @@ export function platformFromNode(arch: string, os: string): Platform {
  * True when an index entry's platform satisfies the wanted one. Architectures compare
  * normalised; a variant is compared only when one is wanted. A wanted os of `linux` also
  * accepts `gardenlinux` entries: Garden Linux boot images are Linux systems that only label
- * themselves apart so container tools skip them (REFERENCE.md §1c, LAB.md "One tag for both
- * worlds").
+ * themselves apart so container tools skip them (docs/formats.md#one-tag-for-boot-images-and-container-images).
  */
 export function platformMatches(wanted: Platform, candidate: Platform | undefined): boolean {
   if (candidate === undefined) return false;
@@ -179,7 +178,7 @@ export function isBootImageEntry(entry: Descriptor): boolean {
  * {@link flavorMatches}) when given; buildx attestation entries never qualify. When boot-image
  * entries ({@link isBootImageEntry}) and other entries both remain, the boot images win: one
  * tag may hold a `linux/amd64` container image beside a `gardenlinux/amd64` boot image
- * (LAB.md "One tag for both worlds"), and ociboot fetches boot images. Entries with the same
+ * (docs/formats.md#one-tag-for-boot-images-and-container-images), and ociboot fetches boot images. Entries with the same
  * digest count once.
  *
  * @throws OcibootError NOT_FOUND listing what the index offers; AMBIGUOUS listing the

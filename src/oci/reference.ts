@@ -37,7 +37,7 @@ const DOMAIN_COMPONENT = /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])$/
 // ipv6address := "[" [a-fA-F0-9:]+ "]" (distribution accepts any such bracketed form)
 const IPV6_HOST = /^\[[a-fA-F0-9:]+\]$/;
 const PORT = /^[0-9]+$/;
-// tag := [\w][\w.-]{0,127} (REFERENCE.md §5)
+// tag := [\w][\w.-]{0,127} (docs/formats.md#protocol-limits)
 const TAG = /^\w[\w.-]{0,127}$/;
 // A bare 64-hex name is refused, as distribution's normalize.go does, because it is almost
 // certainly an image ID typed without its `sha256:` prefix.
@@ -157,7 +157,7 @@ export function referenceTarget(reference: Reference): string {
 /**
  * True for registries on the loopback interface: `localhost`, any `127.0.0.0/8` address and
  * `[::1]`, each with or without a port. Such registries may be spoken to over plain HTTP
- * (REFERENCE.md §6, as containerd and onmetal-image do).
+ * (docs/registries.md#credentials-tls-proxies, as containerd and onmetal-image do).
  */
 export function isLoopbackRegistry(registry: string): boolean {
   const host = hostOf(registry).toLowerCase();

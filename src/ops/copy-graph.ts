@@ -2,8 +2,8 @@ import type { PushOptions, ReadableStore, WritableStore } from "../content/store
 import type { Descriptor } from "../oci/descriptor.ts";
 import { walkGraph } from "./graph-walk.ts";
 import { runBounded } from "./pool.ts";
+import { RetryChain } from "../retry.ts";
 import { fetchContinuing } from "./resuming-source.ts";
-import { delay, isTransientFailure } from "./retry.ts";
 
 /** Options for {@link copyGraph}. */
 export interface CopyGraphOptions {
@@ -14,12 +14,14 @@ export interface CopyGraphOptions {
   onPlanned?: (blobs: readonly Descriptor[]) => void;
   /** Called once per blob or manifest actually copied (not for those the target had). */
   onCopied?: (descriptor: Descriptor) => void;
-  /** First wait before a broken blob copy starts over; doubles each time (default 1 s). */
+  /** First wait before a broken blob copy starts over; doubles each time (default: the retry policy's). */
   retryDelayMs?: number;
-  /** Tries per blob (default 3); 1 for a target that cannot take a blob again once it started (an archive being written). */
+  /** Attempts per blob, HTTP retries and resumed reads included (default: the retry policy's). */
   attempts?: number;
   /** Digests this operation has copied already (see walkGraph): shared, so referrers do not copy their subject again. */
   visited?: Set<string>;
+  /** False for a target that cannot take a blob again once it started (an archive being written): a broken blob is not started over. */
+  restartBlobs?: boolean;
 }
 
 /**
@@ -49,23 +51,24 @@ export async function copyGraph(source: ReadableStore, target: WritableStore, ro
   });
 }
 
-/** Tries per blob: a target that fails midway (an upload refused) cannot be continued, so copy starts it over. */
-const BLOB_ATTEMPTS = 3;
-
+/** A streamed upload cannot be replayed by the HTTP layer, so copy starts a broken blob over, within the blob's one retry chain. */
 async function copyBlob(source: ReadableStore, target: WritableStore, blob: Descriptor, options: CopyGraphOptions): Promise<void> {
   const { signal } = options;
-  const retryDelayMs = options.retryDelayMs ?? 1000;
-  for (let attempt = 1; ; attempt++) {
+  const chain = new RetryChain({
+    ...(options.attempts !== undefined ? { attempts: options.attempts } : {}),
+    ...(options.retryDelayMs !== undefined ? { baseDelayMs: options.retryDelayMs } : {}),
+  });
+  for (;;) {
     try {
       // A transfer cut midway continues from the byte reached, whatever the target (content/ingest.ts verifies the whole).
-      const content = await fetchContinuing(source, blob, signal ? { signal } : {}, { retryDelayMs });
+      const content = await fetchContinuing(source, blob, signal ? { signal, retryChain: chain } : { retryChain: chain });
       // The source's chunk memory goes back to it once stored; aligned chunks are stored as they are.
       const pushOptions: PushOptions = signal ? { signal, chunks: content } : { chunks: content };
       await target.push(blob, content.stream, pushOptions);
       return;
     } catch (error) {
-      if (attempt >= (options.attempts ?? BLOB_ATTEMPTS) || !isTransientFailure(error)) throw error;
-      await delay(retryDelayMs * 2 ** (attempt - 1), signal);
+      if (options.restartBlobs === false || !chain.shouldRetry(error, signal)) throw error;
+      await chain.wait(signal);
     }
   }
 }

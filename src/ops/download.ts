@@ -2,9 +2,10 @@ import { createReadStream } from "node:fs";
 import { rm, stat } from "node:fs/promises";
 import { commitFile, errorCode, errorMessage } from "../content/fs-util.ts";
 import { ingest, type IngestSink } from "../content/ingest.ts";
-import type { FetchedContent, ReadableStore } from "../content/store.ts";
+import type { FetchedContent, FetchOptions, ReadableStore } from "../content/store.ts";
 import { ContentVerifier } from "../content/verify.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
+import { RetryChain } from "../retry.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { type BlobWriter, type BlobWriterOptions, openBlobWriter, resumablePrefixLength } from "../content/blob-writer.ts";
 
@@ -18,7 +19,10 @@ export interface DownloadResult {
 
 export interface DownloadOptions {
   signal?: AbortSignal;
-  /** Attempts for a blob whose transfer breaks off; each continues from what reached the disk. */
+  /**
+   * Attempts for the blob in all, HTTP retries included (default: the retry policy's); after a
+   * cut each continues from what reached the disk.
+   */
   attempts?: number;
   /** Called with each number of bytes that became known-good or arrived: for progress display. */
   onProgress?: (event: { done: number; total: number }) => void;
@@ -44,32 +48,32 @@ export async function downloadBlob(
     return { status: "existing", transferred: 0 };
   }
   const partialPath = `${finalPath}.partial`;
-  const attempts = options.attempts ?? DEFAULT_ATTEMPTS;
+  // One chain for the blob: the HTTP layer's retries and the resumes after a cut share its attempts.
+  const chain = new RetryChain(options.attempts !== undefined ? { attempts: options.attempts } : {});
   let allowResume = true;
-  for (let attempt = 1; ; attempt++) {
+  for (;;) {
     try {
-      return await downloadToPartial(store, descriptor, partialPath, finalPath, options, allowResume);
+      return await downloadToPartial(store, descriptor, partialPath, finalPath, { ...options, retryChain: chain }, allowResume);
     } catch (error) {
-      if (attempt >= attempts) throw error;
-      if (isOcibootError(error, "INTEGRITY") && error.details?.["resumed"] === true) {
+      if (isOcibootError(error, "INTEGRITY") && error.details?.["resumed"] === true && chain.failed(error)) {
+        // The kept prefix was bad: start over from byte 0 at once, nothing to wait for.
         await rm(partialPath, { force: true });
         allowResume = false;
-      } else if (!isOcibootError(error, "NETWORK") && !isOcibootError(error, "TIMEOUT")) {
+      } else if (chain.shouldRetry(error, options.signal)) {
+        await chain.wait(options.signal);
+      } else {
         throw error;
       }
     }
   }
 }
 
-/** A connection cut mid-blob is worth a few more tries: each resumes where the disk left off. */
-const DEFAULT_ATTEMPTS = 4;
-
 async function downloadToPartial(
   store: ReadableStore,
   descriptor: Descriptor,
   partialPath: string,
   finalPath: string,
-  options: DownloadOptions,
+  options: DownloadOptions & { retryChain: RetryChain },
   allowResume: boolean,
 ): Promise<DownloadResult> {
   const resumable = allowResume
@@ -80,7 +84,7 @@ async function downloadToPartial(
 
   let content: FetchedContent | undefined;
   if (start < descriptor.size) {
-    const fetchOptions = start > 0 ? { offset: start } : {};
+    const fetchOptions: FetchOptions = start > 0 ? { offset: start, retryChain: options.retryChain } : { retryChain: options.retryChain };
     content = await store.fetch(descriptor, options.signal ? { ...fetchOptions, signal: options.signal } : fetchOptions);
     if (content.offset !== start) {
       // The source could not honour the range: start this blob over rather than splice.

@@ -5,7 +5,7 @@ import type { ReadableStore } from "../content/store.ts";
 import { copyImage, type CopyImageOptions, type CopyImageResult } from "./copy-image.ts";
 
 /** Options for {@link exportArchive}. */
-export type ExportOptions = Omit<CopyImageOptions, "concurrency" | "attempts" | "targetDigest"> & ArchiveWriterOptions;
+export type ExportOptions = Omit<CopyImageOptions, "concurrency" | "restartBlobs" | "targetDigest"> & ArchiveWriterOptions;
 
 /**
  * Writes the image `reference` names (with its referrers, if asked) from any store into an OCI
@@ -24,7 +24,7 @@ export async function exportArchive(source: ReadableStore, reference: string, pa
   try {
     // A tar takes one entry at a time, and a blob cut off halfway cannot be taken back out of it:
     // one try per blob, whose broken transfer continues from the byte reached (copy-graph.ts).
-    const result = await copyImage(source, reference, writer, { ...copyOptions, concurrency: 1, attempts: 1 });
+    const result = await copyImage(source, reference, writer, { ...copyOptions, concurrency: 1, restartBlobs: false });
     await writer.commit();
     return result;
   } catch (error) {
@@ -56,7 +56,7 @@ export async function copyLayoutInto(store: OciLayoutStore, writer: OciArchiveWr
     const name = refNameOf(entry);
     await copyImage(store, entry.digest, writer, {
       concurrency: 1,
-      attempts: 1,
+      restartBlobs: false,
       ...(signal !== undefined ? { signal } : {}),
       ...(name !== undefined ? { targetReference: name } : {}),
     });

@@ -67,7 +67,7 @@ export interface InfoImageResult {
 
 /**
  * Builds a small, real container image holding a build's os-release, build log and package list
- * (REFERENCE.md §4, the Garden Linux wish for something docker and podman can pull): one gzip tar
+ * (docs/formats.md#referrers, the Garden Linux wish for something docker and podman can pull): one gzip tar
  * layer, an OCI image config with `rootfs.diff_ids`, os and architecture, tagged in the store.
  * The tar is written as the files are read, hashed uncompressed (diff_id) and compressed (digest)
  * on its way into the store, never held whole in memory. Entries are owned by root and dated

@@ -1,13 +1,13 @@
 import { isReferrerLister, type FetchedContent, type FetchOptions, type ReadableStore, type ReferrerLister } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
-import { delay, isTransientFailure } from "./retry.ts";
+import { RetryChain } from "../retry.ts";
 
 /** Options for {@link resumingReads}. */
 export interface ResumingOptions {
-  /** Breaks survived per blob (default 4). */
+  /** Breaks survived per blob (default: the retry policy's attempts less one); unused when the caller passes its retry chain. */
   breaks?: number;
-  /** First wait before asking again; doubles each time (default 1 s). */
+  /** First wait before asking again; doubles each time (default: the retry policy's). */
   retryDelayMs?: number;
 }
 
@@ -42,29 +42,38 @@ export async function fetchContinuing(
   fetchOptions: FetchOptions = {},
   options: ResumingOptions = {},
 ): Promise<FetchedContent> {
-  const first = await source.fetch(descriptor, fetchOptions);
+  // The caller's chain if it has one, so its retries and ours share one count (src/retry.ts).
+  const retryChain = fetchOptions.retryChain ?? chainFor(options);
+  const first = await source.fetch(descriptor, { ...fetchOptions, retryChain });
   const owners = new WeakMap<Uint8Array, (chunk: Uint8Array) => void>();
-  const content: FetchedContent = { stream: continuing(source, descriptor, first, fetchOptions.signal, options, owners), offset: first.offset };
+  const request = { retryChain, ...(fetchOptions.signal ? { signal: fetchOptions.signal } : {}) };
+  const content: FetchedContent = { stream: continuing(source, descriptor, first, request, owners), offset: first.offset };
   if (first.alignment !== undefined) content.alignment = first.alignment;
   // Each chunk goes back to the transfer that lent it, the first or a reopened one.
   if (first.release !== undefined) content.release = (chunk) => owners.get(chunk)?.(chunk);
   return content;
 }
 
+function chainFor(options: ResumingOptions): RetryChain {
+  return new RetryChain({
+    ...(options.breaks !== undefined ? { attempts: options.breaks + 1 } : {}),
+    ...(options.retryDelayMs !== undefined ? { baseDelayMs: options.retryDelayMs } : {}),
+  });
+}
+
 function continuing(
   source: ReadableStore,
   descriptor: Descriptor,
   first: FetchedContent,
-  signal: AbortSignal | undefined,
-  options: ResumingOptions,
+  request: { retryChain: RetryChain; signal?: AbortSignal },
   owners: WeakMap<Uint8Array, (chunk: Uint8Array) => void>,
 ): ReadableStream<Uint8Array> {
+  const { retryChain, signal } = request;
   let reader = first.stream.getReader();
   let release = first.release?.bind(first);
   let position = first.offset;
-  let breaks = 0;
   const reopen = async (cause: unknown): Promise<ReadableStreamDefaultReader<Uint8Array>> => {
-    const fetchOptions: FetchOptions = signal ? { offset: position, signal } : { offset: position };
+    const fetchOptions: FetchOptions = signal ? { offset: position, signal, retryChain } : { offset: position, retryChain };
     const again = await source.fetch(descriptor, fetchOptions);
     if (again.offset > position) {
       await again.stream.cancel().catch(() => undefined);
@@ -91,9 +100,9 @@ function continuing(
             }
             return;
           } catch (error) {
-            if (++breaks > (options.breaks ?? 4) || !isTransientFailure(error)) throw error;
+            if (!retryChain.shouldRetry(error, signal)) throw error;
             await reader.cancel().catch(() => undefined);
-            await delay((options.retryDelayMs ?? 1000) * 2 ** (breaks - 1), signal);
+            await retryChain.wait(signal);
             reader = await reopen(error);
           }
         }

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import type { RetryChain } from "../retry.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { type Digest, parseDigest } from "../oci/digest.ts";
@@ -83,9 +84,27 @@ export class RegistryClient {
     this.#upload = { ...DEFAULT_UPLOAD_OPTIONS, ...options.upload };
   }
 
-  /** The authorizer (for `url`-style commands that hand out an Authorization header). */
-  get authorizer(): Authorizer {
-    return this.#auth;
+  /** The URL of a blob of `repository`. */
+  blobUrl(repository: string, digest: string): URL {
+    return this.#url(repository, "blobs", digest);
+  }
+
+  /** The URL of a manifest of `repository`, by tag or digest. */
+  manifestUrl(repository: string, reference: string): URL {
+    return this.#url(repository, "manifests", reference);
+  }
+
+  /**
+   * The `Authorization` value that pulls from `repository` (undefined for an anonymous registry):
+   * for commands that hand a URL to another HTTP client.
+   */
+  pullAuthorization(repository: string, signal?: AbortSignal): Promise<string | undefined> {
+    return this.#auth.authorization([repositoryScope(repository, ["pull"])], signal);
+  }
+
+  /** `GET /v2/` through the full authentication flow, as `docker login` checks credentials. */
+  ping(signal?: AbortSignal): Promise<HttpResponse> {
+    return this.#auth.send({ method: "GET", url: new URL("/v2/", this.endpoint.url), ...(signal ? { signal } : {}) }, []);
   }
 
   /**
@@ -183,7 +202,7 @@ export class RegistryClient {
    * `Content-Range` (`bytes offset-(size-1)/size`); anything else restarts from 0 and says so in
    * `offset`. A body longer than the descriptor says is refused before any byte is read.
    */
-  async openBlob(repository: string, descriptor: Descriptor, options: { offset?: number; signal?: AbortSignal } = {}): Promise<OpenedBlob> {
+  async openBlob(repository: string, descriptor: Descriptor, options: { offset?: number; signal?: AbortSignal; retryChain?: RetryChain } = {}): Promise<OpenedBlob> {
     const action = `fetch blob ${this.#describe(repository, descriptor.digest)}`;
     const requestedOffset = options.offset ?? 0;
     const wantRange = requestedOffset > 0 && requestedOffset < descriptor.size;
@@ -192,7 +211,7 @@ export class RegistryClient {
     const scopes = [repositoryScope(repository, ["pull"])];
     // Large blobs are worth a connection of their own with block reads (see bulkGet).
     const bulk = descriptor.size >= BULK_MIN_BYTES;
-    let response = await this.#send({ method: "GET", url: this.#url(repository, "blobs", descriptor.digest), headers, bulk, ...signalOf(options) }, scopes);
+    let response = await this.#send({ method: "GET", url: this.#url(repository, "blobs", descriptor.digest), headers, bulk, ...chainedSignalOf(options) }, scopes);
     let offset = 0;
     if (wantRange && response.status === 206) {
       if (exactContentRange(response.headers.get("content-range"), requestedOffset, descriptor.size)) {
@@ -200,11 +219,11 @@ export class RegistryClient {
       } else {
         this.#transport.debug(`Range answer for ${descriptor.digest} has Content-Range ${response.headers.get("content-range") ?? "(none)"}; restarting from 0`);
         response.body.destroy();
-        response = await this.#send({ method: "GET", url: this.#url(repository, "blobs", descriptor.digest), bulk, ...signalOf(options) }, scopes);
+        response = await this.#send({ method: "GET", url: this.#url(repository, "blobs", descriptor.digest), bulk, ...chainedSignalOf(options) }, scopes);
       }
     } else if (wantRange && response.status === 416) {
       await response.body.dump().catch(() => undefined);
-      response = await this.#send({ method: "GET", url: this.#url(repository, "blobs", descriptor.digest), bulk, ...signalOf(options) }, scopes);
+      response = await this.#send({ method: "GET", url: this.#url(repository, "blobs", descriptor.digest), bulk, ...chainedSignalOf(options) }, scopes);
     }
     if (response.status !== 200 && !(offset > 0 && response.status === 206)) throw await this.#error(response, action);
     const expected = descriptor.size - offset;
@@ -516,6 +535,11 @@ export class RegistryClient {
     }
     return error;
   }
+}
+
+/** The signal and the request chain of a blob read, as request fields. */
+function chainedSignalOf(options: { signal?: AbortSignal; retryChain?: RetryChain }): { signal?: AbortSignal; retryChain?: RetryChain } {
+  return options.retryChain === undefined ? signalOf(options) : { ...signalOf(options), retryChain: options.retryChain };
 }
 
 function signalOf(options: { signal?: AbortSignal }): { signal?: AbortSignal } {

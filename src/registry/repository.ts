@@ -1,5 +1,5 @@
 import { OcibootError } from "../errors.ts";
-import type { FetchedContent, FetchOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "../content/store.ts";
+import type { DirectRequest, DirectRequester, FetchedContent, FetchOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "../content/store.ts";
 import { readVerified } from "../content/verify.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { type Digest, isDigest, parseDigest } from "../oci/digest.ts";
@@ -13,7 +13,8 @@ import { TokenCache } from "./auth/token.ts";
 import { type FetchedManifest, type OpenedBlob, RegistryClient, type UploadOptions } from "./client.ts";
 import { type MirrorConfig, pullEndpoints, type PullEndpoint } from "./mirrors.ts";
 import { errorFromResponse } from "./errors.ts";
-import { isConnectionRefused, readBounded, realSleep, type RetryPolicy, type Sleep, Transport } from "./transport.ts";
+import { type RetryChain, type RetryPolicy, sleep as defaultSleep, type Sleep } from "../retry.ts";
+import { isConnectionRefused, readBounded, Transport } from "./transport.ts";
 import { parseStrictJson } from "../oci/strict-json.ts";
 
 /** Everything a registry repository needs from the outside world; the CLI builds it. */
@@ -101,7 +102,7 @@ const MANIFEST_CACHE_ENTRIES = 64;
  * A repository of a registry as a content store: resolve, fetch (mirrors first), exists, push,
  * tag, tag listing and referrers (API or the `sha256-<hex>` fallback tag).
  */
-export class RegistryRepository implements ReadableStore, WritableStore, TagLister, ReferrerLister {
+export class RegistryRepository implements ReadableStore, WritableStore, TagLister, ReferrerLister, DirectRequester {
   readonly registry: string;
   readonly repository: string;
   readonly description: string;
@@ -125,7 +126,7 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
   /** Resolves a tag or digest (or a full reference of this repository) to its manifest's descriptor; tries mirrors first. */
   async resolve(reference: string, options: { signal?: AbortSignal } = {}): Promise<Descriptor> {
     const target = this.#target(reference);
-    const fetched = await this.#pull(`resolve ${this.registry}/${this.repository}:${target}`, (client, endpoint) =>
+    const fetched = await this.#pull(`resolve ${this.registry}/${this.repository}:${target}`, isDigest(target), (client, endpoint) =>
       client.getManifest(endpoint.repository, target, options),
     );
     this.#remember(fetched);
@@ -139,7 +140,7 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
     if (cached !== undefined) {
       return { descriptor: { mediaType: cached.mediaType, digest: target as Digest, size: cached.bytes.byteLength }, bytes: cached.bytes };
     }
-    const fetched = await this.#pull(`fetch manifest ${this.registry}/${this.repository}:${target}`, (client, endpoint) =>
+    const fetched = await this.#pull(`fetch manifest ${this.registry}/${this.repository}:${target}`, isDigest(target), (client, endpoint) =>
       client.getManifest(endpoint.repository, target, options),
     );
     this.#remember(fetched);
@@ -165,26 +166,38 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
    * mirrors first. Bytes are unverified.
    */
   async openBlob(descriptor: Descriptor, options: FetchOptions = {}): Promise<OpenedBlob> {
-    const blobOptions: { offset?: number; signal?: AbortSignal } = signalOnly(options);
+    const blobOptions: { offset?: number; signal?: AbortSignal; retryChain?: RetryChain } = signalOnly(options);
     if (options.offset !== undefined) blobOptions.offset = options.offset;
-    return this.#pull(`fetch blob ${this.registry}/${this.repository}@${descriptor.digest}`, (client, endpoint) =>
+    if (options.retryChain !== undefined) blobOptions.retryChain = options.retryChain;
+    return this.#pull(`fetch blob ${this.registry}/${this.repository}@${descriptor.digest}`, true, (client, endpoint) =>
       client.openBlob(endpoint.repository, descriptor, blobOptions),
     );
   }
 
   /**
-   * The URL of a blob on the origin and the `Authorization` value that fetches it (for
-   * onmetal-image's `url` command: a machine that boots from the URL needs no credentials of its
-   * own). Makes one HEAD request so that the registry's authentication scheme is known.
+   * The URL of a manifest (by tag or digest) or a blob on the origin, with the headers that fetch
+   * it (for onmetal-image's `url` command: a machine that boots from the URL needs no credentials
+   * of its own). The content is checked to exist first, which also teaches the client the
+   * registry's authentication scheme.
    */
-  async blobRequest(descriptor: Descriptor): Promise<{ url: string; authorization: string | undefined }> {
+  async directRequest(target: string | Descriptor, options: { signal?: AbortSignal } = {}): Promise<DirectRequest> {
     const client = await this.client();
-    if (!(await client.blobExists(this.repository, descriptor.digest))) {
-      throw new OcibootError("NOT_FOUND", `Cannot locate blob ${descriptor.digest} in ${this.description}: the registry does not have it`);
+    let url: URL;
+    const headers: Record<string, string[]> = {};
+    if (typeof target === "string") {
+      const reference = this.#target(target);
+      await this.resolve(reference, options);
+      url = client.manifestUrl(this.repository, reference);
+      headers["Accept"] = [MediaType.ociManifest];
+    } else {
+      if (!(await client.blobExists(this.repository, target.digest, options))) {
+        throw new OcibootError("NOT_FOUND", `Cannot locate blob ${target.digest} in ${this.description}: the registry does not have it`);
+      }
+      url = client.blobUrl(this.repository, target.digest);
     }
-    const url = new URL(`/v2/${this.repository}/blobs/${descriptor.digest}`, client.endpoint.url);
-    const authorization = await client.authorizer.authorization([`repository:${this.repository}:pull`]);
-    return { url: url.href, authorization };
+    const authorization = await client.pullAuthorization(this.repository, options.signal);
+    if (authorization !== undefined) headers["Authorization"] = [authorization];
+    return { url: url.href, headers };
   }
 
   /** True when the origin registry holds the content (HEAD). */
@@ -280,7 +293,7 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
   async #addToReferrersTag(client: RegistryClient, subject: Descriptor, referrer: Descriptor): Promise<void> {
     const tag = fallbackTag(subject.digest);
     const now = this.#options.now ?? Date.now;
-    const sleep = this.#options.sleep ?? realSleep;
+    const sleep = this.#options.sleep ?? defaultSleep;
     for (let attempt = 0; attempt < 5; attempt++) {
       const started = now();
       const current = await this.#referrersFromTag(client, subject.digest);
@@ -318,9 +331,12 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
     this.#manifests.set(fetched.descriptor.digest, { mediaType: fetched.descriptor.mediaType, bytes: fetched.bytes });
   }
 
-  /** Runs a pull operation on each mirror, then the origin; the first success wins. */
-  async #pull<T>(what: string, operation: (client: RegistryClient, endpoint: PullEndpoint) => Promise<T>): Promise<T> {
-    const endpoints = pullEndpoints(this.#options.mirrors, this.registry, this.repository);
+  /**
+   * Runs a pull operation on each mirror, then the origin; the first success wins. `byDigest`:
+   * the content is named by digest, which mirror-by-digest-only mirrors may serve.
+   */
+  async #pull<T>(what: string, byDigest: boolean, operation: (client: RegistryClient, endpoint: PullEndpoint) => Promise<T>): Promise<T> {
+    const endpoints = pullEndpoints(this.#options.mirrors, this.registry, this.repository, { byDigest });
     let lastError: unknown;
     for (const endpoint of endpoints) {
       try {
@@ -468,7 +484,7 @@ export function blobStream(opened: OpenedBlob): ReadableStream<Uint8Array> {
 export async function checkLogin(registry: string, options: RegistryOptions): Promise<void> {
   const repository = new RegistryRepository(registry, "", options);
   const client = await repository.client();
-  const response = await client.authorizer.send({ method: "GET", url: new URL("/v2/", client.endpoint.url) }, []);
+  const response = await client.ping();
   if (response.status === 200) {
     await response.body.dump().catch(() => undefined);
     return;

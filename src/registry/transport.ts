@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { rootCertificates } from "node:tls";
 import type { Dispatcher } from "undici";
 import { OcibootError } from "../errors.ts";
+import { DEFAULT_RETRY_POLICY, isRetryableStatus, parseRetryAfter, RetryChain, type RetryPolicy, sleep, type Sleep } from "../retry.ts";
 import { Limits } from "../oci/mediatypes.ts";
 import { bulkGet, type BulkGetResponse } from "./bulk-get.ts";
 import { Agent, EnvHttpProxyAgent } from "./undici-core.ts";
@@ -20,6 +21,8 @@ export interface HttpRequest {
   signal?: AbortSignal;
   /** Retry connection errors, 5xx and 429 (default: when the body can be sent again and the method is not PATCH). */
   retry?: boolean;
+  /** The request chain this request belongs to, whose attempts it shares (default: a chain of its own). */
+  retryChain?: RetryChain;
   /** Follow redirects (default true; never for bodies that cannot be sent again). */
   followRedirects?: boolean;
   /** Header names, besides `authorization`, that are credentials and must not cross origins. */
@@ -71,28 +74,6 @@ export class ResponseHeaders {
   }
 }
 
-/** Waits `milliseconds`, or rejects with the signal's reason when aborted. */
-export type Sleep = (milliseconds: number, signal?: AbortSignal) => Promise<void>;
-
-/** Retry policy: bounded attempts, exponential backoff with full jitter, capped waits. */
-export interface RetryPolicy {
-  /** Attempts in all, the first included. */
-  attempts: number;
-  /** Backoff before the second attempt; doubles each time. */
-  baseDelayMs: number;
-  /** Upper bound of a backoff delay. */
-  maxDelayMs: number;
-  /** Upper bound honoured for a `Retry-After` header. */
-  maxRetryAfterMs: number;
-}
-
-export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = {
-  attempts: 5,
-  baseDelayMs: 250,
-  maxDelayMs: 8_000,
-  maxRetryAfterMs: 60_000,
-};
-
 /** How the transport reaches registries. */
 export interface TransportOptions {
   /** Environment for proxy settings (HTTPS_PROXY, HTTP_PROXY, NO_PROXY, lower case too). */
@@ -133,24 +114,6 @@ export function isLoopbackHost(hostname: string): boolean {
   return LOOPBACK_HOSTS.has(bare) || /^127(?:\.\d{1,3}){3}$/.test(bare);
 }
 
-/** The default sleep: a timer that an abort signal cancels. */
-export const realSleep: Sleep = (milliseconds, signal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, milliseconds);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
-
 /**
  * HTTP for registries on top of undici: TLS and proxy settings, redirects followed by our own code
  * (so credentials never cross origins), bounded retries and a redacting debug log.
@@ -161,6 +124,8 @@ export class Transport {
   readonly #sleep: Sleep;
   readonly #random: () => number;
   readonly #now: () => number;
+  /** `OCIBOOT_BULK_GET=0` sends every request through undici: a way around a bulk-GET problem in the field. */
+  readonly #bulkEnabled: boolean;
   #direct: Dispatcher | undefined;
   #proxied: Dispatcher | undefined;
   #warned = false;
@@ -168,9 +133,10 @@ export class Transport {
   constructor(options: TransportOptions = {}) {
     this.#options = options;
     this.#retry = { ...DEFAULT_RETRY_POLICY, ...options.retry };
-    this.#sleep = options.sleep ?? realSleep;
+    this.#sleep = options.sleep ?? sleep;
     this.#random = options.random ?? Math.random;
     this.#now = options.now ?? Date.now;
+    this.#bulkEnabled = options.env?.["OCIBOOT_BULK_GET"] !== "0";
   }
 
   /** The injected clock, shared with token expiry. */
@@ -190,25 +156,25 @@ export class Transport {
   async request(request: HttpRequest): Promise<HttpResponse> {
     const replayable = isReplayable(request.body);
     const retry = (request.retry ?? request.method !== "PATCH") && replayable;
-    // A refused connection carried nothing to the server, so asking again is safe even where a
-    // repeat is not (retry: false): a registry, or the network to it, may still be coming up.
-    const attempts = replayable ? Math.max(1, this.#retry.attempts) : 1;
-    for (let attempt = 1; ; attempt++) {
+    const chain = request.retryChain ?? new RetryChain(this.#retry, { sleep: this.#sleep, random: this.#random });
+    for (;;) {
       let response: HttpResponse;
       try {
         response = await this.#requestFollowingRedirects(request, replayable);
       } catch (error) {
-        const retryable = retry ? isRetryableError(error) : isConnectionRefused(error);
-        if (attempt >= attempts || !retryable || request.signal?.aborted) throw error;
-        const delay = this.#backoff(attempt);
-        this.debug(`HTTP ${request.method} ${redactUrl(request.url)} failed (${describeError(error)}); retry ${attempt} in ${delay} ms`);
+        // A refused connection carried nothing to the server, so asking again is safe even where a
+        // repeat is not (retry: false): a registry, or the network to it, may still be coming up.
+        const mayRetry = retry || (replayable && isConnectionRefused(error));
+        if (!mayRetry || !chain.shouldRetry(error, request.signal)) throw error;
+        const delay = chain.delayMs();
+        this.debug(`HTTP ${request.method} ${redactUrl(request.url)} failed (${describeError(error)}); retry ${chain.failures} in ${delay} ms`);
         await this.#sleep(delay, request.signal);
         continue;
       }
-      if (!retry || attempt >= attempts || !isRetryableStatus(response.status)) return response;
-      const delay = this.#retryDelay(response, attempt);
+      if (!retry || !isRetryableStatus(response.status) || !chain.failed()) return response;
+      const delay = chain.delayMs(parseRetryAfter(response.headers.get("retry-after"), this.#now()));
       await response.body.dump().catch(() => undefined);
-      this.debug(`HTTP ${request.method} ${redactUrl(request.url)} answered ${response.status}; retry ${attempt} in ${delay} ms`);
+      this.debug(`HTTP ${request.method} ${redactUrl(request.url)} answered ${response.status}; retry ${chain.failures} in ${delay} ms`);
       await this.#sleep(delay, request.signal);
     }
   }
@@ -278,7 +244,7 @@ export class Transport {
     const { method, url } = request;
     const started = this.#now();
     const headers: Record<string, string> = { "user-agent": this.#options.userAgent ?? "ociboot", ...request.headers };
-    if (request.bulk === true && method === "GET" && request.body === undefined && this.#isDirect(url)) {
+    if (request.bulk === true && this.#bulkEnabled && method === "GET" && request.body === undefined && this.#isDirect(url)) {
       const response = await this.#sendBulk(url, headers, request.signal, started);
       if (response !== undefined) return response;
     }
@@ -395,18 +361,6 @@ export class Transport {
     }
     return { ca: [...systemCertificates(), extra], rejectUnauthorized: true };
   }
-
-  #backoff(attempt: number): number {
-    const ceiling = Math.min(this.#retry.maxDelayMs, this.#retry.baseDelayMs * 2 ** (attempt - 1));
-    // Full jitter: spreads a fleet of clients that failed together.
-    return Math.round(ceiling / 2 + (this.#random() * ceiling) / 2);
-  }
-
-  #retryDelay(response: HttpResponse, attempt: number): number {
-    const retryAfter = parseRetryAfter(response.headers.get("retry-after"), this.#now());
-    if (retryAfter === undefined) return this.#backoff(attempt);
-    return Math.min(retryAfter, this.#retry.maxRetryAfterMs);
-  }
 }
 
 let systemCertificateCache: string[] | undefined;
@@ -437,29 +391,8 @@ function proxySettings(
   return { httpProxy, httpsProxy, noProxy: pick("NO_PROXY") };
 }
 
-/**
- * Parses `Retry-After` (RFC 9110 §10.2.3): delay seconds or an HTTP date. Returns milliseconds,
- * or undefined when absent or unreadable.
- */
-export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
-  if (value === undefined) return undefined;
-  const trimmed = value.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  const date = Date.parse(trimmed);
-  if (Number.isNaN(date)) return undefined;
-  return Math.max(0, date - now);
-}
-
 function isReplayable(body: RequestBody | undefined): boolean {
   return body === undefined || typeof body === "string" || body instanceof Uint8Array;
-}
-
-function isRetryableStatus(status: number): boolean {
-  return status === 429 || (status >= 500 && status !== 501 && status !== 505);
-}
-
-function isRetryableError(error: unknown): boolean {
-  return error instanceof OcibootError && (error.code === "NETWORK" || error.code === "TIMEOUT");
 }
 
 /** True when the server's host refused the TCP connection: nothing listened on the port (yet). */

@@ -36,6 +36,15 @@ async function text(stream: ReadableStream<Uint8Array>): Promise<string> {
 }
 
 /** A store holding one small manifest tagged `base`, as the child processes expect. */
+function parsesAsJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function storeWithBase(path: string): Promise<{ store: OciLayoutStore; manifest: Descriptor }> {
   const store = new OciLayoutStore(path);
   const config = await store.ingestBytes(bytesOf("{}"), "application/vnd.onmetal.image.config.v1alpha1+json");
@@ -155,19 +164,30 @@ describe("OciLayoutStore", () => {
   it("never leaves a torn index.json when a writer is killed mid-write, and recovers its stale lock", async () => {
     const path = join(root, "store");
     const { store, manifest } = await storeWithBase(path);
-    for (let round = 0; round < 3; round++) {
-      const child = spawn(DENO, ["run", "-A", join(HELPERS, "rewrite-forever.ts"), path], { stdio: ["ignore", "pipe", "inherit"] });
-      await new Promise<void>((resolve, reject) => {
-        child.stdout.once("data", () => resolve());
-        child.once("exit", (code) => reject(new Error(`the writer exited with ${code} before it ran`)));
-      });
-      await new Promise((resolve) => setTimeout(resolve, 150 + round * 70));
-      child.kill("SIGKILL");
-      await new Promise((resolve) => child.once("exit", resolve));
-      const index = JSON.parse(await readFile(join(path, "index.json"), "utf8")) as { manifests: unknown[] };
-      expect(index.manifests.length).toBeGreaterThan(1);
+    const before = await readFile(join(path, "index.json"), "utf8");
+    for (let round = 0; round < 2; round++) {
+      const tag = `example.test/crash:${round}`;
+      const child = spawn(DENO, ["run", "-A", join(HELPERS, "pause-mid-write.ts"), path, tag], { stdio: ["ignore", "pipe", "inherit"] });
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      try {
+        // The child says when it is inside the write: the kill lands there, whatever the machine's speed.
+        await new Promise<void>((resolve, reject) => {
+          child.stdout.on("data", (chunk: Buffer) => {
+            if (chunk.toString().includes("mid-write")) resolve();
+          });
+          void exited.then(() => reject(new Error("the writer exited before it reached the middle of its write")));
+        });
+        // Proof that the kill is mid-write: an incomplete new index naming the tag sits in a temporary file.
+        const names = await readdir(join(path, ".ociboot"), { recursive: true });
+        const texts = await Promise.all(names.map((name) => readFile(join(path, ".ociboot", name), "utf8").catch(() => "")));
+        expect(texts.some((text) => text.includes(tag) && !parsesAsJson(text))).toBe(true);
+      } finally {
+        child.kill("SIGKILL");
+        await exited;
+      }
+      expect(await readFile(join(path, "index.json"), "utf8")).toBe(before);
     }
-    // The killed writer may have held the lock: the next writer must get it without waiting for a timeout.
+    // The killed writer held the lock: the next writer must get it without waiting for a timeout.
     const quickStore = new OciLayoutStore(path, { lockTimeoutMs: 5_000 });
     await quickStore.tag(manifest, "after-crash");
     expect(await store.resolve("after-crash")).toMatchObject({ digest: manifest.digest });

@@ -9,7 +9,7 @@ import { ociboot } from "./ociboot-binary.ts";
 
 const TITLE = "org.opencontainers.image.title";
 
-/** A Garden Linux build as gl-oci publishes it: one raw layer per build file, titled (REFERENCE.md §1c). */
+/** A Garden Linux build as gl-oci publishes it: one raw layer per build file, titled (docs/formats.md#garden-linux-gl-oci). */
 function gardenLinuxBuild(cname: string, architecture: string): ManifestSpec {
   const layer = (mediaType: string, title: string, bytes: string): LayerSpec => ({
     mediaType,

@@ -9,7 +9,7 @@ import { makeBootImage, publishWithSkopeo, skopeoRegistryFlags, writeOciLayout }
 import { startRegistry, type RunningRegistry } from "../harness/registry.ts";
 import { ociboot, ocibootUnderDeno } from "./ociboot-binary.ts";
 
-/** The build extras the Garden Linux seed attaches (REFERENCE.md §4), with their artifact types. */
+/** The build extras the Garden Linux seed attaches (docs/formats.md#referrers), with their artifact types. */
 const EXTRAS = [
   { name: "metal.os-release", type: "build/os-release", text: 'ID=gardenlinux\nVERSION_ID="1592.1"\n' },
   { name: "metal.manifest", type: "build/manifest", text: "linux-image-amd64 6.1.0\nsystemd 252\n".repeat(200) },

@@ -31,7 +31,7 @@ export async function unpackWithUmoci(registry: RegistryEndpoint, repository: st
 
 /**
  * `podman pull` from a plain-HTTP loopback registry, with storage, run state and registries.conf
- * of its own (LAB.md: --root/--runroot/--tmpdir, insecure=true through CONTAINERS_REGISTRIES_CONF),
+ * of its own (docs/architecture.md#tests: --root/--runroot/--tmpdir, insecure=true through CONTAINERS_REGISTRIES_CONF),
  * so nothing of the machine's podman setup takes part. Returns the pull's result and the image
  * as `podman image inspect` describes it.
  */

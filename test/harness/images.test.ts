@@ -39,7 +39,7 @@ async function opensslSha256(path: string): Promise<string> {
 }
 
 describe("onmetal encoding", () => {
-  // Test vector from the Garden Linux `_oci` README (REFERENCE.md §1a).
+  // Test vector from the Garden Linux `_oci` README (docs/formats.md#onmetal-v1alpha1).
   const commandLine =
     "ro console=tty0 console=ttyS0,115200 earlyprintk=ttyS0,115200 consoleblank=0 cgroup_enable=memory swapaccount=1 security=apparmor";
 

@@ -20,7 +20,7 @@ export const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 export const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";
 
-/** REFERENCE.md §1a: onmetal v1alpha1 media types. */
+/** docs/formats.md#onmetal-v1alpha1: onmetal v1alpha1 media types. */
 export const ONMETAL_MEDIA_TYPES = {
   config: "application/vnd.onmetal.image.config.v1alpha1+json",
   rootfs: "application/vnd.onmetal.image.rootfs.v1alpha1.rootfs",
@@ -38,7 +38,7 @@ export interface ManifestSpec {
   tag?: string;
   /**
    * Also list the manifest in index.json without a ref name, before any tagged entry: the shape an
-   * onmetal-image store has after `build` then `tag` (REFERENCE.md §2).
+   * onmetal-image store has after `build` then `tag` (docs/formats.md#local-store-layout).
    */
   untaggedEntry?: boolean;
   config: { mediaType: string; bytes: Uint8Array | string };
@@ -259,7 +259,7 @@ export interface BootImageSpec {
 }
 
 /**
- * A boot image as onmetal-image ≤ v0.1.1 builds it (REFERENCE.md §1a): config `{"commandLine":…}`,
+ * A boot image as onmetal-image ≤ v0.1.1 builds it (docs/formats.md#onmetal-v1alpha1): config `{"commandLine":…}`,
  * layers rootfs, initramfs, vmlinuz, a manifest without `mediaType` and without annotations.
  * Pass the result to `writeOciLayout`.
  */

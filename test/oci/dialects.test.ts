@@ -53,7 +53,7 @@ function layer(mediaType: string, label: string, title?: string): Descriptor {
 
 const EMPTY_CONFIG = layer("application/vnd.oci.empty.v1+json", "empty");
 
-describe("media type tables (REFERENCE.md §1)", () => {
+describe("media type tables (docs/formats.md#boot-image-dialects)", () => {
   // Spelled out literally so a typo in the constants cannot hide in both places.
   const table: Array<[string, Role]> = [
     ["application/vnd.onmetal.image.rootfs.v1alpha1.rootfs", "rootfs"],

@@ -9,7 +9,7 @@ function sha256(bytes: Uint8Array): string {
   return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
 }
 
-// The test vector of the Garden Linux `_oci` README (REFERENCE.md §1a, §3).
+// The test vector of the Garden Linux `_oci` README (docs/formats.md#onmetal-v1alpha1).
 const COMMAND_LINE =
   "ro console=tty0 console=ttyS0,115200 earlyprintk=ttyS0,115200 consoleblank=0 cgroup_enable=memory swapaccount=1 security=apparmor";
 const ROOTFS: Descriptor = {

@@ -61,6 +61,8 @@ try {
       layer: pulledLayer.digest === layer.digest && pulledLayer.size === layer.size,
       rangeOffset: opened.offset,
       rangeSize: rest.size,
+      manifestDigest: manifestDescriptor.digest,
+      layerDigest: layer.digest,
     };
     await closeRegistryConnections(options);
   }

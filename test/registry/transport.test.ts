@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { nextLink } from "../../src/registry/client.ts";
 import { errorFromResponse, parseErrorEntries } from "../../src/registry/errors.ts";
-import { isLoopbackHost, parseRetryAfter, redactUrl, ResponseHeaders, type ResponseBody } from "../../src/registry/transport.ts";
+import { parseRetryAfter } from "../../src/retry.ts";
+import { isLoopbackHost, redactUrl, ResponseHeaders, type ResponseBody } from "../../src/registry/transport.ts";
 
 describe("parseRetryAfter", () => {
   const now = Date.UTC(2030, 0, 1);

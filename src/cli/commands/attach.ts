@@ -1,5 +1,4 @@
 import { Command, Option } from "@commander-js/extra-typings";
-import { isWritableStore, type ReadableStore, type Store } from "../../content/store.ts";
 import { OcibootError } from "../../errors.ts";
 import { attachFiles, type AttachOptions, DEFAULT_FILE_MEDIA_TYPE } from "../../ops/referrers.ts";
 import type { CliContext } from "../context.ts";
@@ -7,7 +6,7 @@ import { examples } from "../examples.ts";
 import { createdTimestamp } from "../created.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
-import { openSource, parseLocation } from "../sources.ts";
+import { openWritableSource } from "../sources.ts";
 import { formatAttachResult } from "./referrers-output.ts";
 
 /** `ociboot attach REF FILE… --artifact-type TYPE`: files as an OCI 1.1 artifact referring to REF, as `oras attach`. */
@@ -34,24 +33,16 @@ export function attachCommand(context: CliContext) {
       if (files.length === 0 && Object.keys(annotations).length === 0) {
         throw new OcibootError("USAGE", "Cannot attach: give at least one file or --annotation");
       }
-      if (parseLocation(ref).kind === "archive") {
-        throw new OcibootError("USAGE", `Cannot attach to ${ref}: an archive is read-only; import it into a store first`);
-      }
       const attachOptions: AttachOptions = { artifactType: options.artifactType, fileMediaType: options.layerMediaType, annotations, signal: context.signal };
       if (options.created) attachOptions.created = createdTimestamp(context);
-      const source = await openSource(ref, global, context);
+      const source = await openWritableSource(ref, global, context, "attach to");
       try {
-        const result = await attachFiles(writable(source.store), source.reference, files.map((file) => resolvePath(context, file)), attachOptions);
+        const result = await attachFiles(source.store, source.reference, files.map((file) => resolvePath(context, file)), attachOptions);
         if (options.json === true || !global.quiet) context.stdout.write(formatAttachResult(result, ref, { json: options.json === true }));
       } finally {
         await source.close();
       }
     });
-}
-
-function writable(store: ReadableStore): Store {
-  if (!isWritableStore(store)) throw new OcibootError("USAGE", `Cannot attach in ${store.description}: it cannot be written`);
-  return store;
 }
 
 function parseAnnotations(pairs: readonly string[]): Record<string, string> {

@@ -1,18 +1,12 @@
 import { Command } from "@commander-js/extra-typings";
-import { OciLayoutStore } from "../../content/layout.ts";
-import type { ReadableStore } from "../../content/store.ts";
-import { OcibootError } from "../../errors.ts";
 import { parsePlatform } from "../../oci/platform.ts";
-import { DEFAULT_TAG } from "../../oci/reference.ts";
-import { copyImage, type CopyImageOptions, type CopyImageResult } from "../../ops/copy-image.ts";
-import { exportArchive } from "../../ops/export.ts";
+import type { CopyImageOptions } from "../../ops/copy-image.ts";
 import type { CliContext } from "../context.ts";
+import { openDestination } from "../destinations.ts";
 import { examples } from "../examples.ts";
-import { type GlobalOptions, globalOptions } from "../global-options.ts";
-import { resolvePath } from "../paths.ts";
-import { type Location, openSource, parseLocation, sourceTagOf } from "../sources.ts";
+import { globalOptions } from "../global-options.ts";
+import { openSource, parseLocation, sourceTagOf } from "../sources.ts";
 import { formatCopyReport } from "./copy-output.ts";
-import { withRepository } from "./registry-access.ts";
 import { transferLog } from "./transfer-log.ts";
 
 /** `ociboot copy SRC DST`: an image between registries, OCI layouts and OCI archives, in any direction. */
@@ -43,53 +37,24 @@ export function copyCommand(context: CliContext) {
     )
     .action(async (sourceText, destinationText, options, command) => {
       const global = globalOptions(command as never, context);
-      const destination = parseLocation(destinationText);
-      if (options.archiveFolder !== undefined && destination.kind !== "archive") {
-        throw new OcibootError("USAGE", `Cannot use --archive-folder: ${destinationText} is not an oci-archive: destination`);
-      }
+      // With its referrers beside it, an unnamed image is one of several index.json entries, which
+      // skopeo and other layout readers cannot choose from: it takes the source's tag (docs/archive-names.md).
+      const location = parseLocation(destinationText);
+      const unnamedArchive = location.kind === "archive" && location.reference === undefined;
+      const destinationName = unnamedArchive && options.withReferrers === true ? `${destinationText}:${sourceTagOf(parseLocation(sourceText))}` : destinationText;
+      const destination = openDestination(destinationName, global, context, options.archiveFolder !== undefined ? { archiveFolder: options.archiveFolder } : {});
       const copyOptions: CopyImageOptions = {
         signal: context.signal,
         ...(options.platform !== undefined ? { platforms: options.platform.map(parsePlatform) } : {}),
         withReferrers: options.withReferrers === true,
         ...transferLog(context, "copied", global.quiet),
       };
-      // With its referrers beside it, an unnamed image is one of several index.json entries, which
-      // skopeo and other layout readers cannot choose from: it takes the source's tag (docs/archive-names.md).
-      const target = destination.kind === "archive" && destination.reference === undefined && copyOptions.withReferrers === true
-        ? { ...destination, reference: sourceTagOf(parseLocation(sourceText)) }
-        : destination;
       const source = await openSource(sourceText, global, context);
       try {
-        const result = await copyTo(target, source.store, source.reference, copyOptions, { global, context, archiveFolder: options.archiveFolder });
+        const result = await destination.copyFrom(source.store, source.reference, copyOptions);
         if (options.json === true || !global.quiet) context.stdout.write(formatCopyReport({ ...result, source: sourceText, destination: destinationText }, { json: options.json === true }));
       } finally {
         await source.close();
       }
     });
-}
-
-interface CopyEnvironment {
-  global: GlobalOptions;
-  context: CliContext;
-  archiveFolder: string | undefined;
-}
-
-function copyTo(destination: Location, source: ReadableStore, reference: string, options: CopyImageOptions, environment: CopyEnvironment): Promise<CopyImageResult> {
-  const { context, global, archiveFolder } = environment;
-  const named = (name: string | undefined): CopyImageOptions => (name === undefined ? options : { ...options, targetReference: name });
-  switch (destination.kind) {
-    case "archive":
-      return exportArchive(source, reference, resolvePath(context, destination.path), {
-        ...named(destination.reference),
-        ...(archiveFolder !== undefined ? { folder: archiveFolder } : {}),
-      });
-    case "layout":
-      return copyImage(source, reference, new OciLayoutStore(resolvePath(context, destination.path)), named(destination.reference));
-    case "registry":
-      return withRepository(destination.reference, global, context, (repository, target) => {
-        // As push does: a reference without tag or digest means `latest`; one with a digest must match the source.
-        const tag = target.tag ?? (target.digest === undefined ? DEFAULT_TAG : undefined);
-        return copyImage(source, reference, repository, { ...named(tag), ...(target.digest !== undefined ? { targetDigest: target.digest } : {}) });
-      });
-  }
 }

@@ -1,14 +1,14 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { OcibootError } from "../../errors.ts";
-import { MediaType } from "../../oci/mediatypes.ts";
-import { findLayer, LAYER_NAMES } from "../../ops/find-layer.ts";
+import { referenceTarget } from "../../oci/reference.ts";
+import { directRequestFor } from "../../ops/direct-request.ts";
+import { LAYER_NAMES } from "../../ops/find-layer.ts";
 import { flavorOption, platformOption, selectionFrom } from "../boot-file-options.ts";
 import type { CliContext } from "../context.ts";
 import { examples } from "../examples.ts";
 import { globalOptions } from "../global-options.ts";
 import { withRepository } from "./registry-access.ts";
 import { formatGoIndentedJson } from "./store-output.ts";
-import { loadRegistryClient } from "../registry-loader.ts";
 
 /**
  * `ociboot url REF [--layer kernel]`: a URL and the headers to fetch it with any HTTP client, as
@@ -32,28 +32,15 @@ export function urlCommand(context: CliContext) {
     )
     .action(async (name, options, command) => {
       const global = globalOptions(command as never, context);
-      const request = await withRepository(name, global, context, async (repository, reference) => {
-        const target = reference.digest ?? reference.tag ?? "latest";
-        const headers: Record<string, string[]> = {};
-        let url: string;
-        let authorization: string | undefined;
-        if (options.layer === undefined) {
-          await repository.resolve(target, { signal: context.signal });
-          headers["Accept"] = [MediaType.ociManifest];
-          const client = await repository.client();
-          url = new URL(`/v2/${repository.repository}/manifests/${target}`, client.endpoint.url).href;
-          const { repositoryScope } = await loadRegistryClient();
-          authorization = await client.authorizer.authorization([repositoryScope(repository.repository, ["pull"])], context.signal);
-        } else {
-          const role = LAYER_NAMES[options.layer];
-          if (role === undefined) throw new OcibootError("USAGE", `Cannot print a URL: unknown layer ${options.layer}`);
-          const selection = selectionFrom(options);
-          const layer = await findLayer(repository, target, role, selection, context.signal);
-          ({ url, authorization } = await repository.blobRequest(layer));
-        }
-        if (authorization !== undefined) headers["Authorization"] = [authorization];
-        return Object.keys(headers).length > 0 ? { headers, url } : { url };
-      });
-      context.stdout.write(formatGoIndentedJson(request));
+      const role = options.layer === undefined ? undefined : LAYER_NAMES[options.layer];
+      if (options.layer !== undefined && role === undefined) throw new OcibootError("USAGE", `Cannot print a URL: unknown layer ${options.layer}`);
+      const request = await withRepository(name, global, context, (repository, reference) =>
+        directRequestFor(repository, referenceTarget(reference), {
+          ...(role !== undefined ? { role, selection: selectionFrom(options) } : {}),
+          signal: context.signal,
+        }),
+      );
+      // As onmetal-image prints it: headers first, and no "headers" key when there are none.
+      context.stdout.write(formatGoIndentedJson(Object.keys(request.headers).length > 0 ? { headers: request.headers, url: request.url } : { url: request.url }));
     });
 }

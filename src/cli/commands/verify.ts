@@ -1,5 +1,4 @@
 import { Command } from "@commander-js/extra-typings";
-import { OciLayoutStore } from "../../content/layout.ts";
 import { OcibootError } from "../../errors.ts";
 import { verifyDirectory, verifyImage, verifyLayoutStore, type VerifyReport } from "../../ops/verify.ts";
 import type { CliContext } from "../context.ts";
@@ -7,7 +6,7 @@ import { examples } from "../examples.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
-import { openArchive, openSource, parseLocation } from "../sources.ts";
+import { openSource, openStoreOrImage } from "../sources.ts";
 
 /** `ociboot verify`: exit 0 only if everything matches what was published. */
 export function verifyCommand(context: CliContext) {
@@ -30,39 +29,28 @@ export function verifyCommand(context: CliContext) {
     )
     .action(async (sourceText, options, command) => {
       const global = globalOptions(command as never, context);
-      const location = parseLocation(sourceText);
+      const opened = options.dir === undefined ? await openStoreOrImage(sourceText, global, context) : await openSource(sourceText, global, context);
       let report: VerifyReport;
-      if (location.kind === "layout" && location.reference === undefined && options.dir === undefined) {
-        report = await verifyLayoutStore(new OciLayoutStore(resolvePath(context, location.path)), context.signal);
-      } else if (location.kind === "archive" && location.reference === undefined && options.dir === undefined) {
-        // Reading the archive verifies every blob in it; then every image it names is checked complete.
-        const archive = await openArchive(location.path, context);
-        try {
-          report = await verifyLayoutStore(archive.store, context.signal);
-        } finally {
-          await archive.close();
+      try {
+        if (opened.reference === undefined) report = await verifyLayoutStore(opened.store, context.signal);
+        else if (options.dir === undefined) report = await verifyImage(opened.store, opened.reference, context.signal);
+        else {
+          report = await verifyDirectory(opened.store, opened.reference, resolvePath(context, options.dir), {
+            ...selectionFrom(options),
+            fileNames: parseNames(options.name),
+            ...(options.role ? { roles: parseRoles(options.role) } : {}),
+            signal: context.signal,
+          });
         }
-      } else {
-        const source = await openSource(sourceText, global, context);
-        try {
-          report =
-            options.dir === undefined
-              ? await verifyImage(source.store, source.reference, context.signal)
-              : await verifyDirectory(source.store, source.reference, resolvePath(context, options.dir), {
-                  ...selectionFrom(options),
-                  fileNames: parseNames(options.name),
-                  ...(options.role ? { roles: parseRoles(options.role) } : {}),
-                  signal: context.signal,
-                });
-        } finally {
-          await source.close();
-        }
+      } finally {
+        await opened.close();
       }
-      context.stdout.write(formatVerifyReport(report, options.json === true, global.quiet));
       const failed = report.items.filter((item) => !item.ok);
+      // With --json a failed run prints one document, the error, which carries the report.
+      if (failed.length === 0 || options.json !== true) context.stdout.write(formatVerifyReport(report, options.json === true, global.quiet));
       if (failed.length > 0) {
         throw new OcibootError("INTEGRITY", `Cannot verify ${sourceText}: ${failed.length} of ${report.items.length} items do not match`, {
-          details: { failed: failed.map((item) => item.name) },
+          details: { failed: failed.map((item) => item.name), ...(options.json === true ? { report } : {}) },
         });
       }
     });

@@ -1,0 +1,30 @@
+import type { OciLayoutStore } from "../content/layout.ts";
+import { OcibootError } from "../errors.ts";
+import { subjectOf } from "../oci/artifact.ts";
+import { parseManifest } from "../oci/manifest.ts";
+import { isIndexMediaType, isManifestMediaType } from "../oci/mediatypes.ts";
+
+/**
+ * With no REF, a layout or archive holding exactly one image means that image. Its referrers
+ * (entries whose `subject` is another entry, as `copy --with-referrers` and `oras attach` add them)
+ * come along and do not count as images of their own. `name` is how the user wrote the location.
+ */
+export async function onlyImageIn(store: OciLayoutStore, name: string): Promise<string> {
+  const digests = await withoutReferrers(store, [...new Set((await store.entries()).map((entry) => entry.digest))]);
+  if (digests.length === 1) return digests[0] as string;
+  if (digests.length === 0) throw new OcibootError("NOT_FOUND", `Cannot use ${name}: the store holds no image`);
+  throw new OcibootError("AMBIGUOUS", `Cannot use ${name}: the store holds ${digests.length} images; name one as ${name}:REF`);
+}
+
+async function withoutReferrers(store: OciLayoutStore, digests: string[]): Promise<string[]> {
+  if (digests.length < 2) return digests;
+  const listed = new Set(digests);
+  const images: string[] = [];
+  for (const entry of await store.entries()) {
+    if (!listed.delete(entry.digest)) continue;
+    const isManifest = isManifestMediaType(entry.mediaType) || isIndexMediaType(entry.mediaType);
+    const subject = isManifest ? subjectOf(parseManifest(await store.readBlob(entry), entry.mediaType)) : undefined;
+    if (subject === undefined || !digests.includes(subject.digest)) images.push(entry.digest);
+  }
+  return images;
+}
