@@ -147,7 +147,10 @@ class ArchivePolicy {
       let digest;
       try {
         digest = parseDigest(`${relative[1]}:${relative[2]}`).digest;
-      } catch {
+      } catch (error) {
+        if (error instanceof OcibootError && error.code === "UNSUPPORTED") {
+          throw new OcibootError("UNSUPPORTED", `Cannot import ${this.#archive}: blob ${quote(name)} uses a digest algorithm other than sha256 or sha512`);
+        }
         throw this.#unsafe(`${quote(name)} is not named by a sha256 or sha512 digest`);
       }
       return { kind: "blob", path: name, descriptor: { mediaType: "application/octet-stream", digest, size } };
