@@ -54,6 +54,7 @@ export async function openSource(text: string, global: GlobalOptions, context: C
   switch (location.kind) {
     case "layout": {
       const store = new OciLayoutStore(resolvePath(context, location.path));
+      await store.requireLayout();
       return { store, reference: location.reference ?? (await onlyImageIn(store, text)), close: async () => undefined };
     }
     case "archive": {

@@ -16,6 +16,37 @@ export function emptyLayoutIndex(): LayoutIndex {
   return { fields: { schemaVersion: 2 }, manifests: [] };
 }
 
+/** The only `imageLayoutVersion` of the OCI image spec (v1.1 image-layout.md) that ociboot reads and writes. */
+export const IMAGE_LAYOUT_VERSION = "1.0.0";
+
+/** `oci-layout` as the image spec and onmetal-image write it. */
+export const OCI_LAYOUT_BYTES = new TextEncoder().encode(`{"imageLayoutVersion":"${IMAGE_LAYOUT_VERSION}"}`);
+
+/**
+ * The one check of an `oci-layout` file, for every reader of a layout (directory, archive, import):
+ * it must exist, be a JSON object, and declare version 1.0.0. `source` names the file in messages.
+ *
+ * @throws OcibootError INVALID_MANIFEST when missing or not JSON; UNSUPPORTED for another version.
+ */
+export function checkLayoutFile(bytes: Uint8Array | undefined, source: string): void {
+  if (bytes === undefined) {
+    throw new OcibootError("INVALID_MANIFEST", `Cannot read ${source}: missing, so this is not an OCI image layout`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (error) {
+    throw new OcibootError("INVALID_MANIFEST", `Cannot read ${source}: not valid JSON`, { cause: error });
+  }
+  const version = isRecord(value) ? value["imageLayoutVersion"] : undefined;
+  if (version !== IMAGE_LAYOUT_VERSION) {
+    throw new OcibootError(
+      "UNSUPPORTED",
+      `Cannot use ${source}: imageLayoutVersion ${JSON.stringify(version) ?? "(none)"} is not ${IMAGE_LAYOUT_VERSION}`,
+    );
+  }
+}
+
 /** Parses and validates `index.json`; every digest is checked before it can name a path. */
 export function parseLayoutIndex(bytes: Uint8Array, source: string): LayoutIndex {
   let value: unknown;

@@ -17,7 +17,9 @@ import {
   writeFileAtomically,
 } from "./fs-util.ts";
 import {
+  checkLayoutFile,
   emptyLayoutIndex,
+  OCI_LAYOUT_BYTES,
   type LayoutIndex,
   parseLayoutIndex,
   refNameOf,
@@ -29,8 +31,6 @@ import { withFileLock } from "./lock.ts";
 import type { FetchedContent, FetchOptions, Ingester, PushOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
 
-/** `oci-layout` as the image spec and onmetal-image write it. */
-const OCI_LAYOUT_BYTES = new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}');
 /** index.json of a store with thousands of tags stays far below this. */
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;
 /** ociboot's own bookkeeping inside a layout: lock file and temp files (same file system, so rename works). */
@@ -306,10 +306,39 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     return { mediaType: parseManifest(verified).mediaType, digest, size: bytes.byteLength };
   }
 
+  /**
+   * Checks that the store exists and is a layout ociboot can read, for readers that name it
+   * explicitly (`oci:DIR`): a missing directory or one without `oci-layout` and `index.json` is
+   * NOT_FOUND; a bad `oci-layout` fails as {@link checkLayoutFile} says.
+   */
+  async requireLayout(): Promise<void> {
+    const info = await stat(this.root).catch((error: unknown) => {
+      if (errorCode(error) === "ENOENT") return undefined;
+      throw new OcibootError("LOCAL_IO", `Cannot open ${this.description}: ${errorMessage(error)}`, { cause: error });
+    });
+    if (!info) throw new OcibootError("NOT_FOUND", `Cannot open ${this.description}: no such directory`);
+    if (!info.isDirectory()) throw new OcibootError("NOT_FOUND", `Cannot open ${this.description}: not a directory`);
+    const present = await this.#readLayoutFiles();
+    if (!present) {
+      throw new OcibootError("NOT_FOUND", `Cannot open ${this.description}: not an OCI image layout (no oci-layout, no index.json)`);
+    }
+  }
+
   async #readIndex(): Promise<LayoutIndex> {
-    const path = join(this.root, "index.json");
-    const bytes = await readBoundedFile(path, MAX_INDEX_BYTES);
-    return bytes ? parseLayoutIndex(bytes, path) : emptyLayoutIndex();
+    return (await this.#readLayoutFiles()) ?? emptyLayoutIndex();
+  }
+
+  /**
+   * index.json, after the layout's `oci-layout` passed its check; undefined when neither file exists
+   * (a store not yet created reads as empty, and is created on the first write).
+   */
+  async #readLayoutFiles(): Promise<LayoutIndex | undefined> {
+    const indexPath = join(this.root, "index.json");
+    const layoutPath = join(this.root, "oci-layout");
+    const [indexBytes, layoutBytes] = await Promise.all([readBoundedFile(indexPath, MAX_INDEX_BYTES), readBoundedFile(layoutPath, 4096)]);
+    if (!indexBytes && !layoutBytes) return undefined;
+    checkLayoutFile(layoutBytes, layoutPath);
+    return indexBytes ? parseLayoutIndex(indexBytes, indexPath) : emptyLayoutIndex();
   }
 
   /** Creates the layout on first write; refuses a directory that holds something else. */
@@ -317,7 +346,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     const layoutPath = join(this.root, "oci-layout");
     const existing = await readBoundedFile(layoutPath, 4096);
     if (existing) {
-      checkLayoutVersion(existing, layoutPath);
+      checkLayoutFile(existing, layoutPath);
     } else {
       const names = await readdir(this.root).catch((error: unknown) => {
         if (errorCode(error) === "ENOENT") return [] as string[];
@@ -394,18 +423,6 @@ function checkRefName(reference: string): void {
   // The name ends up in JSON only, never in a path; still refuse what no tool could match later.
   if (reference.length === 0 || reference.length > 1024 || /[\s\u0000-\u001f\u007f]/.test(reference)) {
     throw new OcibootError("INVALID_REFERENCE", `Cannot tag as "${reference.slice(0, 80)}": not a usable reference name`);
-  }
-}
-
-function checkLayoutVersion(bytes: Uint8Array, path: string): void {
-  let version: unknown;
-  try {
-    version = (JSON.parse(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
-  } catch (error) {
-    throw new OcibootError("INVALID_MANIFEST", `Cannot read ${path}: not valid JSON`, { cause: error });
-  }
-  if (version !== "1.0.0") {
-    throw new OcibootError("UNSUPPORTED", `Cannot use ${path}: image layout version ${String(version)} is not 1.0.0`);
   }
 }
 

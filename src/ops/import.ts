@@ -1,5 +1,5 @@
 import { type ArchiveReadOptions, readOciArchive } from "../content/archive.ts";
-import { parseLayoutIndex, refNameOf } from "../content/layout-index.ts";
+import { checkLayoutFile, parseLayoutIndex, refNameOf } from "../content/layout-index.ts";
 import type { OciLayoutStore } from "../content/layout.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
@@ -37,11 +37,13 @@ export async function importArchive(store: OciLayoutStore, archivePath: string, 
       layoutBytes = entry.bytes;
     }
   }
-  if (!layoutBytes || !indexBytes) {
-    throw new OcibootError("INVALID_MANIFEST", `Cannot import ${archivePath}: no ${layoutBytes ? "index.json" : "oci-layout"}; not an OCI image layout archive`);
+  if (!layoutBytes && !indexBytes) {
+    throw new OcibootError("NOT_FOUND", `Cannot import ${archivePath}: it holds no OCI image layout (no oci-layout, no index.json)`);
   }
-  checkLayoutFile(layoutBytes, archivePath);
+  checkLayoutFile(layoutBytes, `${archivePath}: oci-layout`);
+  if (!indexBytes) throw new OcibootError("INVALID_MANIFEST", `Cannot import ${archivePath}: no index.json; not an OCI image layout archive`);
   const index = parseLayoutIndex(indexBytes, `${archivePath}: index.json`);
+  if (index.manifests.length === 0) throw new OcibootError("NOT_FOUND", `Cannot import ${archivePath}: its index.json lists no image`);
   for (const entry of index.manifests) await checkComplete(store, entry, archivePath, 0);
   await store.updateIndex((entries) => mergeEntries(entries, index.manifests));
   return { images: index.manifests, blobs, bytes };
@@ -68,14 +70,4 @@ async function checkComplete(store: OciLayoutStore, descriptor: Descriptor, arch
   const parsed = parseManifest(await store.readBlob(descriptor));
   const children = parsed.kind === "manifest" ? [parsed.manifest.config, ...parsed.manifest.layers] : parsed.index.manifests;
   for (const child of children) await checkComplete(store, child, archivePath, depth + 1);
-}
-
-function checkLayoutFile(bytes: Uint8Array, archivePath: string): void {
-  let version: unknown;
-  try {
-    version = (JSON.parse(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
-  } catch (error) {
-    throw new OcibootError("INVALID_MANIFEST", `Cannot import ${archivePath}: oci-layout is not JSON`, { cause: error });
-  }
-  if (version !== "1.0.0") throw new OcibootError("UNSUPPORTED", `Cannot import ${archivePath}: image layout version ${String(version)}`);
 }

@@ -83,9 +83,13 @@ export async function verifyImage(store: ReadableStore, reference: string, signa
  * is checked once), then every other blob file against its own name.
  */
 export async function verifyLayoutStore(store: OciLayoutStore, signal?: AbortSignal): Promise<VerifyReport> {
+  await store.requireLayout();
+  const entries = await store.entries();
+  // A store that names no image proves nothing: "all 0 items verified" would be a false green.
+  if (entries.length === 0) throw new OcibootError("NOT_FOUND", `Cannot verify ${store.description}: its index.json lists no image`);
   const items: VerifiedItem[] = [];
   const seen = new Set<string>();
-  for (const entry of await store.entries()) {
+  for (const entry of entries) {
     await verifyNode(store, await store.resolve(entry.digest), 0, items, seen, signal);
   }
   for await (const blob of store.blobs()) {

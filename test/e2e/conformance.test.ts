@@ -1,10 +1,11 @@
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeBytes, encodeManifest } from "../harness/images.ts";
 import { startRegistry, type RunningRegistry } from "../harness/registry.ts";
-import { DIGEST_TABLE, NAME_LENGTH_TABLE } from "../oci/fixtures/conformance.ts";
+import { runOk } from "../harness/commands.ts";
+import { DIGEST_TABLE, LAYOUT_FILE_TABLE, NAME_LENGTH_TABLE } from "../oci/fixtures/conformance.ts";
 import { ociboot } from "./ociboot-binary.ts";
 
 const EXIT = { ok: 0, usage: 2, notFound: 3, integrity: 5, unsupported: 6 } as const;
@@ -75,5 +76,51 @@ describe("conformance tables through the built executable", () => {
     const result = await ociboot(["fetch", `oci:${directory}:v1`, "-o", join(work, "sha384-out")]);
     expect(result.code, result.stderr).toBe(EXIT.unsupported);
     expect(result.stderr).toContain('algorithm "sha384" is not supported');
+  });
+
+  it.each(LAYOUT_FILE_TABLE)("oci-layout %s: %s for verify and fetch of oci:, verify of oci-archive: and import", async (label, content, outcome) => {
+    const directory = join(work, `layout-${label.replace(/\W+/g, "-")}`);
+    await cp(store, directory, { recursive: true });
+    if (content === undefined) await rm(join(directory, "oci-layout"));
+    else await writeFile(join(directory, "oci-layout"), content);
+    const archive = `${directory}.tar`;
+    await runOk("tar", ["-cf", archive, "-C", directory, ...(await readdir(directory)).filter((name) => name !== ".ociboot")]);
+    const expected = { readable: EXIT.ok, invalid: EXIT.integrity, unsupported: EXIT.unsupported }[outcome];
+    const results = [
+      await ociboot(["verify", `oci:${directory}`]),
+      await ociboot(["fetch", `oci:${directory}`, "-o", `${directory}-out`]),
+      await ociboot(["verify", `oci-archive:${archive}`]),
+      await ociboot(["--store-path", `${directory}-imported`, "import", archive]),
+    ];
+    for (const result of results) {
+      expect(result.code, result.stderr).toBe(expected);
+      if (outcome !== "readable") expect(result.stderr).toMatch(/oci-layout/);
+    }
+    if (outcome === "readable") expect(results[0]!.stdout).toMatch(/All \d+ items verified/);
+  });
+
+  it("never reports success with nothing to check: a missing or empty directory, an empty store or archive", async () => {
+    const empty = join(work, "empty-dir");
+    await mkdir(empty, { recursive: true });
+    const emptyStore = join(work, "empty-store");
+    await writeRawLayout(emptyStore, [], []);
+    await runOk("tar", ["-cf", `${empty}.tar`, "-C", empty, "."]);
+    await runOk("tar", ["-cf", `${emptyStore}.tar`, "-C", emptyStore, "."]);
+    const cases: Array<[string[], RegExp]> = [
+      [["verify", `oci:${join(work, "nonexistent")}`], /no such directory/],
+      [["verify", `oci:${empty}`], /not an OCI image layout/],
+      [["verify", `oci:${emptyStore}`], /lists no image/],
+      [["verify", `oci-archive:${empty}.tar`], /holds no OCI image layout/],
+      [["verify", `oci-archive:${emptyStore}.tar`], /lists no image/],
+      [["verify", `oci-archive:${join(work, "nonexistent.tar")}`], /no such file/],
+      [["fetch", `oci:${empty}`, "-o", join(work, "never")], /not an OCI image layout/],
+      [["--store-path", join(work, "never-store"), "import", `${emptyStore}.tar`], /lists no image/],
+    ];
+    for (const [args, message] of cases) {
+      const result = await ociboot(args);
+      expect(result.code, `${args.join(" ")}: ${result.stderr}`).toBe(EXIT.notFound);
+      expect(result.stderr).toMatch(message);
+      expect(result.stdout).not.toMatch(/verified/);
+    }
   });
 });
