@@ -5,7 +5,7 @@ import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseDigest } from "../oci/digest.ts";
 import { Limits } from "../oci/mediatypes.ts";
-import { type DecompressOptions, openDecompressed } from "./decompress.ts";
+import { type DecompressOptions, openDecompressed, truncatedOrCorrupt } from "./decompress.ts";
 import { ContentVerifier } from "./verify.ts";
 
 /**
@@ -67,7 +67,13 @@ export async function* readOciArchive(path: string, options: ArchiveReadOptions 
       const content = new ReadableStream<Uint8Array>(
         {
           async pull(controller) {
-            const next = await iterator.next();
+            let next: IteratorResult<Uint8Array>;
+            try {
+              next = await iterator.next();
+            } catch (error) {
+              // The tar ends inside this blob, or the bytes below it stopped decoding.
+              throw error instanceof OcibootError ? error : truncatedOrCorrupt(path, error);
+            }
             if (next.done) {
               finished = true;
               verifier.finish();
@@ -91,9 +97,7 @@ export async function* readOciArchive(path: string, options: ArchiveReadOptions 
     }
   } catch (error) {
     if (error instanceof OcibootError) throw error;
-    throw new OcibootError("UNSAFE_CONTENT", `Cannot read archive ${path}: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-    });
+    throw truncatedOrCorrupt(path, error);
   } finally {
     extract.destroy();
     source.destroy();

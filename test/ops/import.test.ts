@@ -67,6 +67,24 @@ describe("import", () => {
     });
   }
 
+  for (const [name, flags, decoder] of [
+    ["tar -cJf (system xz)", ["-cJf"], "system"],
+    ["tar -cJf (WebAssembly xz)", ["-cJf"], "wasm"],
+    ["tar -czf", ["-czf"], "auto"],
+    ["tar -cf", ["-cf"], "auto"],
+  ] as const) {
+    it(`names a cut archive made with ${name} as truncated (exit 5), never a temporary store or a decoder's internals`, async () => {
+      const archive = join(sandbox, "cut.oci.tar");
+      await tarTo(archive, [...flags]);
+      await truncate(archive, 400_000);
+      const result = await cli("--store-path", "store", "import", archive, "--xz-decoder", decoder);
+      expect(result.error).toMatchObject({ code: "INTEGRITY" });
+      expect(result.stderr).toContain(`Cannot read archive ${archive}: it is truncated or corrupt`);
+      expect(result.stderr).not.toMatch(/get_next_output|ociboot-archive-|Cannot write a blob/);
+      expect(await readFile(join(sandbox, "store", "index.json"), "utf8").catch(() => "none")).toBe("none");
+    });
+  }
+
   it("falls back to WebAssembly when no xz program is on PATH (under Deno)", async () => {
     const archive = join(sandbox, "image.oci.tar.xz");
     await tarTo(archive, ["-cJf"]);
