@@ -5,7 +5,7 @@ import type { ReadableStore } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor, Platform } from "../oci/descriptor.ts";
 import { parseDigest, sha256DigestOf } from "../oci/digest.ts";
-import { DEFAULT_FILE_NAMES, parseBootConfig, planBootFiles, safeFileName, type Role } from "../oci/dialects.ts";
+import { DEFAULT_FILE_NAMES, hasBootFiles, noBootFilesError, parseBootConfig, planBootFiles, safeFileName, type Role } from "../oci/dialects.ts";
 import { downloadBlob, type DownloadStatus } from "./download.ts";
 import { runBounded } from "./pool.ts";
 import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
@@ -72,6 +72,8 @@ export async function fetchBootImage(
 ): Promise<FetchReport> {
   const resolved = await resolveManifest(store, reference, selectionOf(options), options.signal);
   const plan = planBootFiles(resolved.manifest);
+  // Checked before anything is written: no manifest.json or SHA256SUMS may suggest a usable folder.
+  if (!hasBootFiles(plan)) throw noBootFilesError("fetch", reference, resolved.manifest);
   const wanted = options.roles ? new Set<Role>(options.roles) : undefined;
 
   // The config (for the command line) is read while the blobs download: one round trip less.

@@ -5,7 +5,7 @@ import type { ReadableStore } from "../content/store.ts";
 import { ContentVerifier } from "../content/verify.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
-import { parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
+import { hasBootFiles, noBootFilesError, parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
 import { toDigest } from "../oci/digest.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { Limits } from "../oci/mediatypes.ts";
@@ -40,6 +40,7 @@ export async function verifyDirectory(
 ): Promise<VerifyReport> {
   const resolved = await resolveManifest(store, reference, options, options.signal);
   const plan = planBootFiles(resolved.manifest);
+  if (!hasBootFiles(plan)) throw noBootFilesError("verify", reference, resolved.manifest);
   const wanted = options.roles ? new Set(options.roles) : undefined;
   const items: VerifiedItem[] = [];
   for (const file of plan.files) {

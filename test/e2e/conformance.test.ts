@@ -2,10 +2,11 @@ import { cp, mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { describeBytes, encodeManifest } from "../harness/images.ts";
+import { existsSync } from "node:fs";
+import { describeBytes, encodeManifest, publishWithSkopeo, writeOciLayout } from "../harness/images.ts";
 import { startRegistry, type RunningRegistry } from "../harness/registry.ts";
 import { runOk } from "../harness/commands.ts";
-import { DIGEST_TABLE, LAYOUT_FILE_TABLE, NAME_LENGTH_TABLE } from "../oci/fixtures/conformance.ts";
+import { DIGEST_TABLE, EMPTY_IMAGE_TABLE, LAYOUT_FILE_TABLE, NAME_LENGTH_TABLE } from "../oci/fixtures/conformance.ts";
 import { ociboot } from "./ociboot-binary.ts";
 
 const EXIT = { ok: 0, usage: 2, notFound: 3, integrity: 5, unsupported: 6 } as const;
@@ -123,4 +124,28 @@ describe("conformance tables through the built executable", () => {
       expect(result.stdout).not.toMatch(/verified/);
     }
   });
+
+  it.each(EMPTY_IMAGE_TABLE.map((image, position) => [image.label, image, position] as const))(
+    "fetch and verify --dir of %s from a registry fail with no boot files (3) and write nothing",
+    async (_label, image, position) => {
+      const directory = join(work, `empty-image-${position}`);
+      await writeOciLayout(directory, {
+        manifests: [{ tag: "v1", config: image.config, layers: image.layers, ...(image.artifactType ? { artifactType: image.artifactType } : {}) }],
+      });
+      const { reference } = await publishWithSkopeo(directory, "v1", registry, `empty/image-${position}`);
+      for (const source of [reference, `oci:${directory}:v1`]) {
+        const out = join(work, `empty-out-${position}`);
+        const fetched = await ociboot(["fetch", source, "-o", out]);
+        expect(fetched.code, fetched.stderr).toBe(EXIT.notFound);
+        expect(fetched.stderr).toMatch(image.holds);
+        expect(fetched.stderr).toMatch(/no boot files.*ociboot pull or ociboot copy.*--referrer/);
+        expect(existsSync(out)).toBe(false);
+        await mkdir(out);
+        const verified = await ociboot(["verify", source, "--dir", out]);
+        expect(verified.code, verified.stderr).toBe(EXIT.notFound);
+        expect(verified.stderr).toMatch(image.holds);
+        await rm(out, { recursive: true });
+      }
+    },
+  );
 });
