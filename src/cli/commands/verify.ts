@@ -1,19 +1,31 @@
 import { Command } from "@commander-js/extra-typings";
 import { OciLayoutStore } from "../../content/layout.ts";
-import { OcibootError } from "../../errors.ts";
-import { verifyDirectory, verifyImage, verifyLayoutStore, type VerifyReport } from "../../ops/verify.ts";
+import { isOcibootError, OcibootError } from "../../errors.ts";
+import { parseReference } from "../../oci/reference.ts";
+import {
+  canVerifyOffline,
+  type DirectoryCheckOptions,
+  readSavedFetch,
+  type SavedFetch,
+  savedFetchMatches,
+  verifyDirectory,
+  verifyImage,
+  verifyLayoutStore,
+  verifySavedDirectory,
+  type VerifyReport,
+} from "../../ops/verify.ts";
 import type { CliContext } from "../context.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
-import { openArchive, openSource, parseLocation } from "../sources.ts";
+import { type Location, openArchive, openSource, parseLocation } from "../sources.ts";
 
 /** `ociboot verify`: exit 0 only if everything matches what was published. */
 export function verifyCommand(context: CliContext) {
   return new Command("verify")
     .description("prove that fetched files, a store or an image are exactly what was published (exit 0 only if all match)")
-    .argument("<source>", "registry reference, oci:DIR[:REF] or oci-archive:FILE[:REF]")
-    .option("--dir <dir>", "check the boot files fetch wrote into DIR against the image")
+    .argument("[source]", "registry reference, oci:DIR[:REF] or oci-archive:FILE[:REF]; without it, --dir DIR is checked against its own manifest.json")
+    .option("--dir <dir>", "check the boot files fetch wrote into DIR against the image (or, with no source, against DIR/manifest.json)")
     .addOption(platformOption())
     .addOption(flavorOption())
     .addOption(roleOption())
@@ -21,52 +33,76 @@ export function verifyCommand(context: CliContext) {
     .option("--json", "print the report as JSON")
     .addHelpText(
       "after",
-      "\nExamples:\n  ociboot verify 127.0.0.1:5000/os/metal:today --dir ./boot\n  ociboot verify oci:./onmetal            # every image and every blob of a store\n  ociboot verify ghcr.io/org/os:1.0       # download and check a whole image graph",
+      "\nExamples:\n  ociboot verify 127.0.0.1:5000/os/metal:today --dir ./boot\n  ociboot verify --dir ./boot                # offline, from ./boot/manifest.json\n  ociboot verify ghcr.io/org/os@sha256:<hex> --dir ./boot   # offline when manifest.json is that digest\n  ociboot verify oci:./onmetal            # every image and every blob of a store\n  ociboot verify ghcr.io/org/os:1.0       # download and check a whole image graph",
     )
     .action(async (sourceText, options, command) => {
       const global = globalOptions(command as never, context);
-      const location = parseLocation(sourceText);
+      const directory = options.dir === undefined ? undefined : resolvePath(context, options.dir);
+      const check: DirectoryCheckOptions = { fileNames: parseNames(options.name), signal: context.signal };
+      if (options.role) check.roles = parseRoles(options.role);
       let report: VerifyReport;
-      if (location.kind === "layout" && location.reference === undefined && options.dir === undefined) {
-        report = await verifyLayoutStore(new OciLayoutStore(resolvePath(context, location.path)), context.signal);
-      } else if (location.kind === "archive" && location.reference === undefined && options.dir === undefined) {
-        // Reading the archive verifies every blob in it; then every image it names is checked complete.
-        const archive = await openArchive(location.path, context);
-        try {
-          report = await verifyLayoutStore(archive.store, context.signal);
-        } finally {
-          await archive.close();
+      if (sourceText === undefined) {
+        if (directory === undefined) {
+          throw new OcibootError("USAGE", "Cannot verify: name an image (REF, oci:DIR, oci-archive:FILE) or a folder fetch wrote (--dir DIR)");
         }
+        report = await verifySavedDirectory(await readSavedFetch(directory), check);
       } else {
-        const source = await openSource(sourceText, global, context);
-        try {
-          report =
-            options.dir === undefined
-              ? await verifyImage(source.store, source.reference, context.signal)
-              : await verifyDirectory(source.store, source.reference, resolvePath(context, options.dir), {
-                  ...selectionFrom(options),
-                  fileNames: parseNames(options.name),
-                  ...(options.role ? { roles: parseRoles(options.role) } : {}),
-                  signal: context.signal,
-                });
-        } finally {
-          await source.close();
+        const location = parseLocation(sourceText);
+        const saved = directory === undefined ? undefined : await pinnedSavedFetch(location, directory, check);
+        if (saved) {
+          report = await verifySavedDirectory(saved, check);
+        } else if (location.kind === "layout" && location.reference === undefined && directory === undefined) {
+          report = await verifyLayoutStore(new OciLayoutStore(resolvePath(context, location.path)), context.signal);
+        } else if (location.kind === "archive" && location.reference === undefined && directory === undefined) {
+          // Reading the archive verifies every blob in it; then every image it names is checked complete.
+          const archive = await openArchive(location.path, context);
+          try {
+            report = await verifyLayoutStore(archive.store, context.signal);
+          } finally {
+            await archive.close();
+          }
+        } else {
+          const source = await openSource(sourceText, global, context);
+          try {
+            report =
+              directory === undefined
+                ? await verifyImage(source.store, source.reference, context.signal)
+                : await verifyDirectory(source.store, source.reference, directory, { ...selectionFrom(options), ...check });
+          } finally {
+            await source.close();
+          }
         }
       }
       context.stdout.write(formatVerifyReport(report, options.json === true, global.quiet));
       const failed = report.items.filter((item) => !item.ok);
       if (failed.length > 0) {
-        throw new OcibootError("INTEGRITY", `Cannot verify ${sourceText}: ${failed.length} of ${report.items.length} items do not match`, {
+        throw new OcibootError("INTEGRITY", `Cannot verify ${sourceText ?? options.dir}: ${failed.length} of ${report.items.length} items do not match`, {
           details: { failed: failed.map((item) => item.name) },
         });
       }
     });
 }
 
+/**
+ * A pinned registry reference (`REF@sha256:…`) whose digest is the folder's own manifest.json: the pin
+ * already proves the manifest, so the folder is checked without the registry (which may be down).
+ */
+async function pinnedSavedFetch(location: Location, directory: string, check: DirectoryCheckOptions): Promise<SavedFetch | undefined> {
+  if (location.kind !== "registry") return undefined;
+  const pin = parseReference(location.reference).digest;
+  if (pin === undefined) return undefined;
+  const saved = await readSavedFetch(directory).catch((error: unknown) => {
+    if (isOcibootError(error, "NOT_FOUND")) return undefined;
+    throw error;
+  });
+  return saved && savedFetchMatches(saved, pin) && canVerifyOffline(saved, check) ? saved : undefined;
+}
+
 function formatVerifyReport(report: VerifyReport, json: boolean, quiet: boolean): string {
   if (json) return `${JSON.stringify(report, null, 2)}\n`;
   if (quiet) return "";
-  const lines = report.items.map((item) => `${item.ok ? "OK      " : "FAILED  "}${item.role ? `${item.role} ` : ""}${item.name}${item.problem ? `: ${item.problem}` : ""}`);
+  const lines = report.manifestFrom ? [`Checking against ${report.manifestFrom} (${report.digest})`] : [];
+  lines.push(...report.items.map((item) => `${item.ok ? "OK      " : "FAILED  "}${item.role ? `${item.role} ` : ""}${item.name}${item.problem ? `: ${item.problem}` : ""}`));
   lines.push(report.ok ? `All ${report.items.length} items verified.` : `${report.items.filter((item) => !item.ok).length} of ${report.items.length} items FAILED.`);
   return `${lines.join("\n")}\n`;
 }
