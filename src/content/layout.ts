@@ -49,6 +49,8 @@ export interface StoredBlob {
 export interface LayoutStoreOptions {
   /** How long to wait for another process's lock on index.json (default 30 s). */
   lockTimeoutMs?: number;
+  /** Name for messages (default `oci:ROOT`): an archive read into a temporary store is named by its file. */
+  description?: string;
 }
 
 /**
@@ -69,7 +71,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
 
   constructor(root: string, options: LayoutStoreOptions = {}) {
     this.root = root;
-    this.description = `oci:${root}`;
+    this.description = options.description ?? `oci:${root}`;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
   }
 

@@ -1,7 +1,7 @@
 import { type ArchiveReadOptions, readOciArchive } from "../content/archive.ts";
 import { checkLayoutFile, parseLayoutIndex, refNameOf } from "../content/layout-index.ts";
 import type { OciLayoutStore } from "../content/layout.ts";
-import { OcibootError } from "../errors.ts";
+import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { isIndexMediaType, isManifestMediaType, Limits } from "../oci/mediatypes.ts";
@@ -15,20 +15,36 @@ export interface ImportResult {
   bytes: number;
 }
 
+/** Options for {@link importArchive}. */
+export interface ImportOptions extends ArchiveReadOptions {
+  /**
+   * Called for each blob whose content does not match its name, instead of failing: the rest of
+   * the archive is still read and index.json still merged, and checking that every image is
+   * complete is left to the caller (verify reports each item; a real import must not set this).
+   */
+  onCorruptBlob?: (descriptor: Descriptor, error: OcibootError) => void;
+}
+
 /**
  * Imports an OCI layout archive (the Garden Linux `<name>.oci.tar.xz` with its `onmetal/` folder,
  * or any `.tar`, `.tar.gz`, `.tar.xz` layout) into the store in one streaming pass: each blob is
  * verified on its way into the store, then every manifest the archive's index.json names is
  * checked to be complete before its entries are added. A failure leaves index.json untouched.
  */
-export async function importArchive(store: OciLayoutStore, archivePath: string, options: ArchiveReadOptions = {}): Promise<ImportResult> {
+export async function importArchive(store: OciLayoutStore, archivePath: string, options: ImportOptions = {}): Promise<ImportResult> {
   let indexBytes: Uint8Array | undefined;
   let layoutBytes: Uint8Array | undefined;
   let blobs = 0;
   let bytes = 0;
   for await (const entry of readOciArchive(archivePath, options)) {
     if (entry.kind === "blob") {
-      await store.push(entry.descriptor, entry.content);
+      try {
+        await store.push(entry.descriptor, entry.content);
+      } catch (error) {
+        if (!options.onCorruptBlob || !isOcibootError(error, "INTEGRITY")) throw error;
+        options.onCorruptBlob(entry.descriptor, error);
+        continue;
+      }
       blobs++;
       bytes += entry.descriptor.size;
     } else if (entry.kind === "index") {
@@ -44,7 +60,7 @@ export async function importArchive(store: OciLayoutStore, archivePath: string, 
   if (!indexBytes) throw new OcibootError("INVALID_MANIFEST", `Cannot import ${archivePath}: no index.json; not an OCI image layout archive`);
   const index = parseLayoutIndex(indexBytes, `${archivePath}: index.json`);
   if (index.manifests.length === 0) throw new OcibootError("NOT_FOUND", `Cannot import ${archivePath}: its index.json lists no image`);
-  for (const entry of index.manifests) await checkComplete(store, entry, archivePath, 0);
+  if (!options.onCorruptBlob) for (const entry of index.manifests) await checkComplete(store, entry, archivePath, 0);
   await store.updateIndex((entries) => mergeEntries(entries, index.manifests));
   return { images: index.manifests, blobs, bytes };
 }

@@ -13,6 +13,7 @@ import { Limits } from "../oci/mediatypes.ts";
 import { compareFile, type FileComparison } from "./download.ts";
 import { commandLineFileBytes, MANIFEST_FILE_NAME } from "./fetch.ts";
 import { FETCH_RECORD_FILE_NAME, type FetchRecord, readFetchRecord } from "./fetch-record.ts";
+import { importArchive } from "./import.ts";
 import { readConfigBytes, readManifestBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
 
 export interface VerifiedItem {
@@ -204,6 +205,20 @@ export async function verifyLayoutStore(store: OciLayoutStore, signal?: AbortSig
     if (seen.has(blob.digest)) continue;
     items.push(await verifyBlob(store, { mediaType: "application/octet-stream", digest: toDigest(blob.digest), size: blob.size }, signal));
   }
+  return { digest: "", items, ok: items.every((item) => item.ok) };
+}
+
+/**
+ * Checks an archive item by item, read into `store` (an empty temporary layout): a blob whose
+ * content does not match its name is a failed item, not the end of the check, and every image the
+ * archive's index.json names is then walked as in {@link verifyLayoutStore}.
+ */
+export async function verifyArchiveFile(store: OciLayoutStore, archivePath: string, signal?: AbortSignal): Promise<VerifyReport> {
+  const corrupt = new Map<string, VerifiedItem>();
+  await importArchive(store, archivePath, { onCorruptBlob: (descriptor, error) => corrupt.set(descriptor.digest, failure(descriptor, error)) });
+  const walked = await verifyLayoutStore(store, signal);
+  const items = walked.items.map((item) => corrupt.get(item.name) ?? item);
+  for (const [digest, item] of corrupt) if (!items.some((listed) => listed.name === digest)) items.push(item);
   return { digest: "", items, ok: items.every((item) => item.ok) };
 }
 

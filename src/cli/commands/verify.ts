@@ -8,6 +8,7 @@ import {
   readSavedFetch,
   type SavedFetch,
   savedFetchMatches,
+  verifyArchiveFile,
   verifyDirectory,
   verifyImage,
   verifyLayoutStore,
@@ -18,7 +19,7 @@ import type { CliContext } from "../context.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
-import { type Location, openArchive, openSource, parseLocation } from "../sources.ts";
+import { type Location, openSource, parseLocation, temporaryArchiveStore } from "../sources.ts";
 
 /** `ociboot verify`: exit 0 only if everything matches what was published. */
 export function verifyCommand(context: CliContext) {
@@ -54,10 +55,9 @@ export function verifyCommand(context: CliContext) {
         } else if (location.kind === "layout" && location.reference === undefined && directory === undefined) {
           report = await verifyLayoutStore(new OciLayoutStore(resolvePath(context, location.path)), context.signal);
         } else if (location.kind === "archive" && location.reference === undefined && directory === undefined) {
-          // Reading the archive verifies every blob in it; then every image it names is checked complete.
-          const archive = await openArchive(location.path, context);
+          const archive = await temporaryArchiveStore(location.path, context);
           try {
-            report = await verifyLayoutStore(archive.store, context.signal);
+            report = await verifyArchiveFile(archive.store, resolvePath(context, location.path), context.signal);
           } finally {
             await archive.close();
           }
