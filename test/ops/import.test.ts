@@ -45,13 +45,16 @@ async function tarTo(archive: string, flags: string[]): Promise<void> {
 
 const cli = (...argv: string[]) => runInProcess(argv, { cwd: sandbox });
 
+/** Each way an archive is compressed and decoded: tar flags and the `--xz-decoder` to read it with. */
+const ARCHIVE_KINDS = [
+  ["tar -cJf (system xz)", ["-cJf"], "system"],
+  ["tar -cJf (WebAssembly xz)", ["-cJf"], "wasm"],
+  ["tar -czf", ["-czf"], "auto"],
+  ["tar -cf", ["-cf"], "auto"],
+] as const;
+
 describe("import", () => {
-  for (const [name, flags, decoder] of [
-    ["tar -cJf (system xz)", ["-cJf"], "system"],
-    ["tar -cJf (WebAssembly xz)", ["-cJf"], "wasm"],
-    ["tar -czf", ["-czf"], "auto"],
-    ["tar -cf", ["-cf"], "auto"],
-  ] as const) {
+  for (const [name, flags, decoder] of ARCHIVE_KINDS) {
     it(`streams and verifies an onmetal/ archive made with ${name}`, async () => {
       const archive = join(sandbox, "image.oci.tar.xz");
       await tarTo(archive, [...flags]);
@@ -67,12 +70,7 @@ describe("import", () => {
     });
   }
 
-  for (const [name, flags, decoder] of [
-    ["tar -cJf (system xz)", ["-cJf"], "system"],
-    ["tar -cJf (WebAssembly xz)", ["-cJf"], "wasm"],
-    ["tar -czf", ["-czf"], "auto"],
-    ["tar -cf", ["-cf"], "auto"],
-  ] as const) {
+  for (const [name, flags, decoder] of ARCHIVE_KINDS) {
     it(`names a cut archive made with ${name} as truncated (exit 5), never a temporary store or a decoder's internals`, async () => {
       const archive = join(sandbox, "cut.oci.tar");
       await tarTo(archive, [...flags]);
