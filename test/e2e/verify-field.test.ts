@@ -61,6 +61,16 @@ describe("verify in the field: offline folders, archives cut or corrupted", () =
     expect(otherPin.code).toBe(7);
   });
 
+  it("verify REF --dir DIR against an image uses the names fetch recorded, unless --name says otherwise", async () => {
+    const recorded = await ociboot(["verify", `oci:${layout.directory}:v1`, "--dir", fetched]);
+    expect(recorded.code, recorded.stderr).toBe(0);
+    expect(recorded.stdout).toMatch(/^OK {6}kernel bzImage$/m);
+    const overridden = await ociboot(["verify", `oci:${layout.directory}:v1`, "--dir", fetched, "--name", "kernel=vmlinuz"]);
+    expect(overridden.code).toBe(5);
+    expect(overridden.stdout).toMatch(/^FAILED  kernel vmlinuz: missing$/m);
+    expect(overridden.stderr).toContain("1 of 4 items do not match (vmlinuz)");
+  });
+
   it("says missing apart from changed, and shows the actual digest and size", async () => {
     const copy = join(work, "damaged");
     await cp(fetched, copy, { recursive: true });

@@ -67,7 +67,7 @@ export function verifyCommand(context: CliContext) {
             report =
               directory === undefined
                 ? await verifyImage(source.store, source.reference, context.signal)
-                : await verifyDirectory(source.store, source.reference, directory, { ...selectionFrom(options), ...check });
+                : await verifyDirectory(source.store, source.reference, directory, { ...selectionFrom(options), ...(await withRecordedNames(directory, check)) });
           } finally {
             await source.close();
           }
@@ -76,7 +76,9 @@ export function verifyCommand(context: CliContext) {
       context.stdout.write(formatVerifyReport(report, options.json === true, global.quiet));
       const failed = report.items.filter((item) => !item.ok);
       if (failed.length > 0) {
-        throw new OcibootError("INTEGRITY", `Cannot verify ${sourceText ?? options.dir}: ${failed.length} of ${report.items.length} items do not match`, {
+        // The names reach stderr too, for scripts that run with --quiet or read only errors.
+        const named = failed.slice(0, 3).map((item) => item.name).join(", ") + (failed.length > 3 ? ", …" : "");
+        throw new OcibootError("INTEGRITY", `Cannot verify ${sourceText ?? options.dir}: ${failed.length} of ${report.items.length} items do not match (${named})`, {
           details: { failed: failed.map((item) => item.name) },
         });
       }
@@ -91,11 +93,27 @@ async function pinnedSavedFetch(location: Location, directory: string, check: Di
   if (location.kind !== "registry") return undefined;
   const pin = parseReference(location.reference).digest;
   if (pin === undefined) return undefined;
-  const saved = await readSavedFetch(directory).catch((error: unknown) => {
+  const saved = await savedFetchIn(directory);
+  return saved && savedFetchMatches(saved, pin) && canVerifyOffline(saved, check) ? saved : undefined;
+}
+
+/** The names and roles fetch recorded in the folder, under those given on the command line. */
+async function withRecordedNames(directory: string, check: DirectoryCheckOptions): Promise<DirectoryCheckOptions> {
+  const saved = await savedFetchIn(directory);
+  const record = saved?.record;
+  if (!record) return check;
+  const merged: DirectoryCheckOptions = { ...check, fileNames: { ...record.fileNames, ...check.fileNames } };
+  const roles = check.roles ?? record.roles;
+  if (roles) merged.roles = roles;
+  return merged;
+}
+
+/** What fetch saved in the folder, or undefined for a folder without manifest.json. */
+function savedFetchIn(directory: string): Promise<SavedFetch | undefined> {
+  return readSavedFetch(directory).catch((error: unknown) => {
     if (isOcibootError(error, "NOT_FOUND")) return undefined;
     throw error;
   });
-  return saved && savedFetchMatches(saved, pin) && canVerifyOffline(saved, check) ? saved : undefined;
 }
 
 function formatVerifyReport(report: VerifyReport, json: boolean, quiet: boolean): string {
