@@ -30,12 +30,24 @@ export interface FetchRecord {
   fileNames: Partial<Record<Role, string>>;
   /** The config blob's bytes, when the `cmdline` file was made from it. */
   config?: Uint8Array;
+  /**
+   * The bytes of the index (or chain of indexes) the manifest was chosen from, outermost first, so
+   * that a reference pinned to the index can be checked offline. Not trusted: only used after
+   * hashing to the pin (see `savedFetchMatches`).
+   */
+  indexes?: Uint8Array[];
 }
 
 /** The record as JSON: the config travels as base64 `data`, as in an OCI descriptor. */
 export function serializeFetchRecord(record: FetchRecord): Uint8Array {
-  const { config, ...rest } = record;
-  const document = { recordVersion: RECORD_VERSION, ...rest, ...(config ? { config: { data: Buffer.from(config).toString("base64") } } : {}) };
+  const { config, indexes, ...rest } = record;
+  const encoded = (bytes: Uint8Array) => ({ data: Buffer.from(bytes).toString("base64") });
+  const document = {
+    recordVersion: RECORD_VERSION,
+    ...rest,
+    ...(config ? { config: encoded(config) } : {}),
+    ...(indexes && indexes.length > 0 ? { indexes: indexes.map(encoded) } : {}),
+  };
   return new TextEncoder().encode(`${JSON.stringify(document, null, 2)}\n`);
 }
 
@@ -66,12 +78,21 @@ export async function readFetchRecord(path: string, configDescriptor: Descriptor
   if (document["roles"] !== undefined) record.roles = parseRoleList(document["roles"], fail);
   const config = document["config"];
   if (config !== undefined) {
-    const data = isRecord(config) ? config["data"] : undefined;
-    if (typeof data !== "string") throw fail("config.data must be a base64 string");
-    const raw = new Uint8Array(Buffer.from(data, "base64"));
+    const raw = decodeData(config, "config", fail);
     record.config = await readVerified(new Blob([raw]).stream(), configDescriptor, Limits.configBytes);
   }
+  const indexes = document["indexes"];
+  if (indexes !== undefined) {
+    if (!Array.isArray(indexes) || indexes.length > Limits.indexDepth + 1) throw fail("indexes must be a short list");
+    record.indexes = indexes.map((index: unknown, position) => decodeData(index, `indexes[${position}]`, fail));
+  }
   return record;
+}
+
+function decodeData(value: unknown, where: string, fail: (reason: string) => OcibootError): Uint8Array {
+  const data = isRecord(value) ? value["data"] : undefined;
+  if (typeof data !== "string" || data.length > (Limits.manifestBytes * 4) / 3 + 4) throw fail(`${where}.data must be a base64 string`);
+  return new Uint8Array(Buffer.from(data, "base64"));
 }
 
 function parseFileNames(value: unknown, fail: (reason: string) => OcibootError): Partial<Record<Role, string>> {

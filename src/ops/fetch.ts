@@ -131,7 +131,10 @@ export async function fetchBootImage(
     digest: resolved.descriptor.digest,
     fileNames: Object.fromEntries(fetched.flatMap((file) => (file.role ? [[file.role, file.name]] : []))),
   };
-  if (resolved.indexes[0]) record.indexDigest = resolved.indexes[0].digest;
+  if (resolved.indexes[0]) {
+    record.indexDigest = resolved.indexes[0].digest;
+    record.indexes = resolved.indexBytes;
+  }
   if (resolved.descriptor.platform) record.platform = resolved.descriptor.platform;
   if (options.roles) record.roles = [...options.roles];
   const config = commandLine === undefined ? undefined : await configRead;

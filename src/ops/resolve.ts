@@ -19,6 +19,8 @@ export interface ResolvedManifest {
   manifest: ImageManifest;
   /** The index (or chain of indexes) walked through to reach the manifest, outermost first. */
   indexes: Descriptor[];
+  /** The verified bytes of each of `indexes`, in the same order. */
+  indexBytes: Uint8Array[];
 }
 
 /**
@@ -37,13 +39,15 @@ export async function resolveManifest(
     throw new OcibootError("INTEGRITY", `Cannot resolve ${reference}: the store answered with ${descriptor.digest}`);
   }
   const indexes: Descriptor[] = [];
+  const indexBytes: Uint8Array[] = [];
   for (let depth = 0; depth <= Limits.indexDepth; depth++) {
     const bytes = await readManifestBytes(store, descriptor, signal);
     const parsed = parseManifest(bytes, descriptor.mediaType);
     if (parsed.kind === "manifest") {
-      return { descriptor: { ...descriptor, mediaType: parsed.mediaType }, bytes, manifest: parsed.manifest, indexes };
+      return { descriptor: { ...descriptor, mediaType: parsed.mediaType }, bytes, manifest: parsed.manifest, indexes, indexBytes };
     }
     indexes.push(descriptor);
+    indexBytes.push(bytes);
     descriptor = selectIndexEntry(parsed.index, selection);
   }
   throw new OcibootError("UNSAFE_CONTENT", `Cannot resolve ${reference}: indexes nested deeper than ${Limits.indexDepth}`);

@@ -91,10 +91,25 @@ export async function readSavedFetch(directory: string): Promise<SavedFetch> {
   return saved;
 }
 
-/** True when the saved manifest is the one `pin` names (hashed with the pin's algorithm). */
+/**
+ * True when `pin` names the saved manifest, or the saved index it was chosen from: the index bytes
+ * must hash to the pin and each index must list the next one, down to the manifest, by digest.
+ */
 export function savedFetchMatches(saved: SavedFetch, pin: Digest): boolean {
-  const { algorithm, hex } = parseDigest(pin);
-  return createHash(algorithm).update(saved.manifestBytes).digest("hex") === hex;
+  const chain = [...(saved.record?.indexes ?? []), saved.manifestBytes];
+  const first = chain.findIndex((bytes) => hashesTo(bytes, pin));
+  if (first < 0) return false;
+  for (let position = first; position < chain.length - 1; position++) {
+    const parsed = parseManifest(chain[position] as Uint8Array);
+    const next = chain[position + 1] as Uint8Array;
+    if (parsed.kind !== "index" || !parsed.index.manifests.some((entry) => entry.size === next.byteLength && hashesTo(next, entry.digest))) return false;
+  }
+  return true;
+}
+
+function hashesTo(bytes: Uint8Array, digest: Digest): boolean {
+  const { algorithm, hex } = parseDigest(digest);
+  return createHash(algorithm).update(bytes).digest("hex") === hex;
 }
 
 /** True when the folder can be checked from what it holds: the command line needs the saved config. */

@@ -21,14 +21,21 @@ describe("verify in the field: offline folders, archives cut or corrupted", () =
   let digest: string;
   /** A folder fetched while the registry was up, with the kernel renamed. */
   let fetched: string;
+  /** A folder fetched through a multi-arch index. */
+  let fetchedFromIndex: string;
 
   beforeAll(async () => {
     work = await mkdtemp(join(tmpdir(), "ociboot-e2e-verify-field-"));
     registry = await startRegistry();
     layout = await writeOciLayout(join(work, "layout"), {
       manifests: [makeBootImage({ dialect: "onmetal", tag: "v1", kernel: { bytes: KERNEL }, initrd: { bytes: INITRD }, rootfs: { bytes: ROOTFS }, commandLine: COMMAND_LINE })],
+      indexes: [{ tag: "multi", manifests: [{ manifest: 0, platform: { os: "linux", architecture: "arm64" } }] }],
     });
     ({ reference } = await publishWithSkopeo(layout.directory, "v1", registry, "field/os"));
+    await publishWithSkopeo(layout.directory, "multi", registry, "field/os");
+    fetchedFromIndex = join(work, "fetched-from-index");
+    const fromIndex = await ociboot(["fetch", `${registry.host}/field/os:multi`, "--platform", "linux/arm64", "-o", fetchedFromIndex, "--quiet"]);
+    expect(fromIndex.code, fromIndex.stderr).toBe(0);
     digest = layout.manifests[0]!.descriptor.digest;
     fetched = join(work, "fetched");
     const result = await ociboot(["fetch", reference, "-o", fetched, "--name", "kernel=bzImage", "--quiet"]);
@@ -59,6 +66,23 @@ describe("verify in the field: offline folders, archives cut or corrupted", () =
     expect(byTag.code).toBe(7);
     const otherPin = await ociboot(["verify", `${registry.host}/field/os@sha256:${"0".repeat(64)}`, "--dir", fetched]);
     expect(otherPin.code).toBe(7);
+  });
+
+  it("verify REF@<index digest> --dir DIR with the registry down checks the saved index chain down to manifest.json", async () => {
+    const indexDigest = layout.indexes[0]!.descriptor.digest;
+    const pinned = await ociboot(["verify", `${registry.host}/field/os@${indexDigest}`, "--dir", fetchedFromIndex]);
+    expect(pinned.code, pinned.stderr).toBe(0);
+    expect(pinned.stdout).toContain("All 4 items verified.");
+    // A record whose saved index is not the pinned one proves nothing: back to the registry, which is down.
+    const tampered = join(work, "tampered-index");
+    await cp(fetchedFromIndex, tampered, { recursive: true });
+    const recordPath = join(tampered, "ociboot-fetch.json");
+    const record = JSON.parse(await readFile(recordPath, "utf8")) as { indexes: Array<{ data: string }> };
+    const index = JSON.parse(Buffer.from(record.indexes[0]!.data, "base64").toString("utf8")) as { annotations?: Record<string, string> };
+    record.indexes[0]!.data = Buffer.from(JSON.stringify({ ...index, annotations: { forged: "yes" } })).toString("base64");
+    await writeFile(recordPath, JSON.stringify(record));
+    const forged = await ociboot(["verify", `${registry.host}/field/os@${indexDigest}`, "--dir", tampered]);
+    expect(forged.code).toBe(7);
   });
 
   it("verify REF --dir DIR against an image uses the names fetch recorded, unless --name says otherwise", async () => {
@@ -111,7 +135,9 @@ describe("verify in the field: offline folders, archives cut or corrupted", () =
     it("verify oci-archive:FILE lists its items as verify oci:DIR does, and --json prints the report", async () => {
       const human = await ociboot(["verify", `oci-archive:${archive}`]);
       expect(human.code, human.stderr).toBe(0);
-      const layoutReport = await ociboot(["verify", `oci:${layout.directory}`]);
+      const onlyV1 = join(work, "only-v1");
+      expect((await ociboot(["copy", `oci:${layout.directory}:v1`, `oci:${onlyV1}:v1`, "--quiet"])).code).toBe(0);
+      const layoutReport = await ociboot(["verify", `oci:${onlyV1}`]);
       expect(human.stdout).toBe(layoutReport.stdout);
       const json = JSON.parse((await ociboot(["verify", `oci-archive:${archive}`, "--json"])).stdout) as { ok: boolean; items: Array<{ name: string; ok: boolean }> };
       expect(json.ok).toBe(true);
