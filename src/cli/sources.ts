@@ -77,6 +77,7 @@ export async function openStore(text: string, global: GlobalOptions, context: Cl
   switch (location.kind) {
     case "layout": {
       const store = new OciLayoutStore(resolvePath(context, location.path));
+      await store.requireLayout();
       return { store, location, reference: location.reference, close: async () => undefined };
     }
     case "archive": {
@@ -152,16 +153,23 @@ export async function openStoreOrImage(text: string, global: GlobalOptions, cont
  * way in), which is removed again on close. `$OCIBOOT_TMPDIR` or `$TMPDIR` says where it goes.
  */
 export async function openArchive(path: string, context: CliContext): Promise<{ store: OciLayoutStore; close(): Promise<void> }> {
-  const directory = await mkdtemp(join(temporaryBase(context), "ociboot-archive-"));
-  const close = () => rm(directory, { recursive: true, force: true });
+  const temporary = await temporaryArchiveStore(path, context);
   try {
-    const store = new OciLayoutStore(directory);
-    await importArchive(store, resolvePath(context, path));
-    return { store, close };
+    await importArchive(temporary.store, resolvePath(context, path));
+    return temporary;
   } catch (error) {
-    await close();
+    await temporary.close();
     throw error;
   }
+}
+
+/** An empty temporary store for reading an archive into; messages name the archive, not the temporary folder. */
+export async function temporaryArchiveStore(path: string, context: CliContext): Promise<{ store: OciLayoutStore; close(): Promise<void> }> {
+  const directory = await mkdtemp(join(temporaryBase(context), "ociboot-archive-"));
+  return {
+    store: new OciLayoutStore(directory, { description: `oci-archive:${resolvePath(context, path)}` }),
+    close: () => rm(directory, { recursive: true, force: true }),
+  };
 }
 
 /**

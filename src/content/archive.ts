@@ -5,7 +5,7 @@ import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseDigest } from "../oci/digest.ts";
 import { Limits } from "../oci/mediatypes.ts";
-import { type DecompressOptions, openDecompressed } from "./decompress.ts";
+import { type DecompressOptions, openDecompressed, truncatedOrCorrupt } from "./decompress.ts";
 import { LAYOUT_NAMES } from "./layout-index.ts";
 import { ContentVerifier } from "./verify.ts";
 
@@ -66,7 +66,13 @@ export async function* readOciArchive(path: string, options: ArchiveReadOptions 
       const content = new ReadableStream<Uint8Array>(
         {
           async pull(controller) {
-            const next = await iterator.next();
+            let next: IteratorResult<Uint8Array>;
+            try {
+              next = await iterator.next();
+            } catch (error) {
+              // The tar ends inside this blob, or the bytes below it stopped decoding.
+              throw error instanceof OcibootError ? error : truncatedOrCorrupt(path, error);
+            }
             if (next.done) {
               finished = true;
               verifier.finish();
@@ -90,9 +96,7 @@ export async function* readOciArchive(path: string, options: ArchiveReadOptions 
     }
   } catch (error) {
     if (error instanceof OcibootError) throw error;
-    throw new OcibootError("UNSAFE_CONTENT", `Cannot read archive ${path}: ${error instanceof Error ? error.message : String(error)}`, {
-      cause: error,
-    });
+    throw truncatedOrCorrupt(path, error);
   } finally {
     extract.destroy();
     source.destroy();
@@ -146,7 +150,10 @@ class ArchivePolicy {
       let digest;
       try {
         digest = parseDigest(`${relative[1]}:${relative[2]}`).digest;
-      } catch {
+      } catch (error) {
+        if (error instanceof OcibootError && error.code === "UNSUPPORTED") {
+          throw new OcibootError("UNSUPPORTED", `Cannot import ${this.#archive}: blob ${quote(name)} uses a digest algorithm other than sha256 or sha512`);
+        }
         throw this.#unsafe(`${quote(name)} is not named by a sha256 or sha512 digest`);
       }
       return { kind: "blob", path: name, descriptor: { mediaType: "application/octet-stream", digest, size } };

@@ -46,7 +46,7 @@ export async function openDecompressed(path: string, options: DecompressOptions 
   const { compression, size } = await sniff(path);
   const maxBytes = options.maxBytes ?? 64 * 1024 ** 3;
   const maxRatio = options.maxRatio ?? 200;
-  const cap = (stream: ReadableStream<Uint8Array>) => stream.pipeThrough(capOutput(path, size, maxBytes, maxRatio));
+  const cap = (stream: ReadableStream<Uint8Array>) => namingTheFile(stream.pipeThrough(capOutput(path, size, maxBytes, maxRatio)), path);
   if (compression === "none") return { stream: cap(await fileReadableStream(path)), compression, decoder: "none" };
   if (compression === "gzip") {
     const gunzip = new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>;
@@ -87,9 +87,42 @@ async function sniff(path: string): Promise<{ compression: Compression; size: nu
 async function systemXz(path: string): Promise<ReadableStream<Uint8Array> | undefined> {
   const xz = await startXz(["--decompress", "--stdout", "--", path], {
     pipeInput: false,
-    failure: (detail) => new OcibootError("UNSAFE_CONTENT", `Cannot decompress ${path}: xz failed (${detail})`),
+    failure: (detail) => truncatedOrCorrupt(path, new Error(detail), detail),
   });
   return xz?.output;
+}
+
+/**
+ * Passes the stream through, turning a decoder's own failure (zlib's "unexpected end of file",
+ * the WebAssembly xz decoder's "get_next_output failed with error code 8") into an INTEGRITY error
+ * that names the file: the user needs to hear that this archive is cut or damaged, not a decoder's
+ * internals, nor the temporary store it was being read into.
+ */
+function namingTheFile(stream: ReadableStream<Uint8Array>, path: string): ReadableStream<Uint8Array> {
+  const reader = stream.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let next: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          next = await reader.read();
+        } catch (error) {
+          throw error instanceof OcibootError ? error : truncatedOrCorrupt(path, error);
+        }
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** The error for an archive whose bytes end early or do not decode. */
+export function truncatedOrCorrupt(path: string, cause: unknown, detail?: string): OcibootError {
+  return new OcibootError("INTEGRITY", `Cannot read archive ${path}: it is truncated or corrupt${detail ? ` (${detail})` : ""}`, { cause });
 }
 
 function capOutput(path: string, compressedSize: number, maxBytes: number, maxRatio: number): TransformStream<Uint8Array, Uint8Array> {

@@ -9,29 +9,8 @@ import { parseStrictJson, StrictJsonError } from "../oci/strict-json.ts";
  * archive writer, import and pull (docs/layout-index.md).
  */
 
-/** `oci-layout` as the image spec and onmetal-image write it. */
-export const OCI_LAYOUT_BYTES: Uint8Array = new TextEncoder().encode('{"imageLayoutVersion":"1.0.0"}');
-
 /** The names at the top of an image layout (with the empty `ingest/` an onmetal-image store has). */
 export const LAYOUT_NAMES: ReadonlySet<string> = new Set(["blobs", "index.json", "oci-layout", "ingest"]);
-
-/**
- * Checks an `oci-layout` file: JSON whose `imageLayoutVersion` is "1.0.0", the only version of the
- * image spec. `where` names the file for the message.
- *
- * @throws OcibootError INVALID_MANIFEST for anything but JSON; UNSUPPORTED for another version.
- */
-export function checkLayoutVersion(bytes: Uint8Array, where: string): void {
-  let version: unknown;
-  try {
-    version = (parseStrictJson(new TextDecoder().decode(bytes)) as { imageLayoutVersion?: unknown }).imageLayoutVersion;
-  } catch (error) {
-    throw new OcibootError("INVALID_MANIFEST", `Cannot read ${where}: not valid JSON`, { cause: error });
-  }
-  if (version !== "1.0.0") {
-    throw new OcibootError("UNSUPPORTED", `Cannot use ${where}: image layout version ${String(version)} is not 1.0.0`);
-  }
-}
 
 /**
  * The `index.json` of an OCI image layout: its entries, plus every other top-level field exactly as
@@ -45,6 +24,37 @@ export interface LayoutIndex {
 /** An empty index, written as `{"schemaVersion":2,"manifests":[]}` like onmetal-image does. */
 export function emptyLayoutIndex(): LayoutIndex {
   return { fields: { schemaVersion: 2 }, manifests: [] };
+}
+
+/** The only `imageLayoutVersion` of the OCI image spec (v1.1 image-layout.md) that ociboot reads and writes. */
+export const IMAGE_LAYOUT_VERSION = "1.0.0";
+
+/** `oci-layout` as the image spec and onmetal-image write it. */
+export const OCI_LAYOUT_BYTES = new TextEncoder().encode(`{"imageLayoutVersion":"${IMAGE_LAYOUT_VERSION}"}`);
+
+/**
+ * The one check of an `oci-layout` file, for every reader of a layout (directory, archive, import):
+ * it must exist, be a JSON object, and declare version 1.0.0. `source` names the file in messages.
+ *
+ * @throws OcibootError INVALID_MANIFEST when missing or not JSON; UNSUPPORTED for another version.
+ */
+export function checkLayoutFile(bytes: Uint8Array | undefined, source: string): void {
+  if (bytes === undefined) {
+    throw new OcibootError("INVALID_MANIFEST", `Cannot read ${source}: missing, so this is not an OCI image layout`);
+  }
+  let value: unknown;
+  try {
+    value = parseStrictJson(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (error) {
+    throw new OcibootError("INVALID_MANIFEST", `Cannot read ${source}: not valid JSON`, { cause: error });
+  }
+  const version = isRecord(value) ? value["imageLayoutVersion"] : undefined;
+  if (version !== IMAGE_LAYOUT_VERSION) {
+    throw new OcibootError(
+      "UNSUPPORTED",
+      `Cannot use ${source}: imageLayoutVersion ${JSON.stringify(version) ?? "(none)"} is not ${IMAGE_LAYOUT_VERSION}`,
+    );
+  }
 }
 
 /** Parses and validates `index.json`; every digest is checked before it can name a path. */

@@ -17,7 +17,7 @@ import {
   writeFileAtomically,
 } from "./fs-util.ts";
 import {
-  checkLayoutVersion,
+  checkLayoutFile,
   emptyLayoutIndex,
   indexEntryOf,
   type LayoutIndex,
@@ -56,6 +56,8 @@ export interface StoredBlob {
 export interface LayoutStoreOptions {
   /** How long to wait for another process's lock on index.json (default 30 s). */
   lockTimeoutMs?: number;
+  /** Name for messages (default `oci:ROOT`): an archive read into a temporary store is named by its file. */
+  description?: string;
 }
 
 /**
@@ -76,7 +78,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
 
   constructor(root: string, options: LayoutStoreOptions = {}) {
     this.root = root;
-    this.description = `oci:${root}`;
+    this.description = options.description ?? `oci:${root}`;
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
   }
 
@@ -314,10 +316,39 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     return { mediaType: parseManifest(verified).mediaType, digest, size: bytes.byteLength };
   }
 
+  /**
+   * Checks that the store exists and is a layout ociboot can read, for readers that name it
+   * explicitly (`oci:DIR`): a missing directory or one without `oci-layout` and `index.json` is
+   * NOT_FOUND; a bad `oci-layout` fails as {@link checkLayoutFile} says.
+   */
+  async requireLayout(): Promise<void> {
+    const info = await stat(this.root).catch((error: unknown) => {
+      if (errorCode(error) === "ENOENT") return undefined;
+      throw new OcibootError("LOCAL_IO", `Cannot open ${this.description}: ${errorMessage(error)}`, { cause: error });
+    });
+    if (!info) throw new OcibootError("NOT_FOUND", `Cannot open ${this.description}: no such directory`);
+    if (!info.isDirectory()) throw new OcibootError("NOT_FOUND", `Cannot open ${this.description}: not a directory`);
+    const present = await this.#readLayoutFiles();
+    if (!present) {
+      throw new OcibootError("NOT_FOUND", `Cannot open ${this.description}: not an OCI image layout (no oci-layout, no index.json)`);
+    }
+  }
+
   async #readIndex(): Promise<LayoutIndex> {
-    const path = join(this.root, "index.json");
-    const bytes = await readBoundedFile(path, MAX_INDEX_BYTES);
-    return bytes ? parseLayoutIndex(bytes, path) : emptyLayoutIndex();
+    return (await this.#readLayoutFiles()) ?? emptyLayoutIndex();
+  }
+
+  /**
+   * index.json, after the layout's `oci-layout` passed its check; undefined when neither file exists
+   * (a store not yet created reads as empty, and is created on the first write).
+   */
+  async #readLayoutFiles(): Promise<LayoutIndex | undefined> {
+    const indexPath = join(this.root, "index.json");
+    const layoutPath = join(this.root, "oci-layout");
+    const [indexBytes, layoutBytes] = await Promise.all([readBoundedFile(indexPath, MAX_INDEX_BYTES), readBoundedFile(layoutPath, 4096)]);
+    if (!indexBytes && !layoutBytes) return undefined;
+    checkLayoutFile(layoutBytes, layoutPath);
+    return indexBytes ? parseLayoutIndex(indexBytes, indexPath) : emptyLayoutIndex();
   }
 
   /** Creates the layout on first write; refuses a directory that holds something else. */
@@ -325,7 +356,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     const layoutPath = join(this.root, "oci-layout");
     const existing = await readBoundedFile(layoutPath, 4096);
     if (existing) {
-      checkLayoutVersion(existing, layoutPath);
+      checkLayoutFile(existing, layoutPath);
     } else {
       const names = await readdir(this.root).catch((error: unknown) => {
         if (errorCode(error) === "ENOENT") return [] as string[];

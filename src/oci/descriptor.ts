@@ -55,7 +55,9 @@ export function parseDescriptor(value: unknown, where: string): Descriptor {
   try {
     digest = parseDigest(digestText).digest;
   } catch (error) {
-    throw new OcibootError("INVALID_MANIFEST", `Cannot read descriptor ${where}: ${(error as Error).message}`, { cause: error });
+    // A digest of an algorithm we lack is valid content we cannot check, not a broken manifest.
+    const code = error instanceof OcibootError && error.code === "UNSUPPORTED" ? "UNSUPPORTED" : "INVALID_MANIFEST";
+    throw new OcibootError(code, `Cannot read descriptor ${where}: ${(error as Error).message}`, { cause: error });
   }
   const size = object["size"];
   if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) {

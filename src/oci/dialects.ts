@@ -5,7 +5,7 @@
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "./descriptor.ts";
 import { decodeJsonObject, type ImageManifest } from "./manifest.ts";
-import { Annotation, Limits } from "./mediatypes.ts";
+import { Annotation, Limits, MediaType } from "./mediatypes.ts";
 
 /** What a boot file is for; ociboot works in roles, dialects only name them differently. */
 export type Role = "kernel" | "initrd" | "rootfs" | "squashfs" | "uki" | "iso" | "cmdline";
@@ -207,6 +207,46 @@ export function planBootFiles(manifest: Pick<ImageManifest, "config" | "layers">
       ? "config"
       : "none";
   return { dialect, files, commandLineFrom };
+}
+
+/** True when the plan has something to boot: a kernel, initrd, rootfs, squashfs, UKI or ISO layer (a command line alone boots nothing). */
+export function hasBootFiles(plan: BootFilePlan): boolean {
+  return plan.files.some((file) => file.role !== undefined && file.role !== "cmdline");
+}
+
+/**
+ * The error for an image with nothing to boot, saying what it holds (a container image, an artifact
+ * and its files, or nothing) and what would work instead, so that a script never boots an empty folder.
+ */
+export function noBootFilesError(action: string, reference: string, manifest: Pick<ImageManifest, "config" | "layers" | "artifactType">): OcibootError {
+  const layerTypes = [...new Set(manifest.layers.map((layer) => layer.mediaType))];
+  const titles = manifest.layers.flatMap((layer) => {
+    const title = layer.annotations?.[Annotation.title];
+    return title === undefined ? [] : [shorten(title)];
+  });
+  const isContainerImage = manifest.config.mediaType === MediaType.ociConfig || manifest.config.mediaType === MediaType.dockerConfig;
+  let holds: string;
+  if (manifest.layers.length === 0) {
+    holds = `it has no layers at all (config ${manifest.config.mediaType})`;
+  } else if (isContainerImage) {
+    holds = `this is a container image (${manifest.layers.length} layer${manifest.layers.length === 1 ? "" : "s"} of ${layerTypes.join(", ")})`;
+  } else {
+    const type = manifest.artifactType ?? manifest.config.mediaType;
+    holds = `it is an artifact of type ${type} holding ${layerTypes.join(", ")}${titles.length > 0 ? ` (${titles.join(", ")})` : ""}`;
+  }
+  return new OcibootError(
+    "NO_BOOT_FILES",
+    `Cannot ${action} ${reference}: the image has no boot files (no kernel, initrd, rootfs, squashfs, UKI or ISO layer); ${holds}. ` +
+      "To move it whole use ociboot pull or ociboot copy; for files attached to a boot image use ociboot fetch REF --referrer TYPE",
+    {
+      details: {
+        kind: manifest.layers.length === 0 ? "empty" : isContainerImage ? "container-image" : "artifact",
+        configMediaType: manifest.config.mediaType,
+        layerMediaTypes: layerTypes,
+        titles,
+      },
+    },
+  );
 }
 
 // Linux NAME_MAX; most file systems cap a name at 255 bytes.

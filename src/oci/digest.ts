@@ -8,6 +8,12 @@ export type Digest = string & { readonly __brand: "Digest" };
 
 const HEX_LENGTH: Readonly<Record<DigestAlgorithm, number>> = { sha256: 64, sha512: 128 };
 const LOWER_HEX = /^[0-9a-f]+$/;
+// OCI image spec v1.1 descriptor.md, "Digests": algorithm ::= algorithm-component (algorithm-separator
+// algorithm-component)*, algorithm-component ::= [a-z0-9]+, algorithm-separator ::= [+._-],
+// encoded ::= [a-zA-Z0-9=_-]+. A digest of this shape whose algorithm we do not implement is
+// unsupported, not malformed: the spec allows algorithms beyond the registered ones.
+const ALGORITHM = /^[a-z0-9]+(?:[+._-][a-z0-9]+)*$/;
+const ENCODED = /^[a-zA-Z0-9=_-]+$/;
 
 export interface ParsedDigest {
   algorithm: DigestAlgorithm;
@@ -18,6 +24,9 @@ export interface ParsedDigest {
 /**
  * Parses and validates a digest. Only sha256 (64 lowercase hex) and sha512 (128) are accepted,
  * because the digest later becomes a path component and a hash choice.
+ *
+ * @throws OcibootError INVALID_DIGEST when `input` does not follow the digest grammar (or a sha256 or
+ *   sha512 digest has the wrong encoding); UNSUPPORTED for a well-formed digest of another algorithm.
  */
 export function parseDigest(input: string): ParsedDigest {
   if (typeof input !== "string") {
@@ -30,7 +39,14 @@ export function parseDigest(input: string): ParsedDigest {
   const algorithm = input.slice(0, colon);
   const hex = input.slice(colon + 1);
   if (algorithm !== "sha256" && algorithm !== "sha512") {
-    throw new OcibootError("INVALID_DIGEST", `Cannot parse digest "${truncate(input)}": unsupported algorithm "${truncate(algorithm)}"`);
+    if (ALGORITHM.test(algorithm) && ENCODED.test(hex)) {
+      throw new OcibootError(
+        "UNSUPPORTED",
+        `Cannot use digest "${truncate(input)}": algorithm "${truncate(algorithm)}" is not supported (only sha256 and sha512)`,
+        { details: { algorithm } },
+      );
+    }
+    throw new OcibootError("INVALID_DIGEST", `Cannot parse digest "${truncate(input)}": not algorithm:encoded as the OCI digest grammar requires`);
   }
   if (hex.length !== HEX_LENGTH[algorithm] || !LOWER_HEX.test(hex)) {
     throw new OcibootError(

@@ -42,8 +42,9 @@ const TAG = /^\w[\w.-]{0,127}$/;
 // A bare 64-hex name is refused, as distribution's normalize.go does, because it is almost
 // certainly an image ID typed without its `sha256:` prefix.
 const IMAGE_ID = /^[a-f0-9]{64}$/;
-// distribution's NameTotalLengthMax: the whole name, domain included, is at most 255 characters.
-const NAME_TOTAL_LENGTH_MAX = 255;
+// distribution/reference v0.6.0 RepositoryNameTotalLengthMax: the repository path (after Docker Hub
+// normalisation, so `library/` counts) is at most 255 characters; the domain is not counted.
+const REPOSITORY_PATH_LENGTH_MAX = 255;
 const LEGACY_DOCKER_HUB = "index.docker.io";
 const OFFICIAL_REPOSITORY_PREFIX = "library/";
 const LOCALHOST = "localhost";
@@ -65,6 +66,7 @@ export function parseReference(input: string): Reference {
 
   let rest = input;
   let digest: Digest | undefined;
+  let unsupportedDigest: OcibootError | undefined;
   const at = rest.indexOf("@");
   if (at >= 0) {
     const digestText = rest.slice(at + 1);
@@ -73,9 +75,11 @@ export function parseReference(input: string): Reference {
       digest = parseDigest(digestText).digest;
     } catch (error) {
       const reason = error instanceof OcibootError ? error.message : "invalid digest";
-      throw new OcibootError("INVALID_REFERENCE", `Cannot parse reference "${shorten(input)}": ${reason}`, {
-        cause: error,
-      });
+      const wrapped = new OcibootError("INVALID_REFERENCE", `Cannot parse reference "${shorten(input)}": ${reason}`, { cause: error });
+      // A well-formed digest of an algorithm we lack is no typo: it is unsupported (exit 6), but
+      // only once the rest of the reference has proved valid.
+      if (!(error instanceof OcibootError && error.code === "UNSUPPORTED")) throw wrapped;
+      unsupportedDigest = new OcibootError("UNSUPPORTED", wrapped.message, { cause: error });
     }
   }
 
@@ -91,6 +95,7 @@ export function parseReference(input: string): Reference {
   }
 
   const { registry, repository } = splitName(rest, input);
+  if (unsupportedDigest) throw unsupportedDigest;
   const reference: Reference = { registry, repository };
   if (tag !== undefined) reference.tag = tag;
   if (digest !== undefined) reference.digest = digest;
@@ -214,8 +219,8 @@ function splitName(name: string, input: string): Repository {
   if (!isDomain && IMAGE_ID.test(name)) {
     throw referenceError(input, "a 64-hex name looks like an image ID; write it as sha256:<hex>");
   }
-  if (registry.length + 1 + path.length > NAME_TOTAL_LENGTH_MAX) {
-    throw referenceError(input, `name is longer than ${NAME_TOTAL_LENGTH_MAX} characters`);
+  if (path.length > REPOSITORY_PATH_LENGTH_MAX) {
+    throw referenceError(input, `repository path is longer than ${REPOSITORY_PATH_LENGTH_MAX} characters`);
   }
   return { registry, repository: path };
 }

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { rm, stat } from "node:fs/promises";
 import { commitFile, errorCode, errorMessage } from "../content/fs-util.ts";
@@ -7,6 +8,7 @@ import { ContentVerifier } from "../content/verify.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import { RetryChain } from "../retry.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
+import { parseDigest } from "../oci/digest.ts";
 import { type BlobWriter, type BlobWriterOptions, openBlobWriter, resumablePrefixLength } from "../content/blob-writer.ts";
 
 export type DownloadStatus = "existing" | "downloaded" | "resumed";
@@ -166,7 +168,21 @@ export async function fileMatches(path: string, descriptor: Descriptor, signal?:
   }
 }
 
-async function hashFile(path: string, verifier: ContentVerifier, length: number, signal: AbortSignal | undefined): Promise<void> {
+/** How a file on disk compares with a descriptor; `digest` and `size` are the file's own, when it exists. */
+export type FileComparison = { state: "matches" | "changed"; size: number; digest: string } | { state: "missing" };
+
+/** Compares a file with a descriptor, hashing it whole so that a changed file's actual digest can be shown. */
+export async function compareFile(path: string, descriptor: Descriptor, signal?: AbortSignal): Promise<FileComparison> {
+  const size = await sizeOf(path);
+  if (size === undefined) return { state: "missing" };
+  const { algorithm } = parseDigest(descriptor.digest);
+  const hash = createHash(algorithm);
+  await hashFile(path, hash, size, signal);
+  const digest = `${algorithm}:${hash.digest("hex")}`;
+  return { state: size === descriptor.size && digest === descriptor.digest ? "matches" : "changed", size, digest };
+}
+
+async function hashFile(path: string, verifier: { update(chunk: Uint8Array): unknown }, length: number, signal: AbortSignal | undefined): Promise<void> {
   if (length === 0) return;
   try {
     const stream = createReadStream(path, { start: 0, end: length - 1, highWaterMark: READ_CHUNK_BYTES, ...(signal ? { signal } : {}) });

@@ -5,8 +5,9 @@ import type { ReadableStore } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor, Platform } from "../oci/descriptor.ts";
 import { parseDigest, sha256DigestOf } from "../oci/digest.ts";
-import { DEFAULT_FILE_NAMES, parseBootConfig, planBootFiles, safeFileName, type Role } from "../oci/dialects.ts";
+import { DEFAULT_FILE_NAMES, hasBootFiles, noBootFilesError, parseBootConfig, planBootFiles, safeFileName, type Role } from "../oci/dialects.ts";
 import { downloadBlob, type DownloadStatus } from "./download.ts";
+import { FETCH_RECORD_FILE_NAME, type FetchRecord, serializeFetchRecord } from "./fetch-record.ts";
 import { runBounded } from "./pool.ts";
 import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
 import { imageArchitecture, qemuCommandFor } from "./boot-hint.ts";
@@ -75,13 +76,14 @@ export async function fetchBootImage(
 ): Promise<FetchReport> {
   const resolved = await resolveManifest(store, reference, selectionOf(options), options.signal);
   const plan = planBootFiles(resolved.manifest);
+  // Checked before anything is written: no manifest.json or SHA256SUMS may suggest a usable folder.
+  if (!hasBootFiles(plan)) throw noBootFilesError("fetch", reference, resolved.manifest);
   const wanted = options.roles ? new Set<Role>(options.roles) : undefined;
 
   // The config (for the command line) is read while the blobs download: one round trip less.
   const wantsConfigCommandLine = plan.commandLineFrom === "config" && (!wanted || wanted.has("cmdline"));
-  const commandLineRead = wantsConfigCommandLine
-    ? readConfigBytes(store, resolved.manifest.config, options.signal).then((bytes) => parseBootConfig(bytes).commandLine)
-    : Promise.resolve(undefined);
+  const configRead = wantsConfigCommandLine ? readConfigBytes(store, resolved.manifest.config, options.signal) : Promise.resolve(undefined);
+  const commandLineRead = configRead.then((bytes) => (bytes === undefined ? undefined : parseBootConfig(bytes).commandLine));
   commandLineRead.catch(() => undefined);
 
   const blobs = plan.files
@@ -126,6 +128,21 @@ export async function fetchBootImage(
     fetched.push({ role: "cmdline", name, path, digest: sha256DigestOf(bytes), size: bytes.byteLength, status: "written" });
   }
   writes.push(writeFileAtomically(join(outputDir, CHECKSUM_FILE_NAME), checksumFile(fetched, resolved.descriptor)));
+  const record: FetchRecord = {
+    reference,
+    source: store.description,
+    digest: resolved.descriptor.digest,
+    fileNames: Object.fromEntries(fetched.flatMap((file) => (file.role ? [[file.role, file.name]] : []))),
+  };
+  if (resolved.indexes[0]) {
+    record.indexDigest = resolved.indexes[0].digest;
+    record.indexes = resolved.indexBytes;
+  }
+  if (resolved.descriptor.platform) record.platform = resolved.descriptor.platform;
+  if (options.roles) record.roles = [...options.roles];
+  const config = commandLine === undefined ? undefined : await configRead;
+  if (config) record.config = config;
+  writes.push(writeFileAtomically(join(outputDir, FETCH_RECORD_FILE_NAME), serializeFetchRecord(record)));
   const architecture = imageArchitecture(resolved.descriptor, resolved.manifest, plan.files.find((file) => file.role === "kernel")?.descriptor);
   const bootScript = bootScriptFor(fetched, architecture);
   if (bootScript) writes.push(writeFileAtomically(join(outputDir, BOOT_SCRIPT_FILE_NAME), bootScript, outputDir, 0o755));
@@ -166,7 +183,7 @@ function nameFor(role: Role, overrides: Partial<Record<Role, string>> | undefine
   return safeFileName(overrides?.[role] ?? DEFAULT_FILE_NAMES[role]);
 }
 
-const RESERVED_NAMES = new Set([MANIFEST_FILE_NAME, CHECKSUM_FILE_NAME, BOOT_SCRIPT_FILE_NAME]);
+const RESERVED_NAMES = new Set([MANIFEST_FILE_NAME, CHECKSUM_FILE_NAME, BOOT_SCRIPT_FILE_NAME, FETCH_RECORD_FILE_NAME]);
 
 /** Two layers must never race for one file name, nor overwrite fetch's own files. */
 function assertDistinctNames(names: readonly string[]): void {

@@ -1,5 +1,5 @@
 import { type ArchiveReadOptions, readOciArchive } from "../content/archive.ts";
-import { checkLayoutVersion, mergeIndexEntries, parseLayoutIndex } from "../content/layout-index.ts";
+import { checkLayoutFile, mergeIndexEntries, parseLayoutIndex } from "../content/layout-index.ts";
 import type { OciLayoutStore } from "../content/layout.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
@@ -14,17 +14,24 @@ export interface ImportResult {
   bytes: number;
 }
 
+/** Options for {@link importArchive}. */
+export interface ImportOptions extends ArchiveReadOptions {
+  signal?: AbortSignal;
+  /**
+   * Called for each blob whose content does not match its name, instead of failing: the rest of
+   * the archive is still read and index.json still merged, and checking that every image is
+   * complete is left to the caller (verify reports each item; a real import must not set this).
+   */
+  onCorruptBlob?: (descriptor: Descriptor, error: OcibootError) => void;
+}
+
 /**
  * Imports an OCI layout archive (the Garden Linux `<name>.oci.tar.xz` with its `onmetal/` folder,
  * or any `.tar`, `.tar.gz`, `.tar.xz` layout) into the store in one streaming pass: each blob is
  * verified on its way into the store, then every manifest the archive's index.json names is
  * checked to be complete before its entries are added. A failure leaves index.json untouched.
  */
-export async function importArchive(
-  store: OciLayoutStore,
-  archivePath: string,
-  options: ArchiveReadOptions & { signal?: AbortSignal } = {},
-): Promise<ImportResult> {
+export async function importArchive(store: OciLayoutStore, archivePath: string, options: ImportOptions = {}): Promise<ImportResult> {
   const { signal } = options;
   let indexBytes: Uint8Array | undefined;
   let layoutBytes: Uint8Array | undefined;
@@ -34,7 +41,13 @@ export async function importArchive(
     // Leaving the loop closes the archive (and its xz); blobs already stored stay for the next try.
     signal?.throwIfAborted();
     if (entry.kind === "blob") {
-      await store.push(entry.descriptor, entry.content, signal === undefined ? {} : { signal });
+      try {
+        await store.push(entry.descriptor, entry.content, signal === undefined ? {} : { signal });
+      } catch (error) {
+        if (!options.onCorruptBlob || !isOcibootError(error, "INTEGRITY")) throw error;
+        options.onCorruptBlob(entry.descriptor, error);
+        continue;
+      }
       blobs++;
       bytes += entry.descriptor.size;
     } else if (entry.kind === "index") {
@@ -43,12 +56,14 @@ export async function importArchive(
       layoutBytes = entry.bytes;
     }
   }
-  if (!layoutBytes || !indexBytes) {
-    throw new OcibootError("INVALID_MANIFEST", `Cannot import ${archivePath}: no ${layoutBytes ? "index.json" : "oci-layout"}; not an OCI image layout archive`);
+  if (!layoutBytes && !indexBytes) {
+    throw new OcibootError("NOT_FOUND", `Cannot import ${archivePath}: it holds no OCI image layout (no oci-layout, no index.json)`);
   }
-  checkLayoutVersion(layoutBytes, `${archivePath}: oci-layout`);
+  checkLayoutFile(layoutBytes, `${archivePath}: oci-layout`);
+  if (!indexBytes) throw new OcibootError("INVALID_MANIFEST", `Cannot import ${archivePath}: no index.json; not an OCI image layout archive`);
   const index = parseLayoutIndex(indexBytes, `${archivePath}: index.json`);
-  await checkComplete(store, index.manifests, archivePath);
+  if (index.manifests.length === 0) throw new OcibootError("NOT_FOUND", `Cannot import ${archivePath}: its index.json lists no image`);
+  if (!options.onCorruptBlob) await checkComplete(store, index.manifests, archivePath);
   await store.updateIndex((entries) => mergeIndexEntries(entries, index.manifests), signal === undefined ? {} : { signal });
   return { images: index.manifests, blobs, bytes };
 }

@@ -18,6 +18,8 @@ export interface ResolvedManifest {
   manifest: ImageManifest;
   /** The index (or chain of indexes) walked through to reach the manifest, outermost first. */
   indexes: Descriptor[];
+  /** The verified bytes of each of `indexes`, in the same order. */
+  indexBytes: Uint8Array[];
 }
 
 /**
@@ -36,16 +38,18 @@ export async function resolveManifest(
     throw new OcibootError("INTEGRITY", `Cannot resolve ${reference}: the store answered with ${root.digest}`);
   }
   const indexes: Descriptor[] = [];
+  const indexBytes: Uint8Array[] = [];
   let found: ResolvedManifest | undefined;
   await walkGraph(store, root, {
     action: `resolve ${reference}`,
     ...(signal ? { signal } : {}),
     next: ({ descriptor, bytes, parsed }) => {
       if (parsed.kind === "manifest") {
-        found = { descriptor, bytes, manifest: parsed.manifest, indexes };
+        found = { descriptor: { ...descriptor, mediaType: parsed.mediaType }, bytes, manifest: parsed.manifest, indexes, indexBytes };
         return [];
       }
       indexes.push(descriptor);
+      indexBytes.push(bytes);
       return [selectIndexEntry(parsed.index, selection)];
     },
   });

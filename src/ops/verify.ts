@@ -1,14 +1,20 @@
-import { readFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
+import { readBoundedFile } from "../content/fs-util.ts";
 import type { OciLayoutStore } from "../content/layout.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { ContentVerifier } from "../content/verify.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
-import { parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
-import { toDigest } from "../oci/digest.ts";
-import { fileMatches } from "./download.ts";
-import { walkGraph } from "./graph-walk.ts";
+import { hasBootFiles, noBootFilesError, parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
+import { type Digest, parseDigest, sha256DigestOf, toDigest } from "../oci/digest.ts";
+import { type ImageManifest, parseManifest } from "../oci/manifest.ts";
+import { Limits } from "../oci/mediatypes.ts";
+import { compareFile, type FileComparison, fileMatches } from "./download.ts";
+import { commandLineFileBytes, MANIFEST_FILE_NAME } from "./fetch.ts";
+import { FETCH_RECORD_FILE_NAME, type FetchRecord, readFetchRecord } from "./fetch-record.ts";
+import { readManifestBytes, walkGraph } from "./graph-walk.ts";
+import { importArchive } from "./import.ts";
 import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
 
 export interface VerifiedItem {
@@ -18,13 +24,26 @@ export interface VerifiedItem {
   digest?: string;
   size?: number;
   ok: boolean;
+  /** For a file: `missing`, or `changed` with what the file now holds. */
+  state?: "ok" | "missing" | "changed";
+  actualDigest?: string;
+  actualSize?: number;
   problem?: string;
 }
 
 export interface VerifyReport {
   digest: string;
+  /** Where the manifest came from when it was not the store: the folder's saved `manifest.json`. */
+  manifestFrom?: string;
   items: VerifiedItem[];
   ok: boolean;
+}
+
+/** Which files of a fetched folder to check, and under which names. */
+export interface DirectoryCheckOptions {
+  roles?: readonly Role[];
+  fileNames?: Partial<Record<Role, string>>;
+  signal?: AbortSignal;
 }
 
 /**
@@ -35,35 +54,142 @@ export async function verifyDirectory(
   store: ReadableStore,
   reference: string,
   directory: string,
-  options: ManifestSelection & { roles?: readonly Role[]; fileNames?: Partial<Record<Role, string>>; signal?: AbortSignal } = {},
+  options: ManifestSelection & DirectoryCheckOptions = {},
 ): Promise<VerifyReport> {
   const resolved = await resolveManifest(store, reference, options, options.signal);
-  const plan = planBootFiles(resolved.manifest);
+  const items = await checkBootFiles(resolved.manifest, reference, directory, options, () => readConfigBytes(store, resolved.manifest.config, options.signal));
+  return { digest: resolved.descriptor.digest, items, ok: items.every((item) => item.ok) };
+}
+
+/** A folder fetch wrote, as read back from disk: its exact `manifest.json` and the record of how it was fetched. */
+export interface SavedFetch {
+  directory: string;
+  manifestPath: string;
+  manifestBytes: Uint8Array;
+  manifest: ImageManifest;
+  /** The sha256 digest of `manifest.json`: what a signature or a pinned reference is checked against. */
+  digest: Digest;
+  record?: FetchRecord;
+}
+
+/**
+ * Reads what fetch saved in a folder, for checks with no registry: `manifest.json` (an image
+ * manifest) and `ociboot-fetch.json` when present.
+ *
+ * @throws OcibootError NOT_FOUND when the folder has no manifest.json; INVALID_MANIFEST when it is not an image manifest.
+ */
+export async function readSavedFetch(directory: string): Promise<SavedFetch> {
+  const manifestPath = join(directory, MANIFEST_FILE_NAME);
+  const manifestBytes = await readBoundedFile(manifestPath, Limits.manifestBytes + 1);
+  if (!manifestBytes) {
+    throw new OcibootError("NOT_FOUND", `Cannot verify ${directory}: it has no ${MANIFEST_FILE_NAME}, so it is not a folder ociboot fetch wrote (name the image: verify REF --dir DIR)`);
+  }
+  const parsed = parseManifest(manifestBytes);
+  if (parsed.kind !== "manifest") throw new OcibootError("INVALID_MANIFEST", `Cannot verify ${directory}: ${manifestPath} is an index, not an image manifest`);
+  const saved: SavedFetch = { directory, manifestPath, manifestBytes, manifest: parsed.manifest, digest: sha256DigestOf(manifestBytes) };
+  const record = await readFetchRecord(join(directory, FETCH_RECORD_FILE_NAME), parsed.manifest.config);
+  if (record) saved.record = record;
+  return saved;
+}
+
+/**
+ * True when `pin` names the saved manifest, or the saved index it was chosen from: the index bytes
+ * must hash to the pin and each index must list the next one, down to the manifest, by digest.
+ */
+export function savedFetchMatches(saved: SavedFetch, pin: Digest): boolean {
+  const chain = [...(saved.record?.indexes ?? []), saved.manifestBytes];
+  const first = chain.findIndex((bytes) => hashesTo(bytes, pin));
+  if (first < 0) return false;
+  for (let position = first; position < chain.length - 1; position++) {
+    const parsed = parseManifest(chain[position] as Uint8Array);
+    const next = chain[position + 1] as Uint8Array;
+    if (parsed.kind !== "index" || !parsed.index.manifests.some((entry) => entry.size === next.byteLength && hashesTo(next, entry.digest))) return false;
+  }
+  return true;
+}
+
+function hashesTo(bytes: Uint8Array, digest: Digest): boolean {
+  const { algorithm, hex } = parseDigest(digest);
+  return createHash(algorithm).update(bytes).digest("hex") === hex;
+}
+
+/** True when the folder can be checked from what it holds: the command line needs the saved config. */
+export function canVerifyOffline(saved: SavedFetch, options: DirectoryCheckOptions = {}): boolean {
+  const roles = options.roles ?? saved.record?.roles;
+  const wantsCommandLine = !roles || roles.includes("cmdline");
+  return !(wantsCommandLine && planBootFiles(saved.manifest).commandLineFrom === "config" && saved.record?.config === undefined);
+}
+
+/**
+ * Checks a fetched folder against its own saved `manifest.json`, with no registry: the files by
+ * role under the names and roles fetch recorded (options override them), and the command line
+ * against the saved config. The trust in the manifest itself comes from outside: a pinned digest
+ * ({@link savedFetchMatches}), or the digest in the report compared by the user.
+ */
+export async function verifySavedDirectory(saved: SavedFetch, options: DirectoryCheckOptions = {}): Promise<VerifyReport> {
+  const roles = options.roles ?? saved.record?.roles;
+  const check: DirectoryCheckOptions = { fileNames: { ...saved.record?.fileNames, ...options.fileNames } };
+  if (roles) check.roles = roles;
+  if (options.signal) check.signal = options.signal;
+  const items = await checkBootFiles(saved.manifest, saved.manifestPath, saved.directory, check, async () => saved.record?.config);
+  return { digest: saved.digest, manifestFrom: saved.manifestPath, items, ok: items.every((item) => item.ok) };
+}
+
+async function checkBootFiles(
+  manifest: ImageManifest,
+  reference: string,
+  directory: string,
+  options: DirectoryCheckOptions,
+  readConfig: () => Promise<Uint8Array | undefined>,
+): Promise<VerifiedItem[]> {
+  const plan = planBootFiles(manifest);
+  if (!hasBootFiles(plan)) throw noBootFilesError("verify", reference, manifest);
   const wanted = options.roles ? new Set(options.roles) : undefined;
   const items: VerifiedItem[] = [];
   for (const file of plan.files) {
     if (wanted && (!file.role || !wanted.has(file.role))) continue;
     const name = (file.role && options.fileNames?.[file.role]) || file.name;
-    const ok = await fileMatches(join(directory, name), file.descriptor, options.signal);
-    items.push({
-      name,
-      ...(file.role ? { role: file.role } : {}),
-      digest: file.descriptor.digest,
-      size: file.descriptor.size,
-      ok,
-      ...(ok ? {} : { problem: "missing, or its size or digest differs" }),
-    });
+    const comparison = await compareFile(join(directory, name), file.descriptor, options.signal);
+    items.push({ name, ...(file.role ? { role: file.role } : {}), ...fileItem(file.descriptor, comparison) });
   }
   if (plan.commandLineFrom === "config" && (!wanted || wanted.has("cmdline"))) {
-    const { commandLine } = parseBootConfig(await readConfigBytes(store, resolved.manifest.config, options.signal));
-    if (commandLine !== undefined) {
-      const name = options.fileNames?.cmdline ?? "cmdline";
-      const actual = await readFile(join(directory, name), "utf8").catch(() => undefined);
-      const ok = actual !== undefined && actual.replace(/\n$/, "") === commandLine;
-      items.push({ name, role: "cmdline", ok, ...(ok ? {} : { problem: "missing, or not the image's command line" }) });
+    const name = options.fileNames?.cmdline ?? "cmdline";
+    const config = await readConfig();
+    if (config === undefined) {
+      items.push({ name, role: "cmdline", ok: false, problem: "cannot be checked here: the image's config was not saved with the folder (verify REF --dir DIR checks it against the image)" });
+    } else {
+      const { commandLine } = parseBootConfig(config);
+      if (commandLine !== undefined) items.push({ name, role: "cmdline", ...(await commandLineItem(join(directory, name), commandLine)) });
     }
   }
-  return { digest: resolved.descriptor.digest, items, ok: items.every((item) => item.ok) };
+  if (items.length === 0) {
+    throw new OcibootError("NOT_FOUND", `Cannot verify ${directory}: the image has no ${[...(wanted ?? [])].join(", ")} to check`);
+  }
+  return items;
+}
+
+function fileItem(descriptor: Descriptor, comparison: FileComparison): Omit<VerifiedItem, "name"> {
+  const expected = { digest: descriptor.digest, size: descriptor.size };
+  if (comparison.state === "matches") return { ...expected, ok: true, state: "ok" };
+  if (comparison.state === "missing") return { ...expected, ok: false, state: "missing", problem: "missing" };
+  return {
+    ...expected,
+    ok: false,
+    state: "changed",
+    actualDigest: comparison.digest,
+    actualSize: comparison.size,
+    problem: `changed: it is ${comparison.digest} (${comparison.size} bytes), the image has ${descriptor.digest} (${descriptor.size} bytes)`,
+  };
+}
+
+async function commandLineItem(path: string, commandLine: string): Promise<Omit<VerifiedItem, "name" | "role">> {
+  const expected = commandLineFileBytes(commandLine);
+  const descriptor: Descriptor = { mediaType: "text/plain", digest: sha256DigestOf(expected), size: expected.byteLength };
+  const actual = await readBoundedFile(path, Limits.configBytes).catch(() => undefined);
+  if (actual === undefined) return fileItem(descriptor, { state: "missing" });
+  // A cmdline edited to lose its final newline still says the same thing.
+  if (new TextDecoder().decode(actual).replace(/\n$/, "") === commandLine) return { digest: descriptor.digest, size: descriptor.size, ok: true, state: "ok" };
+  return fileItem(descriptor, { state: "changed", digest: sha256DigestOf(actual), size: actual.byteLength });
 }
 
 /**
@@ -82,15 +208,33 @@ export async function verifyImage(store: ReadableStore, reference: string, signa
  * is checked once), then every other blob file against its own name.
  */
 export async function verifyLayoutStore(store: OciLayoutStore, signal?: AbortSignal): Promise<VerifyReport> {
+  await store.requireLayout();
+  const entries = await store.entries();
+  // A store that names no image proves nothing: "all 0 items verified" would be a false green.
+  if (entries.length === 0) throw new OcibootError("NOT_FOUND", `Cannot verify ${store.description}: its index.json lists no image`);
   const items: VerifiedItem[] = [];
   const seen = new Set<string>();
-  for (const entry of await store.entries()) {
+  for (const entry of entries) {
     await verifyNode(store, await store.resolve(entry.digest), items, seen, signal);
   }
   for await (const blob of store.blobs()) {
     if (seen.has(blob.digest)) continue;
     items.push(await verifyBlob(store, { mediaType: "application/octet-stream", digest: toDigest(blob.digest), size: blob.size }, signal));
   }
+  return { digest: "", items, ok: items.every((item) => item.ok) };
+}
+
+/**
+ * Checks an archive item by item, read into `store` (an empty temporary layout): a blob whose
+ * content does not match its name is a failed item, not the end of the check, and every image the
+ * archive's index.json names is then walked as in {@link verifyLayoutStore}.
+ */
+export async function verifyArchiveFile(store: OciLayoutStore, archivePath: string, signal?: AbortSignal): Promise<VerifyReport> {
+  const corrupt = new Map<string, VerifiedItem>();
+  await importArchive(store, archivePath, { onCorruptBlob: (descriptor, error) => corrupt.set(descriptor.digest, failure(descriptor, error)) });
+  const walked = await verifyLayoutStore(store, signal);
+  const items = walked.items.map((item) => corrupt.get(item.name) ?? item);
+  for (const [digest, item] of corrupt) if (!items.some((listed) => listed.name === digest)) items.push(item);
   return { digest: "", items, ok: items.every((item) => item.ok) };
 }
 

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
-  checkLayoutVersion,
+  checkLayoutFile,
   indexEntryOf,
   mergeIndexEntries,
   OCI_LAYOUT_BYTES,
@@ -81,13 +81,13 @@ describe("index.json rules", () => {
   });
 });
 
-describe("checkLayoutVersion", () => {
+describe("checkLayoutFile", () => {
   it("accepts the file ociboot writes and refuses anything else with a code", () => {
-    expect(() => checkLayoutVersion(OCI_LAYOUT_BYTES, "oci-layout")).not.toThrow();
-    expect(() => checkLayoutVersion(new TextEncoder().encode('{"imageLayoutVersion":"2.0.0"}'), "x/oci-layout")).toThrowError(
-      expect.objectContaining({ code: "UNSUPPORTED", message: "Cannot use x/oci-layout: image layout version 2.0.0 is not 1.0.0" }),
+    expect(() => checkLayoutFile(OCI_LAYOUT_BYTES, "oci-layout")).not.toThrow();
+    expect(() => checkLayoutFile(new TextEncoder().encode('{"imageLayoutVersion":"2.0.0"}'), "x/oci-layout")).toThrowError(
+      expect.objectContaining({ code: "UNSUPPORTED", message: 'Cannot use x/oci-layout: imageLayoutVersion "2.0.0" is not 1.0.0' }),
     );
-    expect(() => checkLayoutVersion(new TextEncoder().encode("{"), "x/oci-layout")).toThrowError(expect.objectContaining({ code: "INVALID_MANIFEST" }));
+    expect(() => checkLayoutFile(new TextEncoder().encode("{"), "x/oci-layout")).toThrowError(expect.objectContaining({ code: "INVALID_MANIFEST" }));
   });
 });
 

@@ -10,6 +10,7 @@ import { isOcibootError } from "../../src/errors.ts";
 import type { Descriptor } from "../../src/oci/descriptor.ts";
 import { sha256Digest } from "../../src/oci/digest.ts";
 import { MediaType } from "../../src/oci/mediatypes.ts";
+import { LAYOUT_FILE_TABLE } from "../oci/fixtures/conformance.ts";
 
 const run = promisify(execFile);
 const DENO = join(process.cwd(), "node_modules", ".bin", "deno");
@@ -80,9 +81,10 @@ describe("OciLayoutStore", () => {
 
   it("validates a digest before building any path from it", async () => {
     const store = new OciLayoutStore(join(root, "store"));
-    for (const digest of ["sha256:../../etc/passwd", "sha256:" + "A".repeat(64), "md5:abc", "../x"]) {
+    for (const digest of ["sha256:../../etc/passwd", "sha256:" + "A".repeat(64), "md5:ab/c", "../x"]) {
       expect(() => store.blobPath(digest)).toThrow(expect.objectContaining({ code: "INVALID_DIGEST" }));
     }
+    expect(() => store.blobPath("md5:abc")).toThrow(expect.objectContaining({ code: "UNSUPPORTED" }));
   });
 
   it("ingests a stream of unknown digest in one pass", async () => {
@@ -124,6 +126,40 @@ describe("OciLayoutStore", () => {
     await writeFile(join(root, "home", "notes.txt"), "mine");
     const store = new OciLayoutStore(join(root, "home"));
     await expect(store.ingestBytes(bytesOf("{}"), "x")).rejects.toMatchObject({ code: "LOCAL_IO" });
+  });
+
+  it.each(LAYOUT_FILE_TABLE)("reads a layout whose oci-layout is %s: %s", async (_label, content, outcome) => {
+    const { store } = await storeWithBase(join(root, "store"));
+    const layoutPath = join(root, "store", "oci-layout");
+    if (content === undefined) await rm(layoutPath);
+    else await writeFile(layoutPath, content);
+    const reader = new OciLayoutStore(join(root, "store"));
+    if (outcome === "readable") {
+      await reader.requireLayout();
+      expect((await reader.entries()).length).toBe(1);
+      expect((await reader.resolve("base")).mediaType).toBe(MediaType.ociManifest);
+      return;
+    }
+    const code = outcome === "invalid" ? "INVALID_MANIFEST" : "UNSUPPORTED";
+    for (const read of [() => reader.requireLayout(), () => reader.entries(), () => reader.resolve("base")]) {
+      await expect(read()).rejects.toMatchObject({ code, message: expect.stringContaining(layoutPath) });
+    }
+    expect(store).toBeDefined();
+  });
+
+  it("tells a missing directory and a directory that holds no layout apart from an empty store", async () => {
+    await expect(new OciLayoutStore(join(root, "nothing")).requireLayout()).rejects.toMatchObject({ code: "NOT_FOUND", message: expect.stringContaining("no such directory") });
+    await mkdir(join(root, "empty"));
+    await expect(new OciLayoutStore(join(root, "empty")).requireLayout()).rejects.toMatchObject({ code: "NOT_FOUND", message: expect.stringContaining("not an OCI image layout") });
+    await storeWithBase(join(root, "store"));
+    await new OciLayoutStore(join(root, "store")).requireLayout();
+  });
+
+  it("writes oci-layout into a layout that lacks it before changing index.json", async () => {
+    const { store, manifest } = await storeWithBase(join(root, "store"));
+    await rm(join(root, "store", "oci-layout"));
+    await store.tag(manifest, "again");
+    expect(await readFile(join(root, "store", "oci-layout"), "utf8")).toBe('{"imageLayoutVersion":"1.0.0"}');
   });
 
   it("keeps index.json fields written by other tools", async () => {

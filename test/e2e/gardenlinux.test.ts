@@ -81,7 +81,7 @@ describe("Garden Linux: an index of flavors beside a container image", () => {
     expect(await readFile(join(out, "vmlinuz"), "utf8")).toBe("kernel of metal-amd64-1592.1");
     expect(await readFile(join(out, "cmdline"), "utf8")).toBe("console=ttyS0 gl.flavor=metal-amd64-1592.1\n");
     expect((await readdir(out)).sort()).toEqual(
-      ["SHA256SUMS", "boot.sh", "cmdline", "initrd", "manifest.json", "metal-amd64-1592.1.raw", "metal-amd64-1592.1.release", "vmlinuz"].sort(),
+      ["SHA256SUMS", "boot.sh", "cmdline", "initrd", "manifest.json", "metal-amd64-1592.1.raw", "metal-amd64-1592.1.release", "ociboot-fetch.json", "vmlinuz"].sort(),
     );
   });
 

@@ -105,7 +105,11 @@ describe("parseDescriptor", () => {
         try {
           parseDescriptor(value, "x");
         } catch (error) {
-          return error instanceof OcibootError && error.code === "INVALID_MANIFEST";
+          if (!(error instanceof OcibootError)) return false;
+          // A digest that follows the grammar but names another algorithm is unsupported content (exit 6).
+          const digest = (value as { digest?: unknown } | null)?.digest;
+          const grammatical = typeof digest === "string" && /^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(digest) && !/^sha(256|512):/.test(digest);
+          return error.code === "INVALID_MANIFEST" || (grammatical && error.code === "UNSUPPORTED");
         }
         return true;
       }),

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MemoryStore } from "../../src/content/memory.ts";
 import type { Descriptor } from "../../src/oci/descriptor.ts";
 import { fetchBootImage, type FetchProgress } from "../../src/ops/fetch.ts";
+import { EMPTY_IMAGE_TABLE } from "../oci/fixtures/conformance.ts";
 
 const ONMETAL = {
   config: "application/vnd.onmetal.image.config.v1alpha1+json",
@@ -40,6 +41,23 @@ describe("fetchBootImage", () => {
   });
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it.each(EMPTY_IMAGE_TABLE)("refuses $label with NO_BOOT_FILES, saying what it holds, and writes nothing", async (image) => {
+    const config = store.add(image.config.mediaType, encoder.encode(image.config.bytes));
+    const layers = image.layers.map((layer) => store.add(layer.mediaType, encoder.encode(layer.bytes), layer.annotations ? { annotations: layer.annotations } : {}));
+    const manifest = addJson(store, "application/vnd.oci.image.manifest.v1+json", {
+      schemaVersion: 2,
+      ...(image.artifactType ? { artifactType: image.artifactType } : {}),
+      config,
+      layers,
+    });
+    await store.tag(manifest, "other");
+    const out = join(dir, "out");
+    const failure = fetchBootImage(store, "other", out);
+    await expect(failure).rejects.toMatchObject({ code: "NO_BOOT_FILES", message: expect.stringMatching(image.holds) });
+    await expect(failure).rejects.toThrow(/ociboot pull or ociboot copy.*--referrer/);
+    expect(existsSync(out)).toBe(false);
   });
 
   it("writes files by role, the exact manifest, SHA256SUMS that sha256sum accepts, and a kexec script", async () => {

@@ -45,13 +45,16 @@ async function tarTo(archive: string, flags: string[]): Promise<void> {
 
 const cli = (...argv: string[]) => runInProcess(argv, { cwd: sandbox });
 
+/** Each way an archive is compressed and decoded: tar flags and the `--xz-decoder` to read it with. */
+const ARCHIVE_KINDS = [
+  ["tar -cJf (system xz)", ["-cJf"], "system"],
+  ["tar -cJf (WebAssembly xz)", ["-cJf"], "wasm"],
+  ["tar -czf", ["-czf"], "auto"],
+  ["tar -cf", ["-cf"], "auto"],
+] as const;
+
 describe("import", () => {
-  for (const [name, flags, decoder] of [
-    ["tar -cJf (system xz)", ["-cJf"], "system"],
-    ["tar -cJf (WebAssembly xz)", ["-cJf"], "wasm"],
-    ["tar -czf", ["-czf"], "auto"],
-    ["tar -cf", ["-cf"], "auto"],
-  ] as const) {
+  for (const [name, flags, decoder] of ARCHIVE_KINDS) {
     it(`streams and verifies an onmetal/ archive made with ${name}`, async () => {
       const archive = join(sandbox, "image.oci.tar.xz");
       await tarTo(archive, [...flags]);
@@ -64,6 +67,19 @@ describe("import", () => {
       // Importing again changes nothing.
       await cli("--store-path", "store", "import", archive);
       expect((await cli("--store-path", "store", "list")).stdout.split("\n")).toHaveLength(3);
+    });
+  }
+
+  for (const [name, flags, decoder] of ARCHIVE_KINDS) {
+    it(`names a cut archive made with ${name} as truncated (exit 5), never a temporary store or a decoder's internals`, async () => {
+      const archive = join(sandbox, "cut.oci.tar");
+      await tarTo(archive, [...flags]);
+      await truncate(archive, 400_000);
+      const result = await cli("--store-path", "store", "import", archive, "--xz-decoder", decoder);
+      expect(result.error).toMatchObject({ code: "INTEGRITY" });
+      expect(result.stderr).toContain(`Cannot read archive ${archive}: it is truncated or corrupt`);
+      expect(result.stderr).not.toMatch(/get_next_output|ociboot-archive-|Cannot write a blob/);
+      expect(await readFile(join(sandbox, "store", "index.json"), "utf8").catch(() => "none")).toBe("none");
     });
   }
 

@@ -1,19 +1,33 @@
 import { Command } from "@commander-js/extra-typings";
-import { OcibootError } from "../../errors.ts";
-import { verifyDirectory, verifyImage, verifyLayoutStore, type VerifyReport } from "../../ops/verify.ts";
+import { OciLayoutStore } from "../../content/layout.ts";
+import { isOcibootError, OcibootError } from "../../errors.ts";
+import { parseReference } from "../../oci/reference.ts";
+import {
+  canVerifyOffline,
+  type DirectoryCheckOptions,
+  readSavedFetch,
+  type SavedFetch,
+  savedFetchMatches,
+  verifyArchiveFile,
+  verifyDirectory,
+  verifyImage,
+  verifyLayoutStore,
+  verifySavedDirectory,
+  type VerifyReport,
+} from "../../ops/verify.ts";
 import type { CliContext } from "../context.ts";
 import { examples } from "../examples.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
-import { openSource, openStoreOrImage } from "../sources.ts";
+import { type Location, openSource, parseLocation, temporaryArchiveStore } from "../sources.ts";
 
 /** `ociboot verify`: exit 0 only if everything matches what was published. */
 export function verifyCommand(context: CliContext) {
   return new Command("verify")
     .description("prove that fetched files, a store or an image are exactly what was published (exit 0 only if all match)")
-    .argument("<source>", "registry reference, oci:DIR[:REF] or oci-archive:FILE[:REF]")
-    .option("--dir <dir>", "check the boot files fetch wrote into DIR against the image")
+    .argument("[source]", "registry reference, oci:DIR[:REF] or oci-archive:FILE[:REF]; without it, --dir DIR is checked against its own manifest.json")
+    .option("--dir <dir>", "check the boot files fetch wrote into DIR against the image (or, with no source, against DIR/manifest.json)")
     .addOption(platformOption())
     .addOption(flavorOption())
     .addOption(roleOption())
@@ -23,43 +37,97 @@ export function verifyCommand(context: CliContext) {
       "after",
       examples([
         "ociboot verify 127.0.0.1:5000/os/metal:today --dir ./boot      # the files fetch wrote",
+        "ociboot verify --dir ./boot                                    # offline, from ./boot/manifest.json",
         "ociboot verify oci:./onmetal                                   # every image and every blob of a store",
         "ociboot verify ghcr.io/me/boot:1                               # download and check a whole image graph",
-      ]),
+      ]) + "\nREF@sha256:… --dir DIR checks offline when DIR/manifest.json is that digest.",
     )
     .action(async (sourceText, options, command) => {
       const global = globalOptions(command as never, context);
-      const opened = options.dir === undefined ? await openStoreOrImage(sourceText, global, context) : await openSource(sourceText, global, context);
+      const directory = options.dir === undefined ? undefined : resolvePath(context, options.dir);
+      const check: DirectoryCheckOptions = { fileNames: parseNames(options.name), signal: context.signal };
+      if (options.role) check.roles = parseRoles(options.role);
       let report: VerifyReport;
-      try {
-        if (opened.reference === undefined) report = await verifyLayoutStore(opened.store, context.signal);
-        else if (options.dir === undefined) report = await verifyImage(opened.store, opened.reference, context.signal);
-        else {
-          report = await verifyDirectory(opened.store, opened.reference, resolvePath(context, options.dir), {
-            ...selectionFrom(options),
-            fileNames: parseNames(options.name),
-            ...(options.role ? { roles: parseRoles(options.role) } : {}),
-            signal: context.signal,
-          });
+      if (sourceText === undefined) {
+        if (directory === undefined) {
+          throw new OcibootError("USAGE", "Cannot verify: name an image (REF, oci:DIR, oci-archive:FILE) or a folder fetch wrote (--dir DIR)");
         }
-      } finally {
-        await opened.close();
+        report = await verifySavedDirectory(await readSavedFetch(directory), check);
+      } else {
+        const location = parseLocation(sourceText);
+        const saved = directory === undefined ? undefined : await pinnedSavedFetch(location, directory, check);
+        if (saved) {
+          report = await verifySavedDirectory(saved, check);
+        } else if (location.kind === "layout" && location.reference === undefined && directory === undefined) {
+          report = await verifyLayoutStore(new OciLayoutStore(resolvePath(context, location.path)), context.signal);
+        } else if (location.kind === "archive" && location.reference === undefined && directory === undefined) {
+          const archive = await temporaryArchiveStore(location.path, context);
+          try {
+            report = await verifyArchiveFile(archive.store, resolvePath(context, location.path), context.signal);
+          } finally {
+            await archive.close();
+          }
+        } else {
+          const source = await openSource(sourceText, global, context);
+          try {
+            report =
+              directory === undefined
+                ? await verifyImage(source.store, source.reference, context.signal)
+                : await verifyDirectory(source.store, source.reference, directory, { ...selectionFrom(options), ...(await withRecordedNames(directory, check)) });
+          } finally {
+            await source.close();
+          }
+        }
       }
       const failed = report.items.filter((item) => !item.ok);
       // With --json a failed run prints one document, the error, which carries the report.
       if (failed.length === 0 || options.json !== true) context.stdout.write(formatVerifyReport(report, options.json === true, global.quiet));
       if (failed.length > 0) {
-        throw new OcibootError("INTEGRITY", `Cannot verify ${sourceText}: ${failed.length} of ${report.items.length} items do not match`, {
+        // The names reach stderr too, for scripts that run with --quiet or read only errors.
+        const named = failed.slice(0, 3).map((item) => item.name).join(", ") + (failed.length > 3 ? ", …" : "");
+        throw new OcibootError("INTEGRITY", `Cannot verify ${sourceText ?? options.dir}: ${failed.length} of ${report.items.length} items do not match (${named})`, {
           details: { failed: failed.map((item) => item.name), ...(options.json === true ? { report } : {}) },
         });
       }
     });
 }
 
+/**
+ * A pinned registry reference (`REF@sha256:…`) whose digest is the folder's own manifest.json: the pin
+ * already proves the manifest, so the folder is checked without the registry (which may be down).
+ */
+async function pinnedSavedFetch(location: Location, directory: string, check: DirectoryCheckOptions): Promise<SavedFetch | undefined> {
+  if (location.kind !== "registry") return undefined;
+  const pin = parseReference(location.reference).digest;
+  if (pin === undefined) return undefined;
+  const saved = await savedFetchIn(directory);
+  return saved && savedFetchMatches(saved, pin) && canVerifyOffline(saved, check) ? saved : undefined;
+}
+
+/** The names and roles fetch recorded in the folder, under those given on the command line. */
+async function withRecordedNames(directory: string, check: DirectoryCheckOptions): Promise<DirectoryCheckOptions> {
+  const saved = await savedFetchIn(directory);
+  const record = saved?.record;
+  if (!record) return check;
+  const merged: DirectoryCheckOptions = { ...check, fileNames: { ...record.fileNames, ...check.fileNames } };
+  const roles = check.roles ?? record.roles;
+  if (roles) merged.roles = roles;
+  return merged;
+}
+
+/** What fetch saved in the folder, or undefined for a folder without manifest.json. */
+function savedFetchIn(directory: string): Promise<SavedFetch | undefined> {
+  return readSavedFetch(directory).catch((error: unknown) => {
+    if (isOcibootError(error, "NOT_FOUND")) return undefined;
+    throw error;
+  });
+}
+
 function formatVerifyReport(report: VerifyReport, json: boolean, quiet: boolean): string {
   if (json) return `${JSON.stringify(report, null, 2)}\n`;
   if (quiet) return "";
-  const lines = report.items.map((item) => `${item.ok ? "OK      " : "FAILED  "}${item.role ? `${item.role} ` : ""}${item.name}${item.problem ? `: ${item.problem}` : ""}`);
+  const lines = report.manifestFrom ? [`Checking against ${report.manifestFrom} (${report.digest})`] : [];
+  lines.push(...report.items.map((item) => `${item.ok ? "OK      " : "FAILED  "}${item.role ? `${item.role} ` : ""}${item.name}${item.problem ? `: ${item.problem}` : ""}`));
   lines.push(report.ok ? `All ${report.items.length} items verified.` : `${report.items.filter((item) => !item.ok).length} of ${report.items.length} items FAILED.`);
   return `${lines.join("\n")}\n`;
 }
