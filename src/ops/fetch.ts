@@ -4,11 +4,13 @@ import { errorMessage, writeFileAtomically } from "../content/fs-util.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor, Platform } from "../oci/descriptor.ts";
-import { parseDigest, sha256DigestOf } from "../oci/digest.ts";
+import { isDigest, parseDigest, sha256DigestOf } from "../oci/digest.ts";
 import { DEFAULT_FILE_NAMES, parseBootConfig, planBootFiles, safeFileName, type Role } from "../oci/dialects.ts";
 import { downloadBlob, type DownloadStatus } from "./download.ts";
 import { runBounded } from "./pool.ts";
 import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
+import { saveSignatureMaterial, SIGNATURES_DIRECTORY } from "./signature-material.ts";
+import { type TrustOptions, verifyResolvedSignature, type VerifiedSigner } from "./signature.ts";
 
 export interface FetchBootImageOptions extends ManifestSelection {
   /** Only these roles (default: every file of the image). */
@@ -19,6 +21,8 @@ export interface FetchBootImageOptions extends ManifestSelection {
   concurrency?: number;
   signal?: AbortSignal;
   progress?: FetchProgress;
+  /** Require a signature by one of these keys, verified before anything is written. */
+  trust?: TrustOptions;
 }
 
 /** What fetch tells a progress display; one call per state change, bytes as they land. */
@@ -53,6 +57,8 @@ export interface FetchReport {
   files: FetchedFile[];
   /** Bytes that came from the source in this run. */
   transferred: number;
+  /** Who signed the image, when a signature was required. */
+  signer?: VerifiedSigner;
 }
 
 export const MANIFEST_FILE_NAME = "manifest.json";
@@ -97,7 +103,14 @@ export async function fetchBootImage(
   }
   assertDistinctNames([...blobs.map((file) => file.name), ...(wantsConfigCommandLine ? [nameFor("cmdline", options.fileNames)] : [])]);
 
+  // Before the output folder is touched: an image nobody trusted signed leaves no trace, not even a .partial.
+  const trusted = options.trust
+    ? await verifyResolvedSignature(store, resolved, options.trust.keys, { ...selectionOf(options), ...tagOf(reference) }, { ...options.trust, ...signalOf(options) })
+    : undefined;
+
   await ensureDirectory(outputDir);
+  const signaturesSaved = trusted ? saveSignatureMaterial(store, join(outputDir, SIGNATURES_DIRECTORY), trusted.material, resolved, options.signal) : Promise.resolve();
+  signaturesSaved.catch(() => undefined);
   const manifestWritten = writeFileAtomically(join(outputDir, MANIFEST_FILE_NAME), resolved.bytes);
   manifestWritten.catch(() => undefined);
   options.progress?.planned(blobs.map((file) => ({ name: file.name, size: file.descriptor.size })));
@@ -114,7 +127,7 @@ export async function fetchBootImage(
   });
 
   const commandLine = await commandLineRead;
-  const writes: Array<Promise<void>> = [manifestWritten];
+  const writes: Array<Promise<void>> = [manifestWritten, signaturesSaved];
   if (commandLine !== undefined) {
     const bytes = commandLineFileBytes(commandLine);
     const name = nameFor("cmdline", options.fileNames);
@@ -141,6 +154,7 @@ export async function fetchBootImage(
   if (outerIndex) report.indexDigest = outerIndex.digest;
   if (resolved.descriptor.platform) report.platform = resolved.descriptor.platform;
   if (commandLine !== undefined) report.commandLine = commandLine;
+  if (trusted) report.signer = trusted.signer;
   return report;
 }
 
@@ -156,11 +170,19 @@ function selectionOf(options: FetchBootImageOptions): ManifestSelection {
   return selection;
 }
 
+function tagOf(reference: string): { tag?: string } {
+  return isDigest(reference) ? {} : { tag: reference };
+}
+
+function signalOf(options: { signal?: AbortSignal }): { signal?: AbortSignal } {
+  return options.signal ? { signal: options.signal } : {};
+}
+
 function nameFor(role: Role, overrides: Partial<Record<Role, string>> | undefined): string {
   return safeFileName(overrides?.[role] ?? DEFAULT_FILE_NAMES[role]);
 }
 
-const RESERVED_NAMES = new Set([MANIFEST_FILE_NAME, CHECKSUM_FILE_NAME, BOOT_SCRIPT_FILE_NAME]);
+const RESERVED_NAMES = new Set([MANIFEST_FILE_NAME, CHECKSUM_FILE_NAME, BOOT_SCRIPT_FILE_NAME, SIGNATURES_DIRECTORY]);
 
 /** Two layers must never race for one file name, nor overwrite fetch's own files. */
 function assertDistinctNames(names: readonly string[]): void {

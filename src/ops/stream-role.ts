@@ -2,7 +2,9 @@ import type { ReadableStore } from "../content/store.ts";
 import { verifyContent } from "../content/verify.ts";
 import { OcibootError } from "../errors.ts";
 import { parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
+import { isDigest } from "../oci/digest.ts";
 import { commandLineFileBytes } from "./fetch.ts";
+import { type TrustOptions, verifyResolvedSignature } from "./signature.ts";
 import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
 
 /**
@@ -15,9 +17,14 @@ export async function streamRole(
   reference: string,
   role: Role,
   sink: WritableStream<Uint8Array>,
-  options: ManifestSelection & { signal?: AbortSignal } = {},
+  options: ManifestSelection & { signal?: AbortSignal; trust?: TrustOptions } = {},
 ): Promise<void> {
   const resolved = await resolveManifest(store, reference, options, options.signal);
+  // Nothing reaches the sink before the signature verified: standard output cannot take bytes back.
+  if (options.trust) {
+    const selection = { ...(options.platform ? { platform: options.platform } : {}), ...(options.flavor !== undefined ? { flavor: options.flavor } : {}), ...(isDigest(reference) ? {} : { tag: reference }) };
+    await verifyResolvedSignature(store, resolved, options.trust.keys, selection, { ...options.trust, ...(options.signal ? { signal: options.signal } : {}) });
+  }
   const plan = planBootFiles(resolved.manifest);
   const file = plan.files.find((candidate) => candidate.role === role);
   if (!file && role === "cmdline" && plan.commandLineFrom === "config") {

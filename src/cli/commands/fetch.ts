@@ -10,6 +10,7 @@ import { createFetchProgress } from "../progress.ts";
 import { openSource } from "../sources.ts";
 import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
 import { formatFetchReport } from "./fetch-output.ts";
+import { keyOption, loadKeys, trustFor } from "../keys.ts";
 
 /** `ociboot fetch REF -o DIR`: verified boot-ready files in a folder. */
 export function fetchCommand(context: CliContext) {
@@ -22,6 +23,7 @@ export function fetchCommand(context: CliContext) {
     .addOption(roleOption())
     .addOption(nameOption())
     .addOption(new Option("--concurrency <n>", "blobs downloaded at once").default("3"))
+    .addOption(keyOption())
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
       "after",
@@ -30,6 +32,7 @@ export function fetchCommand(context: CliContext) {
     .action(async (ref, options, command) => {
       const global = globalOptions(command as never, context);
       const roles = options.role ? parseRoles(options.role) : undefined;
+      const keys = await loadKeys(options.key, context);
       const source = await openSource(ref, global, context);
       try {
         const selection = selectionFrom(options);
@@ -37,7 +40,11 @@ export function fetchCommand(context: CliContext) {
           if (!roles || roles.length !== 1) {
             throw new OcibootError("USAGE", "Cannot write to stdout: name exactly one --role (e.g. --role kernel)");
           }
-          await streamRole(source.store, source.reference, roles[0] as Role, context.stdoutStream, { ...selection, signal: context.signal });
+          await streamRole(source.store, source.reference, roles[0] as Role, context.stdoutStream, {
+            ...selection,
+            signal: context.signal,
+            ...(keys ? { trust: trustFor(keys, ref) } : {}),
+          });
           return;
         }
         const progress = createFetchProgress(context, { quiet: global.quiet || options.json === true });
@@ -48,6 +55,7 @@ export function fetchCommand(context: CliContext) {
           signal: context.signal,
           ...(roles ? { roles } : {}),
           ...(progress ? { progress } : {}),
+          ...(keys ? { trust: trustFor(keys, ref) } : {}),
         };
         const report = await fetchBootImage(source.store, source.reference, resolvePath(context, options.output), fetchOptions);
         context.stdout.write(formatFetchReport({ ...report, reference: ref }, { json: options.json === true, quiet: global.quiet }));

@@ -1,0 +1,214 @@
+import type { ReadableStore } from "../content/store.ts";
+import { readVerified } from "../content/verify.ts";
+import { isOcibootError, OcibootError } from "../errors.ts";
+import type { Descriptor } from "../oci/descriptor.ts";
+import { parseManifest } from "../oci/manifest.ts";
+import { checkSignedAnnotations, type SignedSelection } from "../oci/signed-annotations.ts";
+import {
+  checkSignatureLayer,
+  describeVerdict,
+  parseSignatureManifest,
+  type SignatureLayer,
+  SignatureLimits,
+  signatureTagFor,
+  type TrustedKey,
+} from "../oci/signature.ts";
+import type { ResolvedManifest } from "./resolve.ts";
+
+/** Who signed what, once a signature verified (`--json` reports it). */
+export interface VerifiedSigner {
+  /** `sha256:<hex>` of the signing key's SPKI DER. */
+  fingerprint: string;
+  /** The key file given with `--key`. */
+  key: string;
+  /** The digest the signature is over: the manifest, or the index where that is what was signed. */
+  signedDigest: string;
+  /** Where the signature was found (`<store>:sha256-<hex>.sig`). */
+  signature: string;
+  /** The position of the verifying layer in the signature manifest. */
+  layer: number;
+}
+
+/** The signature material that verified, kept to re-check offline. */
+export interface SignatureMaterial {
+  /** The tag it was found under (`sha256-<hex>.sig`). */
+  tag: string;
+  manifest: { descriptor: Descriptor; bytes: Uint8Array };
+  config: { descriptor: Descriptor; bytes: Uint8Array } | undefined;
+  payloads: Array<{ descriptor: Descriptor; bytes: Uint8Array }>;
+}
+
+export interface SignatureVerification {
+  signer: VerifiedSigner;
+  material: SignatureMaterial;
+}
+
+/** What `--key` asks of an operation: a signature by one of these keys. */
+export interface TrustOptions {
+  keys: readonly TrustedKey[];
+  /** See {@link SignatureLookupOptions.name}. */
+  name?: string;
+}
+
+export interface SignatureLookupOptions {
+  /**
+   * Also look for `<name>:sha256-<hex>.sig`: in a layout, tags are full references
+   * (`org.opencontainers.image.ref.name`), so a signature copied there with its image carries the image's name.
+   */
+  name?: string;
+  signal?: AbortSignal;
+}
+
+/** What was tried for one signed digest, for the message when nothing verified. */
+interface Attempt {
+  digest: string;
+  where: string;
+  found: string;
+}
+
+/**
+ * Finds and checks cosign signatures of `digest` in a store, by cosign's legacy tag
+ * `sha256-<hex>.sig`. Any one layer that a trusted key verified is enough.
+ *
+ * @throws OcibootError SIGNATURE saying what was tried and found.
+ */
+export async function verifyDigestSignature(
+  store: ReadableStore,
+  digest: string,
+  keys: readonly TrustedKey[],
+  options: SignatureLookupOptions = {},
+): Promise<SignatureVerification> {
+  const attempts: Attempt[] = [];
+  const verified = await tryDigest(store, digest, keys, options, attempts);
+  if (verified) return verified;
+  throw signatureError(digest, keys, attempts);
+}
+
+/**
+ * Checks that a trusted key signed what `resolved` names: the manifest, or else an index walked
+ * through to reach it (cosign signs an index when asked to sign its digest). When the manifest
+ * itself was signed but came through an unsigned index (Garden Linux signs only its flavor
+ * manifests), its own annotations must agree with the index entry and the user's selection, so
+ * that a mirror cannot point the entry at another validly signed manifest.
+ *
+ * @throws OcibootError SIGNATURE saying what was tried and found.
+ */
+export async function verifyResolvedSignature(
+  store: ReadableStore,
+  resolved: ResolvedManifest,
+  keys: readonly TrustedKey[],
+  selection: SignedSelection,
+  options: SignatureLookupOptions = {},
+): Promise<SignatureVerification> {
+  const attempts: Attempt[] = [];
+  const manifestSigned = await tryDigest(store, resolved.descriptor.digest, keys, options, attempts);
+  if (manifestSigned) {
+    if (resolved.indexes.length > 0) {
+      const problems = checkSignedAnnotations(resolved.manifest.annotations ?? {}, resolved.descriptor, selection);
+      if (problems.length > 0) {
+        throw new OcibootError(
+          "SIGNATURE",
+          `Cannot trust ${resolved.descriptor.digest}: it is signed by ${manifestSigned.signer.fingerprint}, but ${problems.join("; ")} (the index is unsigned; its entry may have been moved to another signed manifest)`,
+          { details: { digest: resolved.descriptor.digest, problems, signer: manifestSigned.signer } },
+        );
+      }
+    }
+    return manifestSigned;
+  }
+  // Innermost index first: the closest signed container of the selected manifest.
+  for (const index of [...resolved.indexes].reverse()) {
+    const indexSigned = await tryDigest(store, index.digest, keys, options, attempts);
+    if (indexSigned) return indexSigned;
+  }
+  throw signatureError(resolved.descriptor.digest, keys, attempts);
+}
+
+async function tryDigest(
+  store: ReadableStore,
+  digest: string,
+  keys: readonly TrustedKey[],
+  options: SignatureLookupOptions,
+  attempts: Attempt[],
+): Promise<SignatureVerification | undefined> {
+  const tag = signatureTagFor(digest);
+  const names = [tag, ...(options.name !== undefined ? [`${options.name}:${tag}`] : [])];
+  const where = `${store.description}:${tag}`;
+  let descriptor: Descriptor | undefined;
+  for (const name of names) {
+    try {
+      descriptor = await store.resolve(name);
+      break;
+    } catch (error) {
+      if (!isOcibootError(error) || !["NOT_FOUND", "INVALID_REFERENCE", "USAGE"].includes(error.code)) throw error;
+    }
+  }
+  if (descriptor === undefined) {
+    attempts.push({ digest, where, found: "no signature" });
+    return undefined;
+  }
+  if (descriptor.size > SignatureLimits.manifestBytes) {
+    throw new OcibootError("SIGNATURE", `Cannot read signatures at ${where}: the manifest has ${descriptor.size} bytes, over the cap of ${SignatureLimits.manifestBytes}`);
+  }
+  const manifestBytes = await readBounded(store, descriptor, SignatureLimits.manifestBytes, options.signal);
+  const layers = parseSignatureManifest(manifestBytes, where);
+  const payloads: SignatureMaterial["payloads"] = [];
+  const verdicts: string[] = [];
+  let signer: VerifiedSigner | undefined;
+  for (const layer of layers) {
+    const payload = await readPayload(store, layer, options.signal);
+    if (payload === undefined) {
+      verdicts.push(`layer ${layer.position}: the payload is missing or does not match its digest`);
+      continue;
+    }
+    payloads.push({ descriptor: layer.payload, bytes: payload });
+    const verdict = checkSignatureLayer(layer, payload, keys, digest);
+    if (verdict.ok) {
+      signer ??= { fingerprint: verdict.key.fingerprint, key: verdict.key.source, signedDigest: digest, signature: where, layer: layer.position };
+    } else {
+      verdicts.push(`layer ${layer.position}: ${describeVerdict(verdict)}`);
+    }
+  }
+  if (signer === undefined) {
+    attempts.push({ digest, where, found: `${layers.length} signature${layers.length === 1 ? "" : "s"}, none verified: ${verdicts.join("; ")}` });
+    return undefined;
+  }
+  const manifest = { descriptor: { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size }, bytes: manifestBytes };
+  return { signer, material: { tag, manifest, config: await readConfig(store, manifestBytes, options.signal), payloads } };
+}
+
+/** A payload is read bounded and checked against its descriptor; a store that lacks it or serves other bytes gives undefined. */
+async function readPayload(store: ReadableStore, layer: SignatureLayer, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> {
+  if (layer.payload.size > SignatureLimits.payloadBytes) return undefined;
+  try {
+    return await readBounded(store, layer.payload, SignatureLimits.payloadBytes, signal);
+  } catch (error) {
+    if (isOcibootError(error) && ["NOT_FOUND", "INTEGRITY", "UNSAFE_CONTENT"].includes(error.code)) return undefined;
+    throw error;
+  }
+}
+
+/** The signature manifest's config, kept so that the saved material is a complete image; missing is fine. */
+async function readConfig(store: ReadableStore, manifestBytes: Uint8Array, signal: AbortSignal | undefined): Promise<SignatureMaterial["config"]> {
+  const parsed = parseManifest(manifestBytes);
+  if (parsed.kind !== "manifest" || parsed.manifest.config.size > SignatureLimits.payloadBytes) return undefined;
+  const descriptor = parsed.manifest.config;
+  try {
+    return { descriptor, bytes: await readBounded(store, descriptor, SignatureLimits.payloadBytes, signal) };
+  } catch (error) {
+    if (isOcibootError(error) && ["NOT_FOUND", "INTEGRITY", "UNSAFE_CONTENT"].includes(error.code)) return undefined;
+    throw error;
+  }
+}
+
+async function readBounded(store: ReadableStore, descriptor: Descriptor, maxBytes: number, signal: AbortSignal | undefined): Promise<Uint8Array> {
+  const content = await store.fetch(descriptor, signal ? { signal } : {});
+  return readVerified(content.stream, descriptor, maxBytes);
+}
+
+function signatureError(digest: string, keys: readonly TrustedKey[], attempts: readonly Attempt[]): OcibootError {
+  const keyList = keys.map((key) => `${key.fingerprint} (${key.source})`).join(", ");
+  const tried = attempts.map((attempt) => (attempt.found === "no signature" ? `no signature at ${attempt.where}` : `${attempt.where}: ${attempt.found}`));
+  return new OcibootError("SIGNATURE", `Cannot verify a signature of ${digest}: ${tried.join("; ")}; trusted keys: ${keyList}`, {
+    details: { digest, tried: attempts, keys: keys.map((key) => ({ fingerprint: key.fingerprint, source: key.source })) },
+  });
+}
