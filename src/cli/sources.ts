@@ -2,6 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import process from "node:process";
 import { OciLayoutStore } from "../content/layout.ts";
+import { refNameOf } from "../content/layout-index.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Platform } from "../oci/descriptor.ts";
@@ -107,11 +108,15 @@ async function onlyImageIn(store: OciLayoutStore, text: string): Promise<string>
   throw new OcibootError("AMBIGUOUS", `Cannot use ${text}: the store holds ${digests.length} images; name one as ${text}:REF`);
 }
 
+/** cosign's tag scheme (`sha256-<hex>.sig`, `.att`, `.sbom`, or a full reference ending so): not images of their own. */
+const COSIGN_TAG = /(?:^|:)sha256-[0-9a-f]{64}\.(?:sig|att|sbom)$/;
+
 async function withoutReferrers(store: OciLayoutStore, digests: string[]): Promise<string[]> {
   if (digests.length < 2) return digests;
   const listed = new Set(digests);
   const images: string[] = [];
   for (const entry of await store.entries()) {
+    if (COSIGN_TAG.test(refNameOf(entry) ?? "")) continue;
     if (!listed.delete(entry.digest)) continue;
     const isManifest = isManifestMediaType(entry.mediaType) || isIndexMediaType(entry.mediaType);
     const subject = isManifest ? subjectOf(parseManifest(await store.readBlob(entry), entry.mediaType)) : undefined;

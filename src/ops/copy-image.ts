@@ -1,10 +1,12 @@
 import { isReferrerLister, type ReadableStore, type WritableStore } from "../content/store.ts";
-import { OcibootError } from "../errors.ts";
+import { isOcibootError, OcibootError } from "../errors.ts";
+import { cosignTagsFor } from "../oci/signature.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseManifest } from "../oci/manifest.ts";
-import { Limits } from "../oci/mediatypes.ts";
+import { Annotation, Limits } from "../oci/mediatypes.ts";
 import { copyGraph, type CopyGraphOptions } from "./copy-graph.ts";
 import { readManifestBytes } from "./resolve.ts";
+import { signatureLookup, type TrustOptions, verifyImageSignature, type VerifiedSigner } from "./signature.ts";
 
 /** Options for {@link copyImage}. */
 export interface CopyImageOptions extends CopyGraphOptions {
@@ -18,6 +20,8 @@ export interface CopyImageOptions extends CopyGraphOptions {
   targetDigest?: string;
   /** Also copy the manifests that refer to the image (OCI 1.1 `subject`), and theirs in turn. */
   withReferrers?: boolean;
+  /** Require a signature by a trusted key (see {@link verifyImageSignature}) before the target changes. */
+  trust?: TrustOptions;
 }
 
 /** What {@link copyImage} did. */
@@ -28,6 +32,8 @@ export interface CopyImageResult {
   referrers: Descriptor[];
   /** Blobs and manifests the target lacked and received, and their bytes. */
   copied: { count: number; bytes: number };
+  /** Who signed the image, when a signature was required. */
+  signers?: VerifiedSigner[];
 }
 
 /** A target that keeps an index of images (a layout, an archive being written) and can list one without a name. */
@@ -48,6 +54,7 @@ export async function copyImage(source: ReadableStore, reference: string, target
   if (options.targetDigest !== undefined && options.targetDigest !== root.digest) {
     throw new OcibootError("USAGE", `Cannot copy ${reference} to ${options.targetDigest}: the source is ${root.digest}`);
   }
+  const signers = options.trust ? await verifyImageSignature(source, root, options.trust.keys, signatureLookup(options.trust, options.signal)) : undefined;
   const copied = { count: 0, bytes: 0 };
   const graphOptions: CopyGraphOptions = {
     ...options,
@@ -61,7 +68,8 @@ export async function copyImage(source: ReadableStore, reference: string, target
   if (options.targetReference !== undefined) await target.tag(root, options.targetReference);
   else if (keepsUntaggedEntries(target)) await target.addUntaggedEntry(root);
   const referrers = options.withReferrers === true ? await copyReferrers(source, target, root, graphOptions) : [];
-  return { descriptor: root, referrers, copied };
+  if (options.withReferrers === true) referrers.push(...(await copyCosignArtifacts(source, target, root, graphOptions, options.trust?.name)));
+  return signers ? { descriptor: root, referrers, copied, signers } : { descriptor: root, referrers, copied };
 }
 
 /** Referrers of referrers (a signature of an SBOM) are followed this many steps at most. */
@@ -90,6 +98,37 @@ async function copyReferrers(source: ReadableStore, target: WritableStore, root:
     subjects = next;
   }
   return copied;
+}
+
+/**
+ * cosign keeps signatures, attestations and SBOMs not as referrers but under tags named after the
+ * manifest (`sha256-<hex>.sig`, `.att`, `.sbom`; docs/trust.md). They travel with the image under
+ * the same tags, so `--key` works on the far side of an air gap.
+ */
+async function copyCosignArtifacts(source: ReadableStore, target: WritableStore, root: Descriptor, options: CopyGraphOptions, name: string | undefined): Promise<Descriptor[]> {
+  const copied: Descriptor[] = [];
+  for (const subject of await manifestsOf(source, root, options.signal, 0)) {
+    for (const tag of cosignTagsFor(subject.digest)) {
+      const found = await resolveOptional(source, [tag, ...(name !== undefined ? [`${name}:${tag}`] : [])]);
+      if (found === undefined) continue;
+      const descriptor: Descriptor = { mediaType: found.mediaType, digest: found.digest, size: found.size };
+      await copyGraph(source, target, descriptor, options);
+      await target.tag(descriptor, tag);
+      copied.push({ ...descriptor, annotations: { [Annotation.refName]: tag } });
+    }
+  }
+  return copied;
+}
+
+async function resolveOptional(store: ReadableStore, names: readonly string[]): Promise<Descriptor | undefined> {
+  for (const name of names) {
+    try {
+      return await store.resolve(name);
+    } catch (error) {
+      if (!isOcibootError(error) || !["NOT_FOUND", "INVALID_REFERENCE", "USAGE"].includes(error.code)) throw error;
+    }
+  }
+  return undefined;
 }
 
 /** The root and, for an index, every manifest and index below it: the subjects whose referrers travel along. */

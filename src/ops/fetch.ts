@@ -10,7 +10,7 @@ import { downloadBlob, type DownloadStatus } from "./download.ts";
 import { runBounded } from "./pool.ts";
 import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
 import { saveSignatureMaterial, SIGNATURES_DIRECTORY } from "./signature-material.ts";
-import { type TrustOptions, verifyResolvedSignature, type VerifiedSigner } from "./signature.ts";
+import { signatureLookup, type TrustOptions, verifyResolvedSignature, type VerifiedSigner } from "./signature.ts";
 
 export interface FetchBootImageOptions extends ManifestSelection {
   /** Only these roles (default: every file of the image). */
@@ -105,7 +105,7 @@ export async function fetchBootImage(
 
   // Before the output folder is touched: an image nobody trusted signed leaves no trace, not even a .partial.
   const trusted = options.trust
-    ? await verifyResolvedSignature(store, resolved, options.trust.keys, { ...selectionOf(options), ...tagOf(reference) }, { ...options.trust, ...signalOf(options) })
+    ? await verifyResolvedSignature(store, resolved, options.trust.keys, { ...selectionOf(options), ...tagOf(reference) }, signatureLookup(options.trust, options.signal))
     : undefined;
 
   await ensureDirectory(outputDir);
@@ -172,10 +172,6 @@ function selectionOf(options: FetchBootImageOptions): ManifestSelection {
 
 function tagOf(reference: string): { tag?: string } {
   return isDigest(reference) ? {} : { tag: reference };
-}
-
-function signalOf(options: { signal?: AbortSignal }): { signal?: AbortSignal } {
-  return options.signal ? { signal: options.signal } : {};
 }
 
 function nameFor(role: Role, overrides: Partial<Record<Role, string>> | undefined): string {

@@ -13,7 +13,9 @@ import {
   signatureTagFor,
   type TrustedKey,
 } from "../oci/signature.ts";
-import type { ResolvedManifest } from "./resolve.ts";
+import { isIndexMediaType } from "../oci/mediatypes.ts";
+import { isDigest } from "../oci/digest.ts";
+import { type ManifestSelection, readManifestBytes, resolveManifest, type ResolvedManifest } from "./resolve.ts";
 
 /** Who signed what, once a signature verified (`--json` reports it). */
 export interface VerifiedSigner {
@@ -121,6 +123,67 @@ export async function verifyResolvedSignature(
     if (indexSigned) return indexSigned;
   }
   throw signatureError(resolved.descriptor.digest, keys, attempts);
+}
+
+/**
+ * Checks a whole image before it is copied or pulled: the root signed by a trusted key, or, for
+ * an index nobody signed, every manifest it lists (buildx attestation entries aside), each by its
+ * own `.sig` (docs/trust.md).
+ *
+ * @returns the signers, one for the root or one per listed manifest.
+ * @throws OcibootError SIGNATURE saying what was tried and found.
+ */
+export async function verifyImageSignature(
+  store: ReadableStore,
+  root: Descriptor,
+  keys: readonly TrustedKey[],
+  options: SignatureLookupOptions = {},
+): Promise<VerifiedSigner[]> {
+  const attempts: Attempt[] = [];
+  const signed = await tryDigest(store, root.digest, keys, options, attempts);
+  if (signed) return [signed.signer];
+  if (!isIndexMediaType(root.mediaType)) throw signatureError(root.digest, keys, attempts);
+  const parsed = parseManifest(await readManifestBytes(store, root, options.signal), root.mediaType);
+  if (parsed.kind !== "index") throw signatureError(root.digest, keys, attempts);
+  const signers: VerifiedSigner[] = [];
+  for (const entry of parsed.index.manifests) {
+    if (entry.annotations?.["vnd.docker.reference.type"] === "attestation-manifest") continue;
+    const entrySigned = await tryDigest(store, entry.digest, keys, options, attempts);
+    if (!entrySigned) throw signatureError(root.digest, keys, attempts);
+    signers.push(entrySigned.signer);
+  }
+  if (signers.length === 0) throw signatureError(root.digest, keys, attempts);
+  return signers;
+}
+
+/** Resolves `reference` and checks its whole image's signature (see {@link verifyImageSignature}). */
+export async function verifyStoredImageSignature(
+  store: ReadableStore,
+  reference: string,
+  trust: TrustOptions,
+  signal?: AbortSignal,
+): Promise<{ root: Descriptor; signers: VerifiedSigner[] }> {
+  const root = await store.resolve(reference);
+  return { root, signers: await verifyImageSignature(store, root, trust.keys, signatureLookup(trust, signal)) };
+}
+
+/** Resolves `reference` to one manifest as fetch does and checks its signature (see {@link verifyResolvedSignature}). */
+export async function verifyStoredManifestSignature(
+  store: ReadableStore,
+  reference: string,
+  selection: ManifestSelection,
+  trust: TrustOptions,
+  signal?: AbortSignal,
+): Promise<{ digest: string; signer: VerifiedSigner }> {
+  const resolved = await resolveManifest(store, reference, selection, signal);
+  const signed: SignedSelection = { ...selection, ...(isDigest(reference) ? {} : { tag: reference }) };
+  const { signer } = await verifyResolvedSignature(store, resolved, trust.keys, signed, signatureLookup(trust, signal));
+  return { digest: resolved.descriptor.digest, signer };
+}
+
+/** The lookup options for a trust requirement. */
+export function signatureLookup(trust: TrustOptions, signal: AbortSignal | undefined): SignatureLookupOptions {
+  return { ...(trust.name !== undefined ? { name: trust.name } : {}), ...(signal ? { signal } : {}) };
 }
 
 async function tryDigest(

@@ -4,7 +4,7 @@ import { OcibootError } from "../errors.ts";
 import { parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
 import { isDigest } from "../oci/digest.ts";
 import { commandLineFileBytes } from "./fetch.ts";
-import { type TrustOptions, verifyResolvedSignature } from "./signature.ts";
+import { signatureLookup, type TrustOptions, verifyResolvedSignature } from "./signature.ts";
 import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
 
 /**
@@ -23,7 +23,7 @@ export async function streamRole(
   // Nothing reaches the sink before the signature verified: standard output cannot take bytes back.
   if (options.trust) {
     const selection = { ...(options.platform ? { platform: options.platform } : {}), ...(options.flavor !== undefined ? { flavor: options.flavor } : {}), ...(isDigest(reference) ? {} : { tag: reference }) };
-    await verifyResolvedSignature(store, resolved, options.trust.keys, selection, { ...options.trust, ...(options.signal ? { signal: options.signal } : {}) });
+    await verifyResolvedSignature(store, resolved, options.trust.keys, selection, signatureLookup(options.trust, options.signal));
   }
   const plan = planBootFiles(resolved.manifest);
   const file = plan.files.find((candidate) => candidate.role === role);

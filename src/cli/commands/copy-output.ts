@@ -17,6 +17,7 @@ export function formatCopyReport(report: CopyReport, options: { json: boolean })
         mediaType: report.descriptor.mediaType,
         size: report.descriptor.size,
         copied: report.copied,
+        signers: report.signers,
         referrers: report.referrers.map((referrer) => ({
           digest: referrer.digest,
           mediaType: referrer.mediaType,
@@ -29,5 +30,6 @@ export function formatCopyReport(report: CopyReport, options: { json: boolean })
     )}\n`;
   }
   const referrerLines = report.referrers.map((referrer) => `Copied referrer ${referrer.digest}${referrer.artifactType ? ` (${referrer.artifactType})` : ""}\n`);
-  return `${referrerLines.join("")}Copied ${report.source} → ${report.destination} ${report.descriptor.digest}\n`;
+  const signerLines = (report.signers ?? []).map((signer) => `Signed by ${signer.fingerprint} (${signer.key}): ${signer.signedDigest}\n`);
+  return `${signerLines.join("")}${referrerLines.join("")}Copied ${report.source} → ${report.destination} ${report.descriptor.digest}\n`;
 }

@@ -12,6 +12,7 @@ import { type Location, openSource, parseLocation } from "../sources.ts";
 import { formatCopyReport } from "./copy-output.ts";
 import { withRepository } from "./registry-access.ts";
 import { transferLog } from "./transfer-log.ts";
+import { keyOption, loadKeys, trustFor } from "../keys.ts";
 
 /** `ociboot copy SRC DST`: an image between registries, OCI layouts and OCI archives, in any direction. */
 export function copyCommand(context: CliContext) {
@@ -23,6 +24,7 @@ export function copyCommand(context: CliContext) {
     .argument("<destination>", "registry reference (host/repo:tag), oci:DIR[:REF] or oci-archive:FILE[:REF]; REF names the copy")
     .option("--with-referrers", "also copy the referrers of the image (OCI 1.1 subject: build logs, SBOMs, signatures)")
     .option("--archive-folder <name>", "write the layout under this folder of the archive (onmetal: the Garden Linux .oci.tar.xz shape)")
+    .addOption(keyOption())
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
       "after",
@@ -38,7 +40,9 @@ export function copyCommand(context: CliContext) {
       if (options.archiveFolder !== undefined && destination.kind !== "archive") {
         throw new OcibootError("USAGE", `Cannot use --archive-folder: ${destinationText} is not an oci-archive: destination`);
       }
+      const keys = await loadKeys(options.key, context);
       const copyOptions: CopyImageOptions = {
+        ...(keys ? { trust: trustFor(keys, sourceText) } : {}),
         signal: context.signal,
         withReferrers: options.withReferrers === true,
         ...transferLog(context, "copied", global.quiet),
