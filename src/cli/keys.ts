@@ -32,12 +32,12 @@ export async function loadKeys(files: readonly string[] | undefined, context: Cl
  */
 export function trustFor(keys: readonly TrustedKey[], sourceText: string): TrustOptions {
   const location = parseLocation(sourceText);
-  const name = location.kind !== "registry" && location.reference !== undefined ? repositoryPart(location.reference) : undefined;
+  const name = location.kind !== "registry" && location.reference !== undefined ? repositoryOf(location.reference) : undefined;
   return name === undefined ? { keys } : { keys, name };
 }
 
 /** `ghcr.io/a/b:1.0` → `ghcr.io/a/b`; a bare tag or digest names no repository. */
-function repositoryPart(reference: string): string | undefined {
+export function repositoryOf(reference: string): string | undefined {
   const at = reference.indexOf("@");
   const withoutDigest = at < 0 ? reference : reference.slice(0, at);
   const slash = withoutDigest.lastIndexOf("/");

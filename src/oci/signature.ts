@@ -266,3 +266,41 @@ export function describeVerdict(verdict: Exclude<LayerVerdict, { ok: true }>): s
       return `signature names another digest (${verdict.detail ?? ""})`;
   }
 }
+
+/** A signature layer to add to a `.sig` manifest: the payload's descriptor and the raw signature. */
+export function signatureLayerDescriptor(payload: Uint8Array, signature: Uint8Array): Descriptor {
+  return {
+    mediaType: SIMPLE_SIGNING_MEDIA_TYPE,
+    digest: sha256DigestOf(payload),
+    size: payload.byteLength,
+    annotations: { [SIGNATURE_ANNOTATION]: encodeBase64(signature) },
+  };
+}
+
+/**
+ * The config cosign writes for a `.sig` manifest (an OCI image config whose `diff_ids` are the
+ * payload digests), so that tools treating the signature as an image find a valid one.
+ */
+export function signatureConfigBytes(layers: readonly Descriptor[]): Uint8Array {
+  const config = {
+    architecture: "",
+    created: "0001-01-01T00:00:00Z",
+    history: [{ created: "0001-01-01T00:00:00Z" }],
+    os: "",
+    rootfs: { type: "layers", diff_ids: layers.map((layer) => layer.digest) },
+    config: {},
+  };
+  return new TextEncoder().encode(JSON.stringify(config));
+}
+
+/** A `.sig` manifest over `config` and `layers`, in the field order go-containerregistry writes. */
+export function encodeSignatureManifest(config: Descriptor, layers: readonly Descriptor[]): Uint8Array {
+  const descriptor = (entry: Descriptor) => ({
+    mediaType: entry.mediaType,
+    size: entry.size,
+    digest: entry.digest,
+    ...(entry.annotations !== undefined ? { annotations: entry.annotations } : {}),
+  });
+  const manifest = { schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: descriptor(config), layers: layers.map(descriptor) };
+  return new TextEncoder().encode(JSON.stringify(manifest));
+}
