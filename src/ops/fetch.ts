@@ -9,7 +9,7 @@ import { DEFAULT_FILE_NAMES, parseBootConfig, planBootFiles, safeFileName, type 
 import { downloadBlob, type DownloadStatus } from "./download.ts";
 import { runBounded } from "./pool.ts";
 import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
-import { saveSignatureMaterial, SIGNATURES_DIRECTORY } from "./signature-material.ts";
+import { saveSignatureMaterial, SIGNATURES_FILE } from "./signature-material.ts";
 import { signatureLookup, type TrustOptions, verifyResolvedSignature, type VerifiedSigner } from "./signature.ts";
 
 export interface FetchBootImageOptions extends ManifestSelection {
@@ -109,7 +109,7 @@ export async function fetchBootImage(
     : undefined;
 
   await ensureDirectory(outputDir);
-  const signaturesSaved = trusted ? saveSignatureMaterial(store, join(outputDir, SIGNATURES_DIRECTORY), trusted.material, resolved, options.signal) : Promise.resolve();
+  const signaturesSaved = trusted ? saveSignatureMaterial(store, join(outputDir, SIGNATURES_FILE), trusted.material, resolved, options.signal) : Promise.resolve();
   signaturesSaved.catch(() => undefined);
   const manifestWritten = writeFileAtomically(join(outputDir, MANIFEST_FILE_NAME), resolved.bytes);
   manifestWritten.catch(() => undefined);
@@ -178,7 +178,7 @@ function nameFor(role: Role, overrides: Partial<Record<Role, string>> | undefine
   return safeFileName(overrides?.[role] ?? DEFAULT_FILE_NAMES[role]);
 }
 
-const RESERVED_NAMES = new Set([MANIFEST_FILE_NAME, CHECKSUM_FILE_NAME, BOOT_SCRIPT_FILE_NAME, SIGNATURES_DIRECTORY]);
+const RESERVED_NAMES = new Set([MANIFEST_FILE_NAME, CHECKSUM_FILE_NAME, BOOT_SCRIPT_FILE_NAME, SIGNATURES_FILE]);
 
 /** Two layers must never race for one file name, nor overwrite fetch's own files. */
 function assertDistinctNames(names: readonly string[]): void {

@@ -1,50 +1,115 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { readBoundedFile } from "../content/fs-util.ts";
-import { OciLayoutStore } from "../content/layout.ts";
+import { readBoundedFile, writeFileAtomically } from "../content/fs-util.ts";
+import { MemoryStore } from "../content/memory.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
 import { sha256DigestOf } from "../oci/digest.ts";
-import { parseManifest } from "../oci/manifest.ts";
+import { decodeJsonObject, parseManifest } from "../oci/manifest.ts";
+import { parseDescriptor } from "../oci/descriptor.ts";
 import { Limits } from "../oci/mediatypes.ts";
-import type { TrustedKey } from "../oci/signature.ts";
+import { encodeBase64, SignatureLimits, type TrustedKey } from "../oci/signature.ts";
 import { fileMatches } from "./download.ts";
 import { readConfigBytes, readManifestBytes, type ResolvedManifest } from "./resolve.ts";
-import { type SignatureMaterial, verifyResolvedSignature, type VerifiedSigner } from "./signature.ts";
+import { readBounded, type SignatureMaterial, verifyResolvedSignature, type VerifiedSigner } from "./signature.ts";
 
 /**
  * The signature material `fetch --key` keeps beside the boot files, so the folder can be checked
- * again with no registry (docs/trust.md): a small OCI layout holding the `.sig` manifest (tagged
- * `sha256-<hex>.sig`), its payloads, the index entry's index (tagged `index`) and the image config.
+ * again with no registry (docs/trust.md): one JSON file (one write, one fsync) holding the `.sig`
+ * manifest with its config and payloads, the index the manifest was chosen from, and the image
+ * config (for the command line). Every blob in it is checked against its digest when read back.
  */
-export const SIGNATURES_DIRECTORY = "signatures";
-const INDEX_TAG = "index";
+export const SIGNATURES_FILE = "signatures.json";
+const MATERIAL_TYPE = "application/vnd.ociboot.signature-material.v1+json";
+/** The `.sig` manifest, its config and payloads are capped; an index and a config may be 4 MiB each. */
+const MAX_MATERIAL_FILE_BYTES = 16 * 1024 * 1024;
 const MANIFEST_FILE = "manifest.json";
 
-/** Saves verified signature material (and what offline checks need besides) into `directory`. */
+interface MaterialFile {
+  mediaType: typeof MATERIAL_TYPE;
+  /** The tag the `.sig` manifest was found under, and its descriptor. */
+  tag: string;
+  signature: Descriptor;
+  /** The index whose entry selected the manifest, when there was one. */
+  index?: Descriptor;
+  /** Every blob by digest, base64. */
+  blobs: Record<string, string>;
+}
+
+/** Saves verified signature material (and what offline checks need besides) as `file`. */
 export async function saveSignatureMaterial(
   source: ReadableStore,
-  directory: string,
+  file: string,
   material: SignatureMaterial,
   resolved: ResolvedManifest,
   signal?: AbortSignal,
 ): Promise<void> {
-  const layout = new OciLayoutStore(directory);
-  for (const blob of [material.config, ...material.payloads]) {
-    if (blob !== undefined) await layout.push(blob.descriptor, bytesStream(blob.bytes));
-  }
-  await layout.push(material.manifest.descriptor, bytesStream(material.manifest.bytes));
-  await layout.tag(material.manifest.descriptor, material.tag);
-  const config = resolved.manifest.config;
-  if (config.size <= Limits.configBytes) await layout.push(config, bytesStream(await readConfigBytes(source, config, signal)));
+  const blobs: Record<string, string> = {};
+  const keep = (digest: string, bytes: Uint8Array) => void (blobs[digest] = encodeBase64(bytes));
+  keep(material.manifest.descriptor.digest, material.manifest.bytes);
+  for (const payload of material.payloads) keep(payload.descriptor.digest, payload.bytes);
+  const signatureConfig = parseManifest(material.manifest.bytes);
   const index = resolved.indexes.at(-1);
-  if (index !== undefined) {
-    const descriptor: Descriptor = { mediaType: index.mediaType, digest: index.digest, size: index.size };
-    await layout.push(descriptor, bytesStream(await readManifestBytes(source, descriptor, signal)));
-    await layout.tag(descriptor, INDEX_TAG);
+  const reads: Array<Promise<void>> = [];
+  if (signatureConfig.kind === "manifest" && signatureConfig.manifest.config.size <= SignatureLimits.payloadBytes) {
+    const descriptor = signatureConfig.manifest.config;
+    reads.push(readBounded(source, descriptor, SignatureLimits.payloadBytes, signal).then((bytes) => keep(descriptor.digest, bytes), () => undefined));
   }
+  const config = resolved.manifest.config;
+  if (config.size <= Limits.configBytes) reads.push(readConfigBytes(source, config, signal).then((bytes) => keep(config.digest, bytes)));
+  if (index !== undefined) reads.push(readManifestBytes(source, index, signal).then((bytes) => keep(index.digest, bytes)));
+  await Promise.all(reads);
+  const document: MaterialFile = { mediaType: MATERIAL_TYPE, tag: material.tag, signature: material.manifest.descriptor, blobs };
+  if (index !== undefined) document.index = { mediaType: index.mediaType, digest: index.digest, size: index.size };
+  await writeFileAtomically(file, new TextEncoder().encode(`${JSON.stringify(document)}\n`));
+}
+
+/** The saved material as a read-only store; every read is verified against the digest asked for. */
+function materialStore(document: MaterialFile, description: string): { store: ReadableStore; index?: Descriptor } {
+  const memory = new MemoryStore();
+  for (const data of Object.values(document.blobs)) {
+    const bytes = decodeBase64Unbounded(data);
+    if (bytes !== undefined) memory.add("application/octet-stream", bytes);
+  }
+  const store: ReadableStore = {
+    description,
+    resolve: async (reference) => {
+      if (reference === document.tag) return document.signature;
+      if (reference === INDEX_TAG && document.index !== undefined) return document.index;
+      throw new OcibootError("NOT_FOUND", `Cannot resolve ${reference}: not in ${description}`);
+    },
+    fetch: (descriptor, options) => memory.fetch(descriptor, options),
+    exists: (descriptor) => memory.exists(descriptor),
+  };
+  return document.index !== undefined ? { store, index: document.index } : { store };
+}
+
+const INDEX_TAG = "index";
+
+function decodeBase64Unbounded(text: string): Uint8Array | undefined {
+  if (typeof text !== "string" || !/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return undefined;
+  return new Uint8Array(Buffer.from(text, "base64"));
+}
+
+async function readMaterial(directory: string): Promise<{ store: ReadableStore; index?: Descriptor }> {
+  const path = join(directory, SIGNATURES_FILE);
+  const bytes = await readBoundedFile(path, MAX_MATERIAL_FILE_BYTES);
+  const empty: MaterialFile = { mediaType: MATERIAL_TYPE, tag: "", signature: { mediaType: "", digest: "" as Descriptor["digest"], size: 0 }, blobs: {} };
+  if (bytes === undefined) return materialStore(empty, path);
+  let document: MaterialFile;
+  try {
+    const parsed = decodeJsonObject(bytes, SIGNATURES_FILE);
+    const signature = parseDescriptor(parsed["signature"], "signature");
+    const index = parsed["index"] === undefined ? undefined : parseDescriptor(parsed["index"], "index");
+    const blobs = parsed["blobs"];
+    if (typeof parsed["tag"] !== "string" || typeof blobs !== "object" || blobs === null || Array.isArray(blobs)) throw new Error("tag or blobs missing");
+    document = { mediaType: MATERIAL_TYPE, tag: parsed["tag"], signature, blobs: blobs as Record<string, string>, ...(index ? { index } : {}) };
+  } catch (error) {
+    throw new OcibootError("SIGNATURE", `Cannot read ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  return materialStore(document, path);
 }
 
 export interface OfflineCheckOptions {
@@ -88,9 +153,10 @@ export async function checkFetchedFolder(directory: string, options: OfflineChec
   }
   const parsed = parseManifest(bytes);
   if (parsed.kind !== "manifest") throw new OcibootError("INVALID_MANIFEST", `Cannot verify ${directory}: ${MANIFEST_FILE} is an index`);
-  const layout = new OciLayoutStore(join(directory, SIGNATURES_DIRECTORY));
+  const material = await readMaterial(directory);
+  const layout = material.store;
   const resolved: ResolvedManifest = { descriptor: { mediaType: parsed.mediaType, digest, size: bytes.byteLength }, bytes, manifest: parsed.manifest, indexes: [] };
-  const index = await savedIndex(layout, options.signal);
+  const index = material.index === undefined ? undefined : await savedIndex(layout, material.index, options.signal);
   const entry = index?.entries.find((candidate) => candidate.digest === digest);
   if (index !== undefined && entry !== undefined) {
     resolved.descriptor = { ...entry, mediaType: parsed.mediaType };
@@ -101,19 +167,12 @@ export async function checkFetchedFolder(directory: string, options: OfflineChec
   return { digest, signer, items, ok: items.every((item) => item.ok) };
 }
 
-async function savedIndex(layout: OciLayoutStore, signal: AbortSignal | undefined): Promise<{ descriptor: Descriptor; entries: Descriptor[] } | undefined> {
-  let descriptor: Descriptor;
-  try {
-    descriptor = await layout.resolve(INDEX_TAG);
-  } catch (error) {
-    if (isOcibootError(error, "NOT_FOUND")) return undefined;
-    throw error;
-  }
+async function savedIndex(layout: ReadableStore, descriptor: Descriptor, signal: AbortSignal | undefined): Promise<{ descriptor: Descriptor; entries: Descriptor[] } | undefined> {
   const parsed = parseManifest(await readManifestBytes(layout, descriptor, signal), descriptor.mediaType);
   return parsed.kind === "index" ? { descriptor, entries: parsed.index.manifests } : undefined;
 }
 
-async function checkFiles(directory: string, layout: OciLayoutStore, resolved: ResolvedManifest, options: OfflineCheckOptions): Promise<OfflineCheckItem[]> {
+async function checkFiles(directory: string, layout: ReadableStore, resolved: ResolvedManifest, options: OfflineCheckOptions): Promise<OfflineCheckItem[]> {
   const plan = planBootFiles(resolved.manifest);
   const wanted = options.roles ? new Set(options.roles) : undefined;
   const items: OfflineCheckItem[] = [{ name: MANIFEST_FILE, digest: resolved.descriptor.digest, size: resolved.bytes.byteLength, ok: true }];
@@ -139,7 +198,7 @@ async function checkFiles(directory: string, layout: OciLayoutStore, resolved: R
     const name = options.fileNames?.cmdline ?? "cmdline";
     const commandLine = config === undefined ? undefined : parseBootConfig(config).commandLine;
     if (config === undefined) {
-      items.push({ name, role: "cmdline", ok: false, problem: `the image config is not in ${SIGNATURES_DIRECTORY}/` });
+      items.push({ name, role: "cmdline", ok: false, problem: `the image config is not in ${SIGNATURES_FILE}` });
     } else if (commandLine !== undefined) {
       const actual = await readFile(join(directory, name), "utf8").catch(() => undefined);
       const ok = actual !== undefined && actual.replace(/\n$/, "") === commandLine;
@@ -147,8 +206,4 @@ async function checkFiles(directory: string, layout: OciLayoutStore, resolved: R
     }
   }
   return items;
-}
-
-function bytesStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
-  return new Blob([bytes]).stream();
 }

@@ -36,7 +36,6 @@ export interface SignatureMaterial {
   /** The tag it was found under (`sha256-<hex>.sig`). */
   tag: string;
   manifest: { descriptor: Descriptor; bytes: Uint8Array };
-  config: { descriptor: Descriptor; bytes: Uint8Array } | undefined;
   payloads: Array<{ descriptor: Descriptor; bytes: Uint8Array }>;
 }
 
@@ -236,7 +235,7 @@ async function tryDigest(
     return undefined;
   }
   const manifest = { descriptor: { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size }, bytes: manifestBytes };
-  return { signer, material: { tag, manifest, config: await readConfig(store, manifestBytes, options.signal), payloads } };
+  return { signer, material: { tag, manifest, payloads } };
 }
 
 /** A payload is read bounded and checked against its descriptor; a store that lacks it or serves other bytes gives undefined. */
@@ -250,20 +249,7 @@ async function readPayload(store: ReadableStore, layer: SignatureLayer, signal: 
   }
 }
 
-/** The signature manifest's config, kept so that the saved material is a complete image; missing is fine. */
-async function readConfig(store: ReadableStore, manifestBytes: Uint8Array, signal: AbortSignal | undefined): Promise<SignatureMaterial["config"]> {
-  const parsed = parseManifest(manifestBytes);
-  if (parsed.kind !== "manifest" || parsed.manifest.config.size > SignatureLimits.payloadBytes) return undefined;
-  const descriptor = parsed.manifest.config;
-  try {
-    return { descriptor, bytes: await readBounded(store, descriptor, SignatureLimits.payloadBytes, signal) };
-  } catch (error) {
-    if (isOcibootError(error) && ["NOT_FOUND", "INTEGRITY", "UNSAFE_CONTENT"].includes(error.code)) return undefined;
-    throw error;
-  }
-}
-
-async function readBounded(store: ReadableStore, descriptor: Descriptor, maxBytes: number, signal: AbortSignal | undefined): Promise<Uint8Array> {
+export async function readBounded(store: ReadableStore, descriptor: Descriptor, maxBytes: number, signal: AbortSignal | undefined): Promise<Uint8Array> {
   const content = await store.fetch(descriptor, signal ? { signal } : {});
   return readVerified(content.stream, descriptor, maxBytes);
 }

@@ -77,7 +77,7 @@ describe("fetch --key: a cosign signature verified before anything is written", 
       expect(report.signer).toMatchObject({ fingerprint: key(name).fingerprint, key: keyFile, signedDigest: image.digest, layer: 0 });
       expect(report.signer.signature).toContain(`sha256-${image.digest.slice(7)}.sig`);
       expect(await readFile(join(work, `out-${name}`, "vmlinuz"), "utf8")).toBe(`kernel ${imageCount}`);
-      expect(await readdir(join(work, `out-${name}`, "signatures"))).toContain("index.json");
+      expect(await readdir(join(work, `out-${name}`))).toContain("signatures.json");
     });
   }
 

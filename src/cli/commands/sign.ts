@@ -3,8 +3,8 @@ import { readBoundedFile } from "../../content/fs-util.ts";
 import { OciLayoutStore } from "../../content/layout.ts";
 import { OcibootError } from "../../errors.ts";
 import { SignatureLimits } from "../../oci/signature.ts";
-import { signImage, type SignImageOptions, type SignReport } from "../../ops/sign.ts";
-import { loadSigningKey, type SigningKey } from "../../ops/signing-key.ts";
+import type { SignImageOptions, SignReport } from "../../ops/sign.ts";
+import type { SigningKey } from "../../ops/signing-key.ts";
 import type { CliContext } from "../context.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
@@ -36,6 +36,8 @@ export function signCommand(context: CliContext) {
       };
       const pem = await readBoundedFile(resolvePath(context, options.key), SignatureLimits.keyFileBytes);
       if (pem === undefined) throw new OcibootError("USAGE", `Cannot read signing key ${options.key}: no such file`);
+      // Loaded only here: the cipher library for cosign.key is of no use to any other command.
+      const { loadSigningKey } = await import("../../ops/signing-key.ts");
       const key = await loadSigningKey(new TextDecoder().decode(pem), options.key, password);
       const annotations = parseAnnotations(options.annotation ?? []);
       const report = await signAt(ref, key, annotations, { ...global, passwordStdin: passwordFromStdin ? false : global.passwordStdin }, context);
@@ -47,7 +49,8 @@ export function signCommand(context: CliContext) {
     });
 }
 
-function signAt(ref: string, key: SigningKey, annotations: Record<string, string> | undefined, global: ReturnType<typeof globalOptions>, context: CliContext): Promise<SignReport> {
+async function signAt(ref: string, key: SigningKey, annotations: Record<string, string> | undefined, global: ReturnType<typeof globalOptions>, context: CliContext): Promise<SignReport> {
+  const { signImage } = await import("../../ops/sign.ts");
   const location = parseLocation(ref);
   const extra: Pick<SignImageOptions, "annotations" | "signal"> = { signal: context.signal, ...(annotations ? { annotations } : {}) };
   switch (location.kind) {
