@@ -3,7 +3,9 @@ import { readBoundedFile } from "../content/fs-util.ts";
 import { OcibootError } from "../errors.ts";
 import { loadTrustedKey, SignatureLimits, type TrustedKey } from "../oci/signature.ts";
 import type { TrustOptions } from "../ops/signature.ts";
+import type { SigningKey } from "../ops/signing-key.ts";
 import type { CliContext } from "./context.ts";
+import type { GlobalOptions } from "./global-options.ts";
 import { parseLocation } from "./sources.ts";
 import { resolvePath } from "./paths.ts";
 
@@ -44,4 +46,28 @@ export function repositoryOf(reference: string): string | undefined {
   const colon = withoutDigest.lastIndexOf(":");
   const name = colon > slash ? withoutDigest.slice(0, colon) : withoutDigest;
   return name.includes("/") ? name : undefined;
+}
+
+/**
+ * Reads a private key for signing (`sign --key`, `pack --sign-key`). An encrypted key's password
+ * comes from `--password-stdin` when no `--username` claims standard input for the registry,
+ * else from `COSIGN_PASSWORD`, as cosign reads it. The key code (and its cipher library) loads only here.
+ */
+export async function loadSigningKeyFile(file: string, context: CliContext, global: GlobalOptions): Promise<SigningKey> {
+  const passwordFromStdin = keyPasswordFromStdin(global);
+  const password = async (): Promise<string> => {
+    if (passwordFromStdin) return (await context.readStdin()).replace(/\r?\n$/, "");
+    const fromEnvironment = context.env["COSIGN_PASSWORD"];
+    if (fromEnvironment === undefined) throw new OcibootError("USAGE", `Cannot decrypt ${file}: set COSIGN_PASSWORD or give --password-stdin`);
+    return fromEnvironment;
+  };
+  const pem = await readBoundedFile(resolvePath(context, file), SignatureLimits.keyFileBytes);
+  if (pem === undefined) throw new OcibootError("USAGE", `Cannot read signing key ${file}: no such file`);
+  const { loadSigningKey } = await import("../ops/signing-key.ts");
+  return loadSigningKey(new TextDecoder().decode(pem), file, password);
+}
+
+/** Without `--username`, `--password-stdin` can only mean the signing key's password. */
+export function keyPasswordFromStdin(global: GlobalOptions): boolean {
+  return global.passwordStdin && global.username === undefined;
 }

@@ -1,3 +1,4 @@
+import { sign } from "node:crypto";
 import type { ReadableStore, WritableStore } from "../content/store.ts";
 import { readVerified } from "../content/verify.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
@@ -15,7 +16,7 @@ import {
   signatureTagFor,
   simpleSigningPayload,
 } from "../oci/signature.ts";
-import { signPayload, type SigningKey } from "./signing-key.ts";
+import type { SigningKey } from "./signing-key.ts";
 
 export interface SignImageOptions {
   /** `critical.identity.docker-reference` of the payload: the repository, as cosign writes it. */
@@ -93,4 +94,9 @@ async function existingSignature(store: ReadableStore, names: readonly string[],
 
 function bytesStream(bytes: Uint8Array): ReadableStream<Uint8Array> {
   return new Blob([bytes]).stream();
+}
+
+/** Signs bytes as cosign does: RSA PKCS#1 v1.5 / ECDSA DER over SHA-256, Ed25519 pure. */
+export function signPayload(key: SigningKey, payload: Uint8Array): Uint8Array {
+  return key.publicKey.algorithm === "ed25519" ? sign(null, payload, key.key) : sign("sha256", payload, { key: key.key, dsaEncoding: "der" });
 }

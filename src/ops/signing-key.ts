@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, type KeyObject, scryptSync, sign } from "node:crypto";
+import { createPrivateKey, createPublicKey, type KeyObject, scryptSync } from "node:crypto";
 import { secretbox } from "@noble/ciphers/salsa";
 import { OcibootError } from "../errors.ts";
 import { decodeBase64, trustedKeyOf, type TrustedKey } from "../oci/signature.ts";
@@ -56,9 +56,4 @@ function decryptCosignKey(pem: string, label: string, password: string): Uint8Ar
   } catch {
     throw new OcibootError("USAGE", "Cannot decrypt the cosign key: wrong password (COSIGN_PASSWORD or --password-stdin)");
   }
-}
-
-/** Signs bytes as cosign does: RSA PKCS#1 v1.5 / ECDSA DER over SHA-256, Ed25519 pure. */
-export function signPayload(key: SigningKey, payload: Uint8Array): Uint8Array {
-  return key.publicKey.algorithm === "ed25519" ? sign(null, payload, key.key) : sign("sha256", payload, { key: key.key, dsaEncoding: "der" });
 }

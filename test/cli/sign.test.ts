@@ -127,4 +127,30 @@ describe("ociboot sign", () => {
     const manifest = await signatureManifest("sign/cosign-key", image.digest);
     expect(await opensslVerifies("sign/cosign-key", manifest.layers[0] as SigManifest["layers"][number], p256)).toBe(true);
   });
+
+  it("pack --sign-key signs the boot image in the archive; fetch, import and copy carry the signature", async () => {
+    const build = join(work, "build");
+    await mkdir(build, { recursive: true });
+    const name = "metal-amd64-1592.1";
+    for (const [suffix, text] of Object.entries({ vmlinuz: "packed kernel", initrd: "packed initrd", rootfs: "packed rootfs", "os-release": "ID=gardenlinux\n", manifest: "pkg 1\n", log: "log\n", cmdline: "console=ttyS0\n" })) {
+      await writeFile(join(build, `${name}.${suffix}`), text);
+    }
+    const packed = await cli(["pack", "--from-build", build, "--name", name, "-o", "packed.tar", "--platform", "linux/amd64", "--sign-key", rsa.privateKey, "--json"]);
+    expect(packed.code, packed.stderr).toBe(0);
+    const report = JSON.parse(packed.stdout);
+    expect(report.signature).toMatchObject({ fingerprint: rsa.fingerprint, digest: report.bootImage.digest });
+
+    const fetched = await cli(["fetch", "oci-archive:packed.tar", "--key", rsa.certificate, "-o", "out-packed", "--json"]);
+    expect(fetched.code, fetched.stderr).toBe(0);
+    expect(JSON.parse(fetched.stdout).signer.signedDigest).toBe(report.bootImage.digest);
+
+    expect((await cli(["--store-path", "imported", "import", "packed.tar"])).code).toBe(0);
+    const fromStore = await cli(["fetch", `oci:imported:${report.bootImage.digest}`, "--key", rsa.certificate, "-o", "out-imported"]);
+    expect(fromStore.code, fromStore.stderr).toBe(0);
+
+    const target = `${registry.host}/packed/metal:1592.1`;
+    expect((await cli(["copy", "oci-archive:packed.tar", target, "--with-referrers", "--key", rsa.certificate])).code).toBe(0);
+    expect((await cli(["fetch", target, "--key", rsa.certificate, "-o", "out-packed-registry"])).code).toBe(0);
+    expect((await cli(["fetch", target, "--key", p256.publicKey, "-o", "out-packed-refused"])).code).toBe(11);
+  });
 });

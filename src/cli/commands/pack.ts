@@ -5,6 +5,8 @@ import type { CliContext } from "../context.ts";
 import { sourceDateEpochTimestamp } from "../created.ts";
 import { resolvePath, temporaryBase } from "../paths.ts";
 import { defaultPlatform } from "../sources.ts";
+import { globalOptions } from "../global-options.ts";
+import { loadSigningKeyFile } from "../keys.ts";
 
 /** `ociboot pack`: the Garden Linux `_oci` feature, from a build folder to `<name>.oci.tar.xz`. */
 export function packCommand(context: CliContext) {
@@ -21,6 +23,7 @@ export function packCommand(context: CliContext) {
     .option("--command-line <text>", "kernel command line when the folder has no <NAME>.cmdline")
     .option("--rootfs-file <file>", "the rootfs, instead of <NAME>.rootfs, .squashfs or .tar (first found)")
     .option("--platform <os/arch[/variant]>", "os and architecture of the info image (default: this machine's, linux)")
+    .option("--sign-key <file>", "sign the boot image with this private key (cosign's sha256-<hex>.sig, in the archive); as ociboot sign --key")
     .option("--json", "print what was packed as JSON (archive, boot image, info image, referrers)")
     .addHelpText(
       "after",
@@ -28,7 +31,7 @@ export function packCommand(context: CliContext) {
         "Example:\n  ociboot pack --from-build .build --name metal-gardener_prod-amd64-1592.1 -o .build/metal-gardener_prod-amd64-1592.1.oci.tar.xz\n" +
         "  ociboot --store-path ./onmetal import .build/metal-gardener_prod-amd64-1592.1.oci.tar.xz && ociboot --store-path ./onmetal list",
     )
-    .action(async (options) => {
+    .action(async (options, command) => {
       const output = resolvePath(context, options.output);
       const packOptions: PackOptions = {
         name: options.name,
@@ -43,6 +46,7 @@ export function packCommand(context: CliContext) {
       if (options.rootfsFile !== undefined) packOptions.rootfsFile = resolvePath(context, options.rootfsFile);
       const created = sourceDateEpochTimestamp(context);
       if (created !== undefined) packOptions.created = created;
+      if (options.signKey !== undefined) packOptions.signingKey = await loadSigningKeyFile(options.signKey, context, globalOptions(command as never, context));
       const result = await packBuild(resolvePath(context, options.fromBuild), packOptions);
       context.stdout.write(options.json ? packJson(output, result) : packText(output, result));
     });
@@ -55,7 +59,8 @@ function packText(output: string, result: PackResult): string {
     `Successfully packed ${output}\n` +
     `  boot image  ${boot}\n` +
     `  info image  ${result.infoReference} ${hex(result.infoImage.digest)}\n` +
-    result.referrers.map((referrer) => `  referrer    ${referrer.artifactType ?? referrer.mediaType} ${hex(referrer.digest)}\n`).join("")
+    result.referrers.map((referrer) => `  referrer    ${referrer.artifactType ?? referrer.mediaType} ${hex(referrer.digest)}\n`).join("") +
+    (result.signature ? `  signature   ${result.signature.tag} by ${result.signature.fingerprint}\n` : "")
   );
 }
 
@@ -65,6 +70,7 @@ function packJson(output: string, result: PackResult): string {
     bootImage: { reference: result.bootReference ?? null, ...result.bootImage },
     infoImage: { reference: result.infoReference, ...result.infoImage },
     referrers: result.referrers,
+    ...(result.signature ? { signature: result.signature } : {}),
   };
   return `${JSON.stringify(report, null, 2)}\n`;
 }

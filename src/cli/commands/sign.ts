@@ -1,8 +1,6 @@
 import { Command, Option } from "@commander-js/extra-typings";
-import { readBoundedFile } from "../../content/fs-util.ts";
 import { OciLayoutStore } from "../../content/layout.ts";
 import { OcibootError } from "../../errors.ts";
-import { SignatureLimits } from "../../oci/signature.ts";
 import type { SignImageOptions, SignReport } from "../../ops/sign.ts";
 import type { SigningKey } from "../../ops/signing-key.ts";
 import type { CliContext } from "../context.ts";
@@ -10,7 +8,7 @@ import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { parseLocation } from "../sources.ts";
 import { withRepository } from "./registry-access.ts";
-import { repositoryOf } from "../keys.ts";
+import { keyPasswordFromStdin, loadSigningKeyFile, repositoryOf } from "../keys.ts";
 
 /** `ociboot sign REF --key KEY`: a cosign-compatible signature (`sha256-<hex>.sig`). */
 export function signCommand(context: CliContext) {
@@ -26,21 +24,9 @@ export function signCommand(context: CliContext) {
     .addHelpText("after", "\nExamples:\n  ociboot sign 127.0.0.1:5000/os/metal:1592.1 --key release.pem\n  COSIGN_PASSWORD=… ociboot sign oci:./onmetal:ghcr.io/me/os:1.0 --key cosign.key")
     .action(async (ref, options, command) => {
       const global = globalOptions(command as never, context);
-      // Without --username, --password-stdin can only mean the key's password.
-      const passwordFromStdin = global.passwordStdin && global.username === undefined;
-      const password = async (): Promise<string> => {
-        if (passwordFromStdin) return (await context.readStdin()).replace(/\r?\n$/, "");
-        const fromEnvironment = context.env["COSIGN_PASSWORD"];
-        if (fromEnvironment === undefined) throw new OcibootError("USAGE", `Cannot decrypt ${options.key}: set COSIGN_PASSWORD or give --password-stdin`);
-        return fromEnvironment;
-      };
-      const pem = await readBoundedFile(resolvePath(context, options.key), SignatureLimits.keyFileBytes);
-      if (pem === undefined) throw new OcibootError("USAGE", `Cannot read signing key ${options.key}: no such file`);
-      // Loaded only here: the cipher library for cosign.key is of no use to any other command.
-      const { loadSigningKey } = await import("../../ops/signing-key.ts");
-      const key = await loadSigningKey(new TextDecoder().decode(pem), options.key, password);
+      const key = await loadSigningKeyFile(options.key, context, global);
       const annotations = parseAnnotations(options.annotation ?? []);
-      const report = await signAt(ref, key, annotations, { ...global, passwordStdin: passwordFromStdin ? false : global.passwordStdin }, context);
+      const report = await signAt(ref, key, annotations, { ...global, passwordStdin: keyPasswordFromStdin(global) ? false : global.passwordStdin }, context);
       context.stdout.write(
         options.json === true
           ? `${JSON.stringify({ reference: ref, ...report }, null, 2)}\n`
