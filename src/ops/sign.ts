@@ -17,6 +17,8 @@ import {
   simpleSigningPayload,
 } from "../oci/signature.ts";
 import type { SigningKey } from "./signing-key.ts";
+import { EMPTY_DESCRIPTOR, EMPTY_JSON_BYTES } from "../oci/artifact.ts";
+import { BUNDLE_MEDIA_TYPE, cosignStatement, encodeBundleManifest, encodeKeyBundle, IN_TOTO_PAYLOAD_TYPE, preAuthenticationEncoding } from "../oci/bundle.ts";
 
 export interface SignImageOptions {
   /** `critical.identity.docker-reference` of the payload: the repository, as cosign writes it. */
@@ -30,7 +32,7 @@ export interface SignImageOptions {
 
 export interface SignReport {
   digest: string;
-  /** Where the signature went: `sha256-<hex>.sig` (or the name it was found under). */
+  /** Where the signature went: `sha256-<hex>.sig` (or the name it was found under); for a bundle, the referrer's digest. */
   tag: string;
   fingerprint: string;
   /** Layers of the `.sig` manifest now (one per signature; others' kept). */
@@ -71,6 +73,27 @@ export async function signImage(store: ReadableStore & WritableStore, reference:
   await store.push(manifest, bytesStream(manifestBytes), signal);
   await store.tag(manifest, tag);
   return { digest, tag, fingerprint: key.publicKey.fingerprint, layers: layers.length, added: !already };
+}
+
+/**
+ * Signs the manifest `reference` names as cosign v3 does by default: a Sigstore bundle v0.3 (a
+ * DSSE envelope over an in-toto statement naming the digest, signed with the key; no log, no
+ * certificate) in an OCI 1.1 artifact whose `subject` is the manifest. A registry without the
+ * referrers API lists it in the `sha256-<hex>` fallback index; a layout as an untagged entry.
+ */
+export async function signImageBundle(store: ReadableStore & WritableStore, reference: string, key: SigningKey, options: SignImageOptions): Promise<SignReport> {
+  const resolved = await store.resolve(reference);
+  const subject: Descriptor = { mediaType: resolved.mediaType, digest: resolved.digest, size: resolved.size };
+  const statement = cosignStatement(options.dockerReference, subject.digest);
+  const bundleBytes = encodeKeyBundle(statement, signPayload(key, preAuthenticationEncoding(IN_TOTO_PAYLOAD_TYPE, statement)), key.publicKey);
+  const bundle: Descriptor = { mediaType: BUNDLE_MEDIA_TYPE, digest: sha256DigestOf(bundleBytes), size: bundleBytes.byteLength };
+  const signal = options.signal ? { signal: options.signal } : {};
+  await store.push(bundle, bytesStream(bundleBytes), signal);
+  await store.push({ mediaType: EMPTY_DESCRIPTOR.mediaType, digest: EMPTY_DESCRIPTOR.digest, size: EMPTY_DESCRIPTOR.size }, bytesStream(EMPTY_JSON_BYTES), signal);
+  const manifestBytes = encodeBundleManifest(bundle, subject);
+  const manifest: Descriptor = { mediaType: MediaType.ociManifest, digest: sha256DigestOf(manifestBytes), size: manifestBytes.byteLength, artifactType: BUNDLE_MEDIA_TYPE };
+  await store.push(manifest, bytesStream(manifestBytes), signal);
+  return { digest: subject.digest, tag: manifest.digest, fingerprint: key.publicKey.fingerprint, layers: 1, added: true };
 }
 
 async function existingSignature(store: ReadableStore, names: readonly string[], signal: AbortSignal | undefined): Promise<{ tag: string; layers: Descriptor[] } | undefined> {

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { readBoundedFile, writeFileAtomically } from "../content/fs-util.ts";
 import { MemoryStore } from "../content/memory.ts";
-import type { ReadableStore } from "../content/store.ts";
+import type { ReadableStore, ReferrerLister } from "../content/store.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
@@ -29,9 +29,11 @@ const MANIFEST_FILE = "manifest.json";
 
 interface MaterialFile {
   mediaType: typeof MATERIAL_TYPE;
-  /** The tag the `.sig` manifest was found under, and its descriptor. */
-  tag: string;
+  /** The tag a `.sig` manifest was found under, and its descriptor (or a bundle's referrer manifest). */
+  tag?: string;
   signature: Descriptor;
+  /** A bundle's referrer manifest (with its artifactType), found again as a referrer of its subject. */
+  referrers?: Descriptor[];
   /** The index whose entry selected the manifest, when there was one. */
   index?: Descriptor;
   /** Every blob by digest, base64. */
@@ -61,22 +63,25 @@ export async function saveSignatureMaterial(
   if (config.size <= Limits.configBytes) reads.push(readConfigBytes(source, config, signal).then((bytes) => keep(config.digest, bytes)));
   if (index !== undefined) reads.push(readManifestBytes(source, index, signal).then((bytes) => keep(index.digest, bytes)));
   await Promise.all(reads);
-  const document: MaterialFile = { mediaType: MATERIAL_TYPE, tag: material.tag, signature: material.manifest.descriptor, blobs };
+  const document: MaterialFile = { mediaType: MATERIAL_TYPE, signature: material.manifest.descriptor, blobs };
+  if (material.tag !== undefined) document.tag = material.tag;
+  if (material.referrer !== undefined) document.referrers = [material.referrer];
   if (index !== undefined) document.index = { mediaType: index.mediaType, digest: index.digest, size: index.size };
   await writeFileAtomically(file, new TextEncoder().encode(`${JSON.stringify(document)}\n`));
 }
 
 /** The saved material as a read-only store; every read is verified against the digest asked for. */
-function materialStore(document: MaterialFile, description: string): { store: ReadableStore; index?: Descriptor } {
+function materialStore(document: MaterialFile, description: string): { store: ReadableStore & ReferrerLister; index?: Descriptor } {
   const memory = new MemoryStore();
   for (const data of Object.values(document.blobs)) {
     const bytes = decodeBase64Unbounded(data);
     if (bytes !== undefined) memory.add("application/octet-stream", bytes);
   }
-  const store: ReadableStore = {
+  const store: ReadableStore & ReferrerLister = {
     description,
+    referrers: async () => document.referrers ?? [],
     resolve: async (reference) => {
-      if (reference === document.tag) return document.signature;
+      if (document.tag !== undefined && reference === document.tag) return document.signature;
       if (reference === INDEX_TAG && document.index !== undefined) return document.index;
       throw new OcibootError("NOT_FOUND", `Cannot resolve ${reference}: not in ${description}`);
     },
@@ -93,10 +98,10 @@ function decodeBase64Unbounded(text: string): Uint8Array | undefined {
   return new Uint8Array(Buffer.from(text, "base64"));
 }
 
-async function readMaterial(directory: string): Promise<{ store: ReadableStore; index?: Descriptor }> {
+async function readMaterial(directory: string): Promise<{ store: ReadableStore & ReferrerLister; index?: Descriptor }> {
   const path = join(directory, SIGNATURES_FILE);
   const bytes = await readBoundedFile(path, MAX_MATERIAL_FILE_BYTES);
-  const empty: MaterialFile = { mediaType: MATERIAL_TYPE, tag: "", signature: { mediaType: "", digest: "" as Descriptor["digest"], size: 0 }, blobs: {} };
+  const empty: MaterialFile = { mediaType: MATERIAL_TYPE, signature: { mediaType: "", digest: "" as Descriptor["digest"], size: 0 }, blobs: {} };
   if (bytes === undefined) return materialStore(empty, path);
   let document: MaterialFile;
   try {
@@ -104,8 +109,10 @@ async function readMaterial(directory: string): Promise<{ store: ReadableStore; 
     const signature = parseDescriptor(parsed["signature"], "signature");
     const index = parsed["index"] === undefined ? undefined : parseDescriptor(parsed["index"], "index");
     const blobs = parsed["blobs"];
-    if (typeof parsed["tag"] !== "string" || typeof blobs !== "object" || blobs === null || Array.isArray(blobs)) throw new Error("tag or blobs missing");
-    document = { mediaType: MATERIAL_TYPE, tag: parsed["tag"], signature, blobs: blobs as Record<string, string>, ...(index ? { index } : {}) };
+    const referrers = Array.isArray(parsed["referrers"]) ? parsed["referrers"].slice(0, 16).map((entry, position) => parseDescriptor(entry, `referrers[${position}]`)) : undefined;
+    if (typeof blobs !== "object" || blobs === null || Array.isArray(blobs)) throw new Error("no blobs");
+    document = { mediaType: MATERIAL_TYPE, signature, blobs: blobs as Record<string, string>, ...(index ? { index } : {}), ...(referrers ? { referrers } : {}) };
+    if (typeof parsed["tag"] === "string") document.tag = parsed["tag"];
   } catch (error) {
     throw new OcibootError("SIGNATURE", `Cannot read ${path}: ${(error as Error).message}`, { cause: error });
   }

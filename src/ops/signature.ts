@@ -1,4 +1,5 @@
-import type { ReadableStore } from "../content/store.ts";
+import { isReferrerLister, type ReadableStore } from "../content/store.ts";
+import { BUNDLE_MEDIA_TYPE, checkBundle, MAX_BUNDLE_BYTES } from "../oci/bundle.ts";
 import { readVerified } from "../content/verify.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
@@ -13,7 +14,7 @@ import {
   signatureTagFor,
   type TrustedKey,
 } from "../oci/signature.ts";
-import { isIndexMediaType } from "../oci/mediatypes.ts";
+import { isIndexMediaType, isManifestMediaType, MediaType } from "../oci/mediatypes.ts";
 import { isDigest } from "../oci/digest.ts";
 import { type ManifestSelection, readManifestBytes, resolveManifest, type ResolvedManifest } from "./resolve.ts";
 
@@ -33,8 +34,10 @@ export interface VerifiedSigner {
 
 /** The signature material that verified, kept to re-check offline. */
 export interface SignatureMaterial {
-  /** The tag it was found under (`sha256-<hex>.sig`). */
-  tag: string;
+  /** The tag a `.sig` manifest was found under (`sha256-<hex>.sig`). */
+  tag?: string;
+  /** A bundle's referrer manifest, as its subject's referrers list it. */
+  referrer?: Descriptor;
   manifest: { descriptor: Descriptor; bytes: Uint8Array };
   payloads: Array<{ descriptor: Descriptor; bytes: Uint8Array }>;
 }
@@ -185,7 +188,83 @@ export function signatureLookup(trust: TrustOptions, signal: AbortSignal | undef
   return { ...(trust.name !== undefined ? { name: trust.name } : {}), ...(signal ? { signal } : {}) };
 }
 
+/**
+ * One signed digest: cosign's legacy `.sig` tag first (one request; what cosign v2 and Garden
+ * Linux write), then Sigstore bundles among the referrers (cosign v3).
+ */
 async function tryDigest(
+  store: ReadableStore,
+  digest: string,
+  keys: readonly TrustedKey[],
+  options: SignatureLookupOptions,
+  attempts: Attempt[],
+): Promise<SignatureVerification | undefined> {
+  const legacy: Attempt[] = [];
+  const fromTag = await trySignatureTag(store, digest, keys, options, legacy);
+  if (fromTag) return fromTag;
+  const bundles: Attempt[] = [];
+  const fromBundle = await tryBundles(store, digest, keys, options, bundles);
+  if (fromBundle) return fromBundle;
+  const tagMissing = legacy.length === 1 && legacy[0]?.found === "no signature";
+  if (tagMissing && bundles.length === 0) {
+    attempts.push({ digest, where: `${legacy[0]?.where} or in referrers`, found: "no signature" });
+  } else {
+    attempts.push(...legacy.filter((attempt) => !(tagMissing && bundles.length > 0 && attempt === legacy[0])), ...bundles);
+  }
+  return undefined;
+}
+
+/** Referrer manifests read at most per signed digest, looking for bundles. */
+const MAX_BUNDLE_REFERRERS = 16;
+
+async function tryBundles(
+  store: ReadableStore,
+  digest: string,
+  keys: readonly TrustedKey[],
+  options: SignatureLookupOptions,
+  attempts: Attempt[],
+): Promise<SignatureVerification | undefined> {
+  if (!isReferrerLister(store)) return undefined;
+  const subject: Descriptor = { mediaType: MediaType.ociManifest, digest: digest as Descriptor["digest"], size: 0 };
+  let referrers: Descriptor[];
+  try {
+    referrers = await store.referrers(subject);
+  } catch (error) {
+    if (isOcibootError(error) && ["NOT_FOUND", "UNSUPPORTED"].includes(error.code)) return undefined;
+    throw error;
+  }
+  // GHCR's fallback index may list a bundle as application/vnd.oci.empty.v1+json: each manifest is read, not the index trusted.
+  const candidates = referrers.filter((referrer) => referrer.artifactType === undefined || referrer.artifactType === BUNDLE_MEDIA_TYPE || referrer.artifactType === MediaType.ociEmpty);
+  for (const referrer of candidates.slice(0, MAX_BUNDLE_REFERRERS)) {
+    if (!isManifestMediaType(referrer.mediaType) || referrer.size > SignatureLimits.manifestBytes) continue;
+    const descriptor: Descriptor = { mediaType: referrer.mediaType, digest: referrer.digest, size: referrer.size };
+    const where = `${store.description} referrer ${referrer.digest}`;
+    const bytes = await readBounded(store, descriptor, SignatureLimits.manifestBytes, options.signal);
+    const parsed = parseManifest(bytes, descriptor.mediaType);
+    if (parsed.kind !== "manifest" || parsed.manifest.subject?.digest !== digest) continue;
+    const layer = parsed.manifest.layers[0];
+    const isBundle = parsed.manifest.artifactType === BUNDLE_MEDIA_TYPE || layer?.mediaType === BUNDLE_MEDIA_TYPE;
+    if (!isBundle || layer === undefined || layer.mediaType !== BUNDLE_MEDIA_TYPE || layer.size > MAX_BUNDLE_BYTES) continue;
+    let bundle: Uint8Array;
+    try {
+      bundle = await readBounded(store, layer, MAX_BUNDLE_BYTES, options.signal);
+    } catch (error) {
+      if (!isOcibootError(error) || !["NOT_FOUND", "INTEGRITY", "UNSAFE_CONTENT"].includes(error.code)) throw error;
+      attempts.push({ digest, where, found: "the bundle is missing or does not match its digest" });
+      continue;
+    }
+    const verdict = checkBundle(bundle, keys, digest);
+    if (!verdict.ok) {
+      attempts.push({ digest, where, found: `bundle: ${verdict.reason}` });
+      continue;
+    }
+    const signer: VerifiedSigner = { fingerprint: verdict.key.fingerprint, key: verdict.key.source, signedDigest: digest, signature: where, layer: 0 };
+    return { signer, material: { manifest: { descriptor, bytes }, payloads: [{ descriptor: layer, bytes: bundle }], referrer: { ...descriptor, artifactType: BUNDLE_MEDIA_TYPE } } };
+  }
+  return undefined;
+}
+
+async function trySignatureTag(
   store: ReadableStore,
   digest: string,
   keys: readonly TrustedKey[],

@@ -242,7 +242,7 @@ describe("Garden Linux: signed flavor manifests under an unsigned version index"
     const stderr = await expectRefusedWithNothingWritten(
       ["fetch", reference, "--platform", "linux/arm64", "--flavor", "metal", "--key", key("rsa").certificate, "-o", "gl-arm64"],
       "gl-arm64",
-      /no signature at .*sha256-.*\.sig; no signature at/,
+      /no signature at .*sha256-.*\.sig or in referrers; no signature at .*sha256-.*\.sig or in referrers/,
     );
     expect(stderr).toContain(digests[2]);
   });

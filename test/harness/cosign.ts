@@ -144,3 +144,59 @@ export async function publishRepeatedSignature(
   const put = await fetch(url, { method: "PUT", headers: { "content-type": manifestType }, body: JSON.stringify(manifest) });
   if (put.status !== 201) throw new Error(`PUT ${url}: ${put.status} ${await put.text()}`);
 }
+
+export const BUNDLE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json";
+
+/** DSSE PAE, written out here from the DSSE spec so the test does not lean on ociboot's. */
+export function dssePae(payloadType: string, payload: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`DSSEv1 ${Buffer.byteLength(payloadType)} ${payloadType} ${payload.length} `), payload]);
+}
+
+/**
+ * Publishes a cosign v3 style key-based bundle for `subject` as a referrer: the bundle signed with
+ * openssl over the PAE, the artifact manifest and the `sha256-<hex>` fallback index (distribution 2.8
+ * has no referrers API) pushed by skopeo.
+ */
+export async function publishBundle(
+  directory: string,
+  registry: RegistryEndpoint & { url: string },
+  repository: string,
+  subject: { mediaType: string; digest: string; size: number },
+  key: TestKey,
+  statementDigest: string = subject.digest,
+): Promise<void> {
+  const statement = Buffer.from(JSON.stringify({
+    _type: "https://in-toto.io/Statement/v1",
+    subject: [{ name: `${registry.host}/${repository}`, digest: { sha256: statementDigest.slice(7) } }],
+    predicateType: "https://sigstore.dev/cosign/sign/v1",
+    predicate: {},
+  }));
+  const signature = await signWithOpenssl(key, dssePae("application/vnd.in-toto+json", statement), directory);
+  const bundle = JSON.stringify({
+    mediaType: BUNDLE_TYPE,
+    verificationMaterial: { publicKey: { hint: "" } },
+    dsseEnvelope: { payload: statement.toString("base64"), payloadType: "application/vnd.in-toto+json", signatures: [{ sig: signature.toString("base64") }] },
+  });
+  const layout = await mkdtemp(join(directory, "bundle-layout-"));
+  const tag = `sha256-${subject.digest.slice(7)}`;
+  const written = await writeOciLayout(layout, {
+    manifests: [{
+      tag: "bundle",
+      config: { mediaType: "application/vnd.oci.empty.v1+json", bytes: "{}" },
+      layers: [{ mediaType: BUNDLE_TYPE, bytes: bundle }],
+      artifactType: BUNDLE_TYPE,
+      subject: subject as ManifestSpec["subject"] & object,
+      annotations: { "dev.sigstore.bundle.content": "dsse-envelope", "dev.sigstore.bundle.predicateType": "https://sigstore.dev/cosign/sign/v1" },
+    }],
+  });
+  // skopeo pushes the artifact; the fallback index (which skopeo 1.9 will not copy unchanged) goes up by a plain PUT.
+  await runOk("skopeo", ["copy", "--preserve-digests", "--quiet", ...skopeoRegistryFlags("dest", registry), `oci:${layout}:bundle`, `docker://${registry.host}/${repository}:bundle-${subject.digest.slice(7, 19)}`]);
+  const referrer = written.manifests[0]?.descriptor;
+  const index = { schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [{ ...referrer, artifactType: BUNDLE_TYPE }] };
+  const put = await fetch(`${registry.url}/v2/${repository}/manifests/${tag}`, {
+    method: "PUT",
+    headers: { "content-type": "application/vnd.oci.image.index.v1+json" },
+    body: JSON.stringify(index),
+  });
+  if (put.status !== 201) throw new Error(`PUT fallback index: ${put.status} ${await put.text()}`);
+}

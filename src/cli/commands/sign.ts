@@ -20,13 +20,14 @@ export function signCommand(context: CliContext) {
       new Option("-a, --annotation <key=value>", "a claim in the payload's optional section (repeatable), as cosign sign -a")
         .argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]),
     )
+    .option("--bundle", "write a Sigstore bundle v0.3 as an OCI 1.1 referrer (cosign v3's default) instead of the .sig tag")
     .option("--json", "print a JSON report on stdout")
     .addHelpText("after", "\nExamples:\n  ociboot sign 127.0.0.1:5000/os/metal:1592.1 --key release.pem\n  COSIGN_PASSWORD=… ociboot sign oci:./onmetal:ghcr.io/me/os:1.0 --key cosign.key")
     .action(async (ref, options, command) => {
       const global = globalOptions(command as never, context);
       const key = await loadSigningKeyFile(options.key, context, global);
       const annotations = parseAnnotations(options.annotation ?? []);
-      const report = await signAt(ref, key, annotations, { ...global, passwordStdin: keyPasswordFromStdin(global) ? false : global.passwordStdin }, context);
+      const report = await signAt(ref, key, annotations, options.bundle === true, { ...global, passwordStdin: keyPasswordFromStdin(global) ? false : global.passwordStdin }, context);
       context.stdout.write(
         options.json === true
           ? `${JSON.stringify({ reference: ref, ...report }, null, 2)}\n`
@@ -35,8 +36,15 @@ export function signCommand(context: CliContext) {
     });
 }
 
-async function signAt(ref: string, key: SigningKey, annotations: Record<string, string> | undefined, global: ReturnType<typeof globalOptions>, context: CliContext): Promise<SignReport> {
-  const { signImage } = await import("../../ops/sign.ts");
+async function signAt(
+  ref: string,
+  key: SigningKey,
+  annotations: Record<string, string> | undefined,
+  bundle: boolean,
+  global: ReturnType<typeof globalOptions>, context: CliContext): Promise<SignReport> {
+  const operations = await import("../../ops/sign.ts");
+  if (bundle && annotations) throw new OcibootError("USAGE", "Cannot use -a with --bundle: a bundle's statement carries no annotations");
+  const signImage = bundle ? operations.signImageBundle : operations.signImage;
   const location = parseLocation(ref);
   const extra: Pick<SignImageOptions, "annotations" | "signal"> = { signal: context.signal, ...(annotations ? { annotations } : {}) };
   switch (location.kind) {
