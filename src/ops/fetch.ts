@@ -82,9 +82,9 @@ export async function fetchBootImage(
 
   // The config (for the command line) is read while the blobs download: one round trip less.
   const wantsConfigCommandLine = plan.commandLineFrom === "config" && (!wanted || wanted.has("cmdline"));
-  const commandLineRead = wantsConfigCommandLine
-    ? readConfigBytes(store, resolved.manifest.config, options.signal).then((bytes) => parseBootConfig(bytes).commandLine)
-    : Promise.resolve(undefined);
+  const configRead = wantsConfigCommandLine ? readConfigBytes(store, resolved.manifest.config, options.signal) : undefined;
+  configRead?.catch(() => undefined);
+  const commandLineRead = configRead ? configRead.then((bytes) => parseBootConfig(bytes).commandLine) : Promise.resolve(undefined);
   commandLineRead.catch(() => undefined);
 
   const blobs = plan.files
@@ -109,7 +109,10 @@ export async function fetchBootImage(
     : undefined;
 
   await ensureDirectory(outputDir);
-  const signaturesSaved = trusted ? saveSignatureMaterial(store, join(outputDir, SIGNATURES_FILE), trusted.material, resolved, options.signal) : Promise.resolve();
+  const signaturesSaved = trusted ? saveSignatureMaterial(store, join(outputDir, SIGNATURES_FILE), trusted.material, resolved, {
+        ...(configRead ? { config: configRead } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      }) : Promise.resolve();
   signaturesSaved.catch(() => undefined);
   const manifestWritten = writeFileAtomically(join(outputDir, MANIFEST_FILE_NAME), resolved.bytes);
   manifestWritten.catch(() => undefined);

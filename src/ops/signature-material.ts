@@ -10,20 +10,20 @@ import { sha256DigestOf } from "../oci/digest.ts";
 import { decodeJsonObject, parseManifest } from "../oci/manifest.ts";
 import { parseDescriptor } from "../oci/descriptor.ts";
 import { Limits } from "../oci/mediatypes.ts";
-import { encodeBase64, SignatureLimits, type TrustedKey } from "../oci/signature.ts";
+import { encodeBase64, type TrustedKey } from "../oci/signature.ts";
 import { fileMatches } from "./download.ts";
 import { readConfigBytes, readManifestBytes, type ResolvedManifest } from "./resolve.ts";
-import { readBounded, type SignatureMaterial, verifyResolvedSignature, type VerifiedSigner } from "./signature.ts";
+import { type SignatureMaterial, verifyResolvedSignature, type VerifiedSigner } from "./signature.ts";
 
 /**
  * The signature material `fetch --key` keeps beside the boot files, so the folder can be checked
  * again with no registry (docs/trust.md): one JSON file (one write, one fsync) holding the `.sig`
- * manifest with its config and payloads, the index the manifest was chosen from, and the image
- * config (for the command line). Every blob in it is checked against its digest when read back.
+ * manifest and its payloads (or a bundle's referrer and bundle), the index the manifest was chosen
+ * from, and the image config where it holds the command line. Every blob in it is checked against its digest when read back.
  */
 export const SIGNATURES_FILE = "signatures.json";
 const MATERIAL_TYPE = "application/vnd.ociboot.signature-material.v1+json";
-/** The `.sig` manifest, its config and payloads are capped; an index and a config may be 4 MiB each. */
+/** The `.sig` manifest and its payloads are capped; an index and a config may be 4 MiB each. */
 const MAX_MATERIAL_FILE_BYTES = 16 * 1024 * 1024;
 const MANIFEST_FILE = "manifest.json";
 
@@ -46,21 +46,19 @@ export async function saveSignatureMaterial(
   file: string,
   material: SignatureMaterial,
   resolved: ResolvedManifest,
-  signal?: AbortSignal,
+  options: { config?: Promise<Uint8Array>; signal?: AbortSignal } = {},
 ): Promise<void> {
+  const { signal } = options;
   const blobs: Record<string, string> = {};
   const keep = (digest: string, bytes: Uint8Array) => void (blobs[digest] = encodeBase64(bytes));
   keep(material.manifest.descriptor.digest, material.manifest.bytes);
   for (const payload of material.payloads) keep(payload.descriptor.digest, payload.bytes);
-  const signatureConfig = parseManifest(material.manifest.bytes);
   const index = resolved.indexes.at(-1);
   const reads: Array<Promise<void>> = [];
-  if (signatureConfig.kind === "manifest" && signatureConfig.manifest.config.size <= SignatureLimits.payloadBytes) {
-    const descriptor = signatureConfig.manifest.config;
-    reads.push(readBounded(source, descriptor, SignatureLimits.payloadBytes, signal).then((bytes) => keep(descriptor.digest, bytes), () => undefined));
-  }
+  // The image config matters offline only where it holds the command line; fetch has usually read it already.
   const config = resolved.manifest.config;
-  if (config.size <= Limits.configBytes) reads.push(readConfigBytes(source, config, signal).then((bytes) => keep(config.digest, bytes)));
+  const configBytes = options.config ?? (planBootFiles(resolved.manifest).commandLineFrom === "config" ? readConfigBytes(source, config, signal) : undefined);
+  if (configBytes !== undefined) reads.push(configBytes.then((bytes) => keep(config.digest, bytes)));
   if (index !== undefined) reads.push(readManifestBytes(source, index, signal).then((bytes) => keep(index.digest, bytes)));
   await Promise.all(reads);
   const document: MaterialFile = { mediaType: MATERIAL_TYPE, signature: material.manifest.descriptor, blobs };
