@@ -281,3 +281,26 @@ describe("signatures in oci: layouts and oci-archive: files", () => {
     expect(existsSync(join(work, "out-plain-refused"))).toBe(false);
   });
 });
+
+describe("a signed index (cosign sign on the index digest)", () => {
+  it("accepts a manifest chosen from a signed index, for fetch, pull and copy; refuses another key", async () => {
+    const layout = join(work, "signed-index");
+    const boot = (arch: string) => makeBootImage({ dialect: "onmetal", kernel: { bytes: `kernel ${arch}` }, initrd: { bytes: `initrd ${arch}` }, rootfs: { bytes: "rootfs" } });
+    const written = await writeOciLayout(layout, {
+      manifests: [boot("amd64"), boot("arm64")],
+      indexes: [{ tag: "multi", manifests: [{ manifest: 0, platform: { os: "linux", architecture: "amd64" } }, { manifest: 1, platform: { os: "linux", architecture: "arm64" } }] }],
+    });
+    const index = written.indexes[0]?.descriptor.digest as string;
+    const { reference } = await publishWithSkopeo(layout, "multi", registry, "trust/index");
+    await publishSignature(work, registry, "trust/index", index, [await signedLayer(key("ed25519"), `${registry.host}/trust/index`, index, work)]);
+
+    const fetched = await cli("fetch", reference, "--platform", "linux/arm64", "--key", key("ed25519").publicKey, "-o", "out-index", "--json");
+    expect(fetched.code, fetched.stderr).toBe(0);
+    expect(JSON.parse(fetched.stdout).signer).toMatchObject({ signedDigest: index, fingerprint: key("ed25519").fingerprint });
+    const offline = await cli("verify", "--dir", "out-index", "--key", key("ed25519").publicKey);
+    expect(offline.code, offline.stderr).toBe(0);
+    expect((await cli("--store-path", "store-index", "pull", reference, "--platform", "linux/amd64", "--key", key("ed25519").publicKey)).code).toBe(0);
+    expect((await cli("copy", reference, "oci:copied-index:multi", "--key", key("ed25519").publicKey)).code).toBe(0);
+    await expectRefusedWithNothingWritten(["fetch", reference, "--platform", "linux/arm64", "--key", key("p256").publicKey, "-o", "out-index-refused"], "out-index-refused", /signed by another key/);
+  });
+});
