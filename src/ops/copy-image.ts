@@ -1,11 +1,14 @@
 import { isReferrerLister, type ReadableStore, type WritableStore } from "../content/store.ts";
-import { OcibootError } from "../errors.ts";
+import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor, Platform } from "../oci/descriptor.ts";
 import { sha256DigestOf } from "../oci/digest.ts";
 import { formatPlatform, platformMatches } from "../oci/platform.ts";
 import { parseManifest } from "../oci/manifest.ts";
+import { Annotation } from "../oci/mediatypes.ts";
+import { cosignTagsFor } from "../oci/signature.ts";
 import { copyGraph, type CopyGraphOptions } from "./copy-graph.ts";
 import { readManifestBytes, walkGraph } from "./graph-walk.ts";
+import { signatureLookup, type TrustOptions, verifyImageSignature, type VerifiedSigner } from "./signature.ts";
 
 /** Options for {@link copyImage}. */
 export interface CopyImageOptions extends CopyGraphOptions {
@@ -24,6 +27,8 @@ export interface CopyImageOptions extends CopyGraphOptions {
    * entries copied (so it has a new digest), as `skopeo copy` and `crane copy --platform` make it.
    */
   platforms?: readonly Platform[];
+  /** Require a signature by a trusted key (see {@link verifyImageSignature}) before the target changes. */
+  trust?: TrustOptions;
 }
 
 /** What {@link copyImage} did. */
@@ -36,6 +41,8 @@ export interface CopyImageResult {
   copied: { count: number; bytes: number };
   /** With `platforms`: the source's index, which `descriptor` (the new, narrowed index) replaces. */
   sourceIndex?: Descriptor;
+  /** Who signed the image, when a signature was required. */
+  signers?: VerifiedSigner[];
 }
 
 /** A target that keeps an index of images (a layout, an archive being written) and can list one without a name. */
@@ -58,6 +65,8 @@ export async function copyImage(source: ReadableStore, reference: string, target
   if (options.targetDigest !== undefined && options.targetDigest !== root.digest) {
     throw new OcibootError("USAGE", `Cannot copy ${reference} to ${options.targetDigest}: the source is ${root.digest}`);
   }
+  // A narrowed index is new, so the source index (or its manifests) must carry the signature.
+  const signers = options.trust ? await verifyImageSignature(source, sourceRoot, options.trust.keys, signatureLookup(options.trust, options.signal)) : undefined;
   const copied = { count: 0, bytes: 0 };
   const graphOptions: CopyGraphOptions = {
     ...options,
@@ -81,7 +90,11 @@ export async function copyImage(source: ReadableStore, reference: string, target
   else if (keepsUntaggedEntries(target)) await target.addUntaggedEntry(root);
   const subjects = narrowed === undefined ? [root] : narrowed.entries;
   const referrers = options.withReferrers === true ? await copyReferrers(source, target, subjects, graphOptions) : [];
-  return narrowed === undefined ? { descriptor: root, referrers, copied } : { descriptor: root, referrers, copied, sourceIndex: sourceRoot };
+  if (options.withReferrers === true) referrers.push(...(await copyCosignArtifacts(source, target, subjects, graphOptions, options.trust?.name)));
+  const result: CopyImageResult = { descriptor: root, referrers, copied };
+  if (narrowed !== undefined) result.sourceIndex = sourceRoot;
+  if (signers) result.signers = signers;
+  return result;
 }
 
 /** The index of the chosen platforms: the source index's own fields, with only the matching entries. */
@@ -112,6 +125,57 @@ async function narrowIndex(source: ReadableStore, reference: string, root: Descr
   document["manifests"] = (document["manifests"] as Array<{ digest?: unknown }>).filter((entry) => kept.has(entry.digest as Descriptor["digest"]));
   const narrowed = new TextEncoder().encode(JSON.stringify(document));
   return { descriptor: { mediaType: parsed.mediaType, digest: sha256DigestOf(narrowed), size: narrowed.byteLength }, bytes: narrowed, entries };
+}
+
+/**
+ * cosign keeps signatures, attestations and SBOMs not as referrers but under tags named after the
+ * manifest (`sha256-<hex>.sig`, `.att`, `.sbom`; docs/trust.md). They travel with the image under
+ * the same tags, so `--key` works on the far side of an air gap.
+ */
+async function copyCosignArtifacts(
+  source: ReadableStore,
+  target: WritableStore,
+  roots: readonly Descriptor[],
+  options: CopyGraphOptions,
+  name: string | undefined,
+): Promise<Descriptor[]> {
+  const copied: Descriptor[] = [];
+  for (const subject of await manifestsOf(source, roots, options.signal)) {
+    for (const tag of cosignTagsFor(subject.digest)) {
+      const found = await resolveOptional(source, [tag, ...(name !== undefined ? [`${name}:${tag}`] : [])]);
+      if (found === undefined) continue;
+      const descriptor: Descriptor = { mediaType: found.mediaType, digest: found.digest, size: found.size };
+      await copyGraph(source, target, descriptor, options);
+      await target.tag(descriptor, tag);
+      copied.push({ ...descriptor, annotations: { [Annotation.refName]: tag } });
+    }
+  }
+  return copied;
+}
+
+async function resolveOptional(store: ReadableStore, names: readonly string[]): Promise<Descriptor | undefined> {
+  for (const name of names) {
+    try {
+      return await store.resolve(name);
+    } catch (error) {
+      if (!isOcibootError(error) || !["NOT_FOUND", "INVALID_REFERENCE", "USAGE"].includes(error.code)) throw error;
+    }
+  }
+  return undefined;
+}
+
+/** The roots and, for an index, every manifest and index below it: the subjects whose signatures travel along. */
+async function manifestsOf(source: ReadableStore, roots: readonly Descriptor[], signal: AbortSignal | undefined): Promise<Descriptor[]> {
+  const found: Descriptor[] = [];
+  await walkGraph(source, roots, {
+    action: `copy the signatures of ${roots[0]?.digest}`,
+    ...(signal ? { signal } : {}),
+    next: (node) => (node.parsed.kind === "index" ? node.parsed.index.manifests : []),
+    enter: (node) => {
+      found.push({ mediaType: node.parsed.mediaType, digest: node.descriptor.digest, size: node.descriptor.size });
+    },
+  });
+  return found;
 }
 
 /**

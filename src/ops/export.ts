@@ -3,6 +3,7 @@ import { refNameOf } from "../content/layout-index.ts";
 import type { OciLayoutStore } from "../content/layout.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { copyImage, type CopyImageOptions, type CopyImageResult } from "./copy-image.ts";
+import { signatureLookup, verifyImageSignature, type VerifiedSigner } from "./signature.ts";
 
 /** Options for {@link exportArchive}. */
 export type ExportOptions = Omit<CopyImageOptions, "concurrency" | "restartBlobs" | "targetDigest"> & ArchiveWriterOptions;
@@ -16,7 +17,15 @@ export type ExportOptions = Omit<CopyImageOptions, "concurrency" | "restartBlobs
  * failure leaves neither `path` nor `path.partial` behind.
  */
 export async function exportArchive(source: ReadableStore, reference: string, path: string, options: ExportOptions = {}): Promise<CopyImageResult> {
-  const { compression, folder, ...copyOptions } = options;
+  const { compression, folder, trust, ...copyOptions } = options;
+  // Checked before FILE.partial exists, and the checked digest is what gets copied: a source that
+  // answers differently the second time cannot slip another image in.
+  let signers: VerifiedSigner[] | undefined;
+  if (trust) {
+    const root = await source.resolve(reference);
+    signers = await verifyImageSignature(source, root, trust.keys, signatureLookup(trust, options.signal));
+    reference = root.digest;
+  }
   const writer = await OciArchiveWriter.create(path, {
     ...(compression !== undefined ? { compression } : {}),
     ...(folder !== undefined ? { folder } : {}),
@@ -26,7 +35,7 @@ export async function exportArchive(source: ReadableStore, reference: string, pa
     // one try per blob, whose broken transfer continues from the byte reached (copy-graph.ts).
     const result = await copyImage(source, reference, writer, { ...copyOptions, concurrency: 1, restartBlobs: false });
     await writer.commit();
-    return result;
+    return signers ? { ...result, signers } : result;
   } catch (error) {
     await writer.abort();
     throw error;

@@ -4,13 +4,15 @@ import { errorMessage, writeFileAtomically } from "../content/fs-util.ts";
 import type { ReadableStore } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor, Platform } from "../oci/descriptor.ts";
-import { parseDigest, sha256DigestOf } from "../oci/digest.ts";
+import { isDigest, parseDigest, sha256DigestOf } from "../oci/digest.ts";
 import { DEFAULT_FILE_NAMES, hasBootFiles, noBootFilesError, parseBootConfig, planBootFiles, safeFileName, type Role } from "../oci/dialects.ts";
 import { downloadBlob, type DownloadStatus } from "./download.ts";
 import { FETCH_RECORD_FILE_NAME, type FetchRecord, serializeFetchRecord } from "./fetch-record.ts";
 import { runBounded } from "./pool.ts";
 import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
 import { imageArchitecture, qemuCommandFor } from "./boot-hint.ts";
+import { saveSignatureMaterial, SIGNATURES_FILE } from "./signature-material.ts";
+import { signatureLookup, type TrustOptions, verifyResolvedSignature, type VerifiedSigner } from "./signature.ts";
 
 export interface FetchBootImageOptions extends ManifestSelection {
   /** Only these roles (default: every file of the image). */
@@ -21,6 +23,8 @@ export interface FetchBootImageOptions extends ManifestSelection {
   concurrency?: number;
   signal?: AbortSignal;
   progress?: FetchProgress;
+  /** Require a signature by one of these keys, verified before anything is written. */
+  trust?: TrustOptions;
 }
 
 /** What fetch tells a progress display; one call per state change, bytes as they land. */
@@ -57,6 +61,8 @@ export interface FetchReport {
   files: FetchedFile[];
   /** Bytes that came from the source in this run. */
   transferred: number;
+  /** Who signed the image, when a signature was required. */
+  signer?: VerifiedSigner;
 }
 
 export const MANIFEST_FILE_NAME = "manifest.json";
@@ -84,6 +90,7 @@ export async function fetchBootImage(
   const wantsConfigCommandLine = plan.commandLineFrom === "config" && (!wanted || wanted.has("cmdline"));
   const configRead = wantsConfigCommandLine ? readConfigBytes(store, resolved.manifest.config, options.signal) : Promise.resolve(undefined);
   const commandLineRead = configRead.then((bytes) => (bytes === undefined ? undefined : parseBootConfig(bytes).commandLine));
+  configRead.catch(() => undefined);
   commandLineRead.catch(() => undefined);
 
   const blobs = plan.files
@@ -102,7 +109,17 @@ export async function fetchBootImage(
   }
   assertDistinctNames([...blobs.map((file) => file.name), ...(wantsConfigCommandLine ? [nameFor("cmdline", options.fileNames)] : [])]);
 
+  // Before the output folder is touched: an image nobody trusted signed leaves no trace, not even a .partial.
+  const trusted = options.trust
+    ? await verifyResolvedSignature(store, resolved, options.trust.keys, { ...selectionOf(options), ...tagOf(reference) }, signatureLookup(options.trust, options.signal))
+    : undefined;
+
   await ensureDirectory(outputDir);
+  const signaturesSaved = trusted ? saveSignatureMaterial(store, join(outputDir, SIGNATURES_FILE), trusted.material, resolved, {
+        ...(wantsConfigCommandLine ? { config: configRead as Promise<Uint8Array> } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      }) : Promise.resolve();
+  signaturesSaved.catch(() => undefined);
   const manifestWritten = writeFileAtomically(join(outputDir, MANIFEST_FILE_NAME), resolved.bytes);
   manifestWritten.catch(() => undefined);
   options.progress?.planned(blobs.map((file) => ({ name: file.name, size: file.descriptor.size })));
@@ -119,7 +136,7 @@ export async function fetchBootImage(
   });
 
   const commandLine = await commandLineRead;
-  const writes: Array<Promise<void>> = [manifestWritten];
+  const writes: Array<Promise<void>> = [manifestWritten, signaturesSaved];
   if (commandLine !== undefined) {
     const bytes = commandLineFileBytes(commandLine);
     const name = nameFor("cmdline", options.fileNames);
@@ -163,6 +180,7 @@ export async function fetchBootImage(
   if (resolved.descriptor.platform) report.platform = resolved.descriptor.platform;
   if (architecture !== undefined) report.architecture = architecture;
   if (commandLine !== undefined) report.commandLine = commandLine;
+  if (trusted) report.signer = trusted.signer;
   return report;
 }
 
@@ -179,11 +197,15 @@ function selectionOf(options: FetchBootImageOptions): ManifestSelection {
   return selection;
 }
 
+function tagOf(reference: string): { tag?: string } {
+  return isDigest(reference) ? {} : { tag: reference };
+}
+
 function nameFor(role: Role, overrides: Partial<Record<Role, string>> | undefined): string {
   return safeFileName(overrides?.[role] ?? DEFAULT_FILE_NAMES[role]);
 }
 
-const RESERVED_NAMES = new Set([MANIFEST_FILE_NAME, CHECKSUM_FILE_NAME, BOOT_SCRIPT_FILE_NAME, FETCH_RECORD_FILE_NAME]);
+const RESERVED_NAMES = new Set([MANIFEST_FILE_NAME, CHECKSUM_FILE_NAME, BOOT_SCRIPT_FILE_NAME, FETCH_RECORD_FILE_NAME, SIGNATURES_FILE]);
 
 /** Two layers must never race for one file name, nor overwrite fetch's own files. */
 function assertDistinctNames(names: readonly string[]): void {

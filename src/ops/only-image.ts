@@ -1,4 +1,5 @@
 import type { OciLayoutStore } from "../content/layout.ts";
+import { refNameOf } from "../content/layout-index.ts";
 import { OcibootError } from "../errors.ts";
 import { subjectOf } from "../oci/artifact.ts";
 import { parseManifest } from "../oci/manifest.ts";
@@ -16,11 +17,15 @@ export async function onlyImageIn(store: OciLayoutStore, name: string): Promise<
   throw new OcibootError("AMBIGUOUS", `Cannot use ${name}: the store holds ${digests.length} images; name one as ${name}:REF`);
 }
 
+/** cosign's tag scheme (`sha256-<hex>.sig`, `.att`, `.sbom`, or a full reference ending so): not images of their own. */
+const COSIGN_TAG = /(?:^|:)sha256-[0-9a-f]{64}\.(?:sig|att|sbom)$/;
+
 async function withoutReferrers(store: OciLayoutStore, digests: string[]): Promise<string[]> {
   if (digests.length < 2) return digests;
   const listed = new Set(digests);
   const images: string[] = [];
   for (const entry of await store.entries()) {
+    if (COSIGN_TAG.test(refNameOf(entry) ?? "")) continue;
     if (!listed.delete(entry.digest)) continue;
     const isManifest = isManifestMediaType(entry.mediaType) || isIndexMediaType(entry.mediaType);
     const subject = isManifest ? subjectOf(parseManifest(await store.readBlob(entry), entry.mediaType)) : undefined;

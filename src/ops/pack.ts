@@ -3,9 +3,11 @@ import { join } from "node:path";
 import { errorCode, errorMessage, readBoundedFile } from "../content/fs-util.ts";
 import { OciArchiveWriter } from "../content/archive-writer.ts";
 import { OciLayoutStore } from "../content/layout.ts";
+import { signImage, type SignReport } from "./sign.ts";
+import type { SigningKey } from "./signing-key.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor, Platform } from "../oci/descriptor.ts";
-import { formatReference, parseReference } from "../oci/reference.ts";
+import { formatReference, formatRepository, parseReference } from "../oci/reference.ts";
 import { buildImage } from "./build.ts";
 import { copyLayoutInto } from "./export.ts";
 import { buildInfoImage, type InfoImageOptions } from "./info-image.ts";
@@ -64,6 +66,8 @@ export interface PackOptions {
   platform: Platform;
   /** RFC 3339 time for the info image and the attached files; without it neither is dated, so equal builds give equal archives. */
   created?: string;
+  /** Sign the boot image with this key (cosign's `sha256-<hex>.sig`, in the archive beside it). */
+  signingKey?: SigningKey;
   signal?: AbortSignal;
 }
 
@@ -75,6 +79,8 @@ export interface PackResult {
   infoReference: string;
   /** The artifacts holding os-release, package manifest and build log, whose subject is the boot image. */
   referrers: Descriptor[];
+  /** The boot image's signature, with `signingKey`. */
+  signature?: SignReport;
 }
 
 interface BuildFolderFiles {
@@ -149,6 +155,10 @@ async function buildInto(store: OciLayoutStore, files: BuildFolderFiles, options
   }
   const result: PackResult = { bootImage: boot.descriptor, infoImage: info.descriptor, infoReference: info.reference, referrers };
   if (boot.reference !== undefined) result.bootReference = boot.reference;
+  if (options.signingKey !== undefined) {
+    const dockerReference = options.bootTag === undefined ? `localhost/${options.name}` : formatRepository(parseReference(options.bootTag));
+    result.signature = await signImage(store, boot.descriptor.digest, options.signingKey, { dockerReference, ...signal });
+  }
   return result;
 }
 

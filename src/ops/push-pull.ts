@@ -6,6 +6,7 @@ import { formatReference, parseReference } from "../oci/reference.ts";
 import { copyGraph, type CopyGraphOptions } from "./copy-graph.ts";
 import { type ManifestSelection, resolveManifest } from "./resolve.ts";
 import { resolveLocalImage } from "./store-ops.ts";
+import { signatureLookup, type TrustOptions, verifyImageSignature, verifyResolvedSignature, type VerifiedSigner } from "./signature.ts";
 
 /**
  * Pushes a local image (manifest or index with all it reaches) to the repository its reference
@@ -25,6 +26,8 @@ export async function pushImage(store: OciLayoutStore, target: WritableStore & R
 export interface PullOptions extends CopyGraphOptions {
   /** Pull only the manifest these pick from an index (as `docker pull --platform`), not the whole index. */
   selection?: ManifestSelection;
+  /** Require a signature by a trusted key before the store changes. */
+  trust?: TrustOptions;
 }
 
 /**
@@ -34,17 +37,28 @@ export interface PullOptions extends CopyGraphOptions {
  *
  * @returns the descriptor and the full reference it is tagged under locally.
  */
-export async function pullImage(source: ReadableStore, store: OciLayoutStore, name: string, options: PullOptions = {}): Promise<{ descriptor: Descriptor; reference: string }> {
+export async function pullImage(
+  source: ReadableStore,
+  store: OciLayoutStore,
+  name: string,
+  options: PullOptions = {},
+): Promise<{ descriptor: Descriptor; reference: string; signers?: VerifiedSigner[] }> {
   const reference = parseReference(name);
   const target = reference.digest ?? reference.tag ?? "latest";
-  const descriptor = options.selection
-    ? (await resolveManifest(source, target, options.selection, options.signal)).descriptor
-    : await source.resolve(target);
+  const resolved = options.selection ? await resolveManifest(source, target, options.selection, options.signal) : undefined;
+  const descriptor = resolved ? resolved.descriptor : await source.resolve(target);
   const root: Descriptor = { mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size };
+  let signers: VerifiedSigner[] | undefined;
+  if (options.trust) {
+    const lookup = signatureLookup(options.trust, options.signal);
+    signers = resolved
+      ? [(await verifyResolvedSignature(source, resolved, options.trust.keys, { ...options.selection, ...(reference.digest === undefined && reference.tag !== undefined ? { tag: reference.tag } : {}) }, lookup)).signer]
+      : await verifyImageSignature(source, root, options.trust.keys, lookup);
+  }
   if (options.selection && descriptor.platform) root.platform = descriptor.platform;
   await copyGraph(source, store, root, options);
   const full = formatReference(reference.digest === undefined ? { ...reference, tag: reference.tag ?? "latest" } : reference);
   if (reference.digest === undefined) await store.tag(root, full);
   else await store.addUntaggedEntry(indexEntryOf(root));
-  return { descriptor: root, reference: full };
+  return signers ? { descriptor: root, reference: full, signers } : { descriptor: root, reference: full };
 }

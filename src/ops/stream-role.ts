@@ -3,7 +3,9 @@ import { ingest } from "../content/ingest.ts";
 import { ContentVerifier } from "../content/verify.ts";
 import { OcibootError } from "../errors.ts";
 import { parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
+import { isDigest } from "../oci/digest.ts";
 import { commandLineFileBytes } from "./fetch.ts";
+import { signatureLookup, type TrustOptions, verifyResolvedSignature } from "./signature.ts";
 import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
 import { fetchContinuing } from "./resuming-source.ts";
 
@@ -17,9 +19,14 @@ export async function streamRole(
   reference: string,
   role: Role,
   sink: WritableStream<Uint8Array>,
-  options: ManifestSelection & { signal?: AbortSignal } = {},
+  options: ManifestSelection & { signal?: AbortSignal; trust?: TrustOptions } = {},
 ): Promise<void> {
   const resolved = await resolveManifest(store, reference, options, options.signal);
+  // Nothing reaches the sink before the signature verified: standard output cannot take bytes back.
+  if (options.trust) {
+    const selection = { ...(options.platform ? { platform: options.platform } : {}), ...(options.flavor !== undefined ? { flavor: options.flavor } : {}), ...(isDigest(reference) ? {} : { tag: reference }) };
+    await verifyResolvedSignature(store, resolved, options.trust.keys, selection, signatureLookup(options.trust, options.signal));
+  }
   const plan = planBootFiles(resolved.manifest);
   const file = plan.files.find((candidate) => candidate.role === role);
   if (!file && role === "cmdline" && plan.commandLineFrom === "config") {

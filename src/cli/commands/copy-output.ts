@@ -18,6 +18,7 @@ export function formatCopyReport(report: CopyReport, options: { json: boolean })
         size: report.descriptor.size,
         copied: report.copied,
         sourceIndex: report.sourceIndex?.digest ?? null,
+        signers: report.signers,
         referrers: report.referrers.map((referrer) => ({
           digest: referrer.digest,
           mediaType: referrer.mediaType,
@@ -32,5 +33,6 @@ export function formatCopyReport(report: CopyReport, options: { json: boolean })
   const referrerLines = report.referrers.map((referrer) => `Copied referrer ${referrer.digest}${referrer.artifactType ? ` (${referrer.artifactType})` : ""}\n`);
   const narrowed =
     report.sourceIndex === undefined ? "" : `Copied only the chosen platforms: a new index ${report.descriptor.digest} replaces ${report.sourceIndex.digest}\n`;
-  return `${referrerLines.join("")}${narrowed}Copied ${report.source} → ${report.destination} ${report.descriptor.digest}\n`;
+  const signerLines = (report.signers ?? []).map((signer) => `Signed by ${signer.fingerprint} (${signer.key}): ${signer.signedDigest}\n`);
+  return `${signerLines.join("")}${referrerLines.join("")}${narrowed}Copied ${report.source} → ${report.destination} ${report.descriptor.digest}\n`;
 }

@@ -8,6 +8,7 @@ import { globalOptions } from "../global-options.ts";
 import { openSource, parseLocation, sourceTagOf } from "../sources.ts";
 import { formatCopyReport } from "./copy-output.ts";
 import { transferLog } from "./transfer-log.ts";
+import { keyOption, loadKeys, trustFor } from "../keys.ts";
 
 /** `ociboot copy SRC DST`: an image between registries, OCI layouts and OCI archives, in any direction. */
 export function copyCommand(context: CliContext) {
@@ -24,6 +25,7 @@ export function copyCommand(context: CliContext) {
       "copy only this platform of an index (repeatable); the copy is a new index listing only those, so its digest differs",
       (value: string, previous: string[] = []) => [...previous, value],
     )
+    .addOption(keyOption())
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
       "after",
@@ -43,7 +45,9 @@ export function copyCommand(context: CliContext) {
       const unnamedArchive = location.kind === "archive" && location.reference === undefined;
       const destinationName = unnamedArchive && options.withReferrers === true ? `${destinationText}:${sourceTagOf(parseLocation(sourceText))}` : destinationText;
       const destination = openDestination(destinationName, global, context, options.archiveFolder !== undefined ? { archiveFolder: options.archiveFolder } : {});
+      const keys = await loadKeys(options.key, context);
       const copyOptions: CopyImageOptions = {
+        ...(keys ? { trust: trustFor(keys, sourceText) } : {}),
         signal: context.signal,
         ...(options.platform !== undefined ? { platforms: options.platform.map(parsePlatform) } : {}),
         withReferrers: options.withReferrers === true,

@@ -18,6 +18,7 @@ export function formatFetchReport(report: FetchReport, options: { json: boolean;
         commandLine: report.commandLine,
         outputDir: report.outputDir,
         transferred: report.transferred,
+        signer: report.signer,
         files: report.files.map((file) => ({
           role: file.role,
           name: file.name,
@@ -34,6 +35,7 @@ export function formatFetchReport(report: FetchReport, options: { json: boolean;
   }
   if (options.quiet) return "";
   const lines = [`Fetched ${report.reference} ${report.digest} into ${report.outputDir}`];
+  if (report.signer) lines.push(`Signed by ${report.signer.fingerprint} (${report.signer.key}): ${report.signer.signature}`);
   for (const file of report.files) {
     lines.push(`  ${(file.role ?? "file").padEnd(8)} ${file.name.padEnd(16)} ${formatBytes(file.size).padStart(10)}  ${file.digest}`);
   }

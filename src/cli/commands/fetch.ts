@@ -12,6 +12,7 @@ import { createFetchProgress } from "../progress.ts";
 import { openSource } from "../sources.ts";
 import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
 import { formatFetchReport, formatReferrerFilesReport } from "./fetch-output.ts";
+import { keyOption, loadKeys, trustFor } from "../keys.ts";
 
 /** `ociboot fetch REF -o DIR`: verified boot-ready files in a folder. */
 export function fetchCommand(context: CliContext) {
@@ -26,6 +27,7 @@ export function fetchCommand(context: CliContext) {
     .addOption(new Option("--concurrency <n>", "blobs downloaded at once").default("3"))
     .option("--referrer <artifact-type>", "instead of the image: the files of its newest referrer of this artifact type, by their titles (as oras pull)")
     .option("--all", "with --referrer: every referrer of the type, each into DIR/sha256-<hex>/")
+    .addOption(keyOption())
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
       "after",
@@ -48,6 +50,7 @@ export function fetchCommand(context: CliContext) {
       if (options.output === "-" && context.stdout.isTTY === true) {
         throw new OcibootError("USAGE", "Cannot write a binary file to a terminal: redirect standard output (-o - > vmlinuz) or use -o DIR");
       }
+      const keys = await loadKeys(options.key, context);
       const source = await openSource(ref, global, context);
       try {
         const selection = selectionFrom(options);
@@ -55,7 +58,11 @@ export function fetchCommand(context: CliContext) {
           if (!roles || roles.length !== 1) {
             throw new OcibootError("USAGE", "Cannot write to stdout: name exactly one --role (e.g. --role kernel)");
           }
-          await streamRole(source.store, source.reference, roles[0] as Role, context.stdoutStream, { ...selection, signal: context.signal });
+          await streamRole(source.store, source.reference, roles[0] as Role, context.stdoutStream, {
+            ...selection,
+            signal: context.signal,
+            ...(keys ? { trust: trustFor(keys, ref) } : {}),
+          });
           return;
         }
         const progress = createFetchProgress(context, { quiet: global.quiet || options.json === true });
@@ -66,6 +73,7 @@ export function fetchCommand(context: CliContext) {
           signal: context.signal,
           ...(roles ? { roles } : {}),
           ...(progress ? { progress } : {}),
+          ...(keys ? { trust: trustFor(keys, ref) } : {}),
         };
         let report;
         try {

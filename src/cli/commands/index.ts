@@ -23,6 +23,7 @@ import { tagsCommand } from "./tags.ts";
 import { manifestCommand } from "./manifest.ts";
 import { digestCommand } from "./digest.ts";
 import { completionCommand } from "./completion.ts";
+import { signCommand } from "./sign.ts";
 
 /** Every command's factory; one file per command. */
 export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, any>> = [
@@ -49,4 +50,5 @@ export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, 
   manifestCommand,
   digestCommand,
   completionCommand,
+  signCommand,
 ];

@@ -7,6 +7,7 @@ import { sourceDateEpochTimestamp } from "../created.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath, temporaryBase } from "../paths.ts";
 import { defaultPlatform } from "../sources.ts";
+import { loadSigningKeyFile } from "../keys.ts";
 
 /** `ociboot pack`: the Garden Linux `_oci` feature, from a build folder to `<name>.oci.tar.xz`. */
 export function packCommand(context: CliContext) {
@@ -23,6 +24,7 @@ export function packCommand(context: CliContext) {
     .option("--command-line <text>", "kernel command line when the folder has no <NAME>.cmdline")
     .option("--rootfs-file <file>", "the rootfs, instead of the first found of <NAME>.rootfs, .squashfs, .raw, .tar, .tar.gz, .tar.xz")
     .option("--platform <os/arch[/variant]>", "os and architecture of the info image (default: this machine's, linux)")
+    .option("--sign-key <file>", "sign the boot image with this private key (cosign's sha256-<hex>.sig, in the archive); as ociboot sign --key")
     .option("--json", "print what was packed as JSON (archive, boot image, info image, referrers)")
     .addHelpText(
       "after",
@@ -47,6 +49,7 @@ export function packCommand(context: CliContext) {
       if (options.rootfsFile !== undefined) packOptions.rootfsFile = resolvePath(context, options.rootfsFile);
       const created = sourceDateEpochTimestamp(context);
       if (created !== undefined) packOptions.created = created;
+      if (options.signKey !== undefined) packOptions.signingKey = await loadSigningKeyFile(options.signKey, context, globalOptions(command as never, context));
       const result = await packBuild(resolvePath(context, options.fromBuild), packOptions);
       if (options.json === true) context.stdout.write(packJson(output, result));
       else if (!globalOptions(command as never, context).quiet) context.stdout.write(packText(output, result));
@@ -60,7 +63,8 @@ function packText(output: string, result: PackResult): string {
     `Successfully packed ${output}\n` +
     `  boot image  ${boot}\n` +
     `  info image  ${result.infoReference} ${hex(result.infoImage.digest)}\n` +
-    result.referrers.map((referrer) => `  referrer    ${referrer.artifactType ?? referrer.mediaType} ${hex(referrer.digest)}\n`).join("")
+    result.referrers.map((referrer) => `  referrer    ${referrer.artifactType ?? referrer.mediaType} ${hex(referrer.digest)}\n`).join("") +
+    (result.signature ? `  signature   ${result.signature.tag} by ${result.signature.fingerprint}\n` : "")
   );
 }
 
@@ -70,6 +74,7 @@ function packJson(output: string, result: PackResult): string {
     bootImage: { reference: result.bootReference ?? null, ...result.bootImage },
     infoImage: { reference: result.infoReference, ...result.infoImage },
     referrers: result.referrers,
+    ...(result.signature ? { signature: result.signature } : {}),
   };
   return `${JSON.stringify(report, null, 2)}\n`;
 }

@@ -8,6 +8,7 @@ import { globalOptions } from "../global-options.ts";
 import { withRepository } from "./registry-access.ts";
 import { transferLog } from "./transfer-log.ts";
 import { openLocalStore } from "./store-output.ts";
+import { keyOption, loadKeys } from "../keys.ts";
 
 /** `ociboot pull REF`: an image from a registry into the local store, every blob verified. */
 export function pullCommand(context: CliContext) {
@@ -16,6 +17,7 @@ export function pullCommand(context: CliContext) {
     .argument("<ref>", "registry reference, e.g. ghcr.io/gardenlinux/gardenlinux:1592.1")
     .addOption(new Option("--platform <os/arch[/variant]>", "pull only this platform's manifest of a multi-arch index, tagged as REF"))
     .addOption(flavorOption())
+    .addOption(keyOption())
     .option("--json", JSON_HELP)
     .addHelpText(
       "after",
@@ -24,7 +26,8 @@ export function pullCommand(context: CliContext) {
     .action(async (name, options, command) => {
       const global = globalOptions(command as never, context);
       const store = openLocalStore(global, context);
-      const copyOptions: PullOptions = { signal: context.signal, ...transferLog(context, "pulled", global.quiet) };
+      const keys = await loadKeys(options.key, context);
+      const copyOptions: PullOptions = { signal: context.signal, ...transferLog(context, "pulled", global.quiet), ...(keys ? { trust: { keys } } : {}) };
       // Without either, the whole index, as onmetal-image pulls it.
       if (options.platform !== undefined || options.flavor !== undefined) copyOptions.selection = selectionFrom(options);
       const result = await withRepository(name, global, context, (repository) => pullImage(repository, store, name, copyOptions));
