@@ -49,7 +49,8 @@ describe("--json runs that fail print the error as JSON on stdout, with the usua
   });
 
   it("a command without a --json option still answers in JSON when given one", async () => {
-    const result = await ociboot(["tag", "oci:nowhere:a", "b", "--json"]);
+    // completion prints a shell script, so it has no --json of its own.
+    const result = await ociboot(["completion", "tcsh", "--json"]);
     expect(result.code).toBe(2);
     expect(parseErrorDocument(result.stdout).error.code).toBe("USAGE");
   });
