@@ -1,6 +1,5 @@
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { OcibootError } from "../errors.ts";
-import { VERSION } from "../version.ts";
 import type { CliContext } from "./context.ts";
 import { COMMANDS } from "./commands/index.ts";
 
@@ -15,7 +14,7 @@ export function buildProgram(context: CliContext): Command {
   const program = new Command()
     .name("ociboot")
     .description("Fetch, verify, store and move OS boot images published as OCI artifacts.")
-    .version(VERSION, "-V, --version", "print the version")
+    .option("-V, --version", "print version, commit, runtime, platform and dependencies (as `ociboot version`)")
     .option("--store-path <dir>", "local store directory (default: $OCIBOOT_STORE or ~/.onmetal)")
     .option("--ca-file <file>", "trust this CA certificate (PEM) for registry TLS")
     .option("--insecure", "skip TLS certificate verification (dangerous)")
@@ -50,8 +49,10 @@ function copyGlobalOptions(program: Command, command: Command): void {
 /** Runs the CLI; returns the process exit code. */
 export async function runCli(argv: readonly string[], context: CliContext): Promise<number> {
   const program = buildProgram(context);
+  // `--version` tells as much as `ociboot version` does, so it is that command.
+  const args = argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V") ? ["version"] : [...argv];
   try {
-    await program.parseAsync([...argv], { from: "user" });
+    await program.parseAsync(args, { from: "user" });
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) {

@@ -19,6 +19,7 @@ import { attachCommand } from "./attach.ts";
 import { discoverCommand } from "./discover.ts";
 import { infoImageCommand } from "./info-image.ts";
 import { packCommand } from "./pack.ts";
+import { versionCommand } from "./version.ts";
 
 /** Every command's factory; one file per command. */
 export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, any>> = [
@@ -41,4 +42,5 @@ export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, 
   discoverCommand,
   infoImageCommand,
   packCommand,
+  versionCommand,
 ];
