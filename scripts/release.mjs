@@ -30,8 +30,6 @@ const { values: options } = parseArgs({
   },
 });
 
-if (!options["no-build"]) await buildRelease();
-if (options.push !== undefined) await pushRelease(options.push, options["sign-key"] ?? process.env.OCIBOOT_RELEASE_SIGN_KEY);
 
 async function buildRelease() {
   const started = Date.now();
@@ -128,7 +126,7 @@ const EMPTY_CONFIG = { mediaType: "application/vnd.oci.empty.v1+json", digest: `
 
 /**
  * Publishes dist/release as an OCI index with one artifact manifest per platform (the executable
- * as its only, titled layer), tagged REF, and each manifest also tagged REF-linux-<arch> for
+ * as its only, titled layer), tagged REF, and each manifest also tagged REF-linux-<amd64|arm64> for
  * plain curl. The push goes through an OCI layout and `ociboot copy`, run by this release's own
  * executable for the build machine, so it gets ociboot's verification, credentials and TLS.
  */
@@ -174,7 +172,7 @@ async function pushRelease(reference, signKey) {
     );
     const descriptor = { mediaType: "application/vnd.oci.image.manifest.v1+json", ...putBlob(manifest) };
     entries.push({ ...descriptor, platform });
-    refs.push({ ...descriptor, annotations: { "org.opencontainers.image.ref.name": `${tag}-linux-${arch}` } });
+    refs.push({ ...descriptor, annotations: { "org.opencontainers.image.ref.name": `${tag}-linux-${OCI_ARCH[arch]}` } });
   }
   const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", artifactType: RELEASE_ARTIFACT_TYPE, manifests: entries }));
   const indexDescriptor = { mediaType: "application/vnd.oci.image.index.v1+json", ...putBlob(index) };
@@ -185,7 +183,10 @@ async function pushRelease(reference, signKey) {
   const run = (args) => execFileSync(ociboot, args, { stdio: "inherit" });
   const repository = reference.slice(0, tagAt);
   run(["copy", `oci:${layout}:${tag}`, reference]);
-  for (const arch of ARCHES) run(["copy", `oci:${layout}:${tag}-linux-${arch}`, `${repository}:${tag}-linux-${arch}`]);
+  for (const arch of ARCHES) {
+    const archTag = `${tag}-linux-${OCI_ARCH[arch]}`;
+    run(["copy", `oci:${layout}:${archTag}`, `${repository}:${archTag}`]);
+  }
   console.log(`release: pushed ${reference}@${indexDescriptor.digest}`);
 
   // ── SIGNATURE HOOK ─────────────────────────────────────────────────────────────────────────
@@ -193,7 +194,8 @@ async function pushRelease(reference, signKey) {
   // has it, every pushed digest is signed with --sign-key (or $OCIBOOT_RELEASE_SIGN_KEY): the
   // index and each platform manifest, so `fetch --platform … --key` finds a signature either way.
   const digests = [indexDescriptor.digest, ...entries.map((entry) => entry.digest)];
-  const canSign = spawnSync(ociboot, ["sign", "--help"], { stdio: "ignore" }).status === 0;
+  // An unknown command's --help still exits 0, so look for `sign` among the listed commands.
+  const canSign = /^\s+sign\b/m.test(spawnSync(ociboot, ["--help"], { encoding: "utf8" }).stdout ?? "");
   if (signKey === undefined) {
     console.log(`release: not signed (give --sign-key KEY${canSign ? "" : " once `ociboot sign` exists"})`);
   } else if (!canSign) {
@@ -204,3 +206,6 @@ async function pushRelease(reference, signKey) {
   }
   // ───────────────────────────────────────────────────────────────────────────────────────────
 }
+
+if (!options["no-build"]) await buildRelease();
+if (options.push !== undefined) await pushRelease(options.push, options["sign-key"] ?? process.env.OCIBOOT_RELEASE_SIGN_KEY);

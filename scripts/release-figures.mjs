@@ -1,0 +1,60 @@
+// npm run release:figures [-- --runs N]
+//
+// Measures what docs/releases.md records for each executable in dist/release (run `npm run
+// release` first): size, .xz size and `--version` start-up (median of N runs, page cache warm).
+// The arm64 executable runs under qemu-user on an x64 machine, so its time is emulation's, not an
+// arm64 machine's. Prints a Markdown table.
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { packageJson, root } from "./sea.mjs";
+
+const { values } = parseArgs({ options: { runs: { type: "string", default: "15" } } });
+const runs = Number(values.runs);
+const pin = JSON.parse(readFileSync(join(root, "scripts", "release-runtime.json"), "utf8"));
+const releaseDir = join(root, "dist", "release");
+const hostArch = process.arch;
+const QEMU = { arm64: ["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu"], x64: ["qemu-x86_64-static"] };
+
+// NODE_EXTRA_CA_CERTS makes Node parse a CA bundle at every start (see README "How fast"); ociboot
+// does not need it, so the main figure is without it and the other is shown beside it.
+const plainEnv = { ...process.env };
+delete plainEnv.NODE_EXTRA_CA_CERTS;
+delete plainEnv.NODE_OPTIONS;
+
+function medianStartup(command, env) {
+  const times = [];
+  for (let i = 0; i < runs; i++) {
+    const started = process.hrtime.bigint();
+    const result = spawnSync(command[0], [...command.slice(1)], { env, stdio: ["ignore", "pipe", "pipe"] });
+    const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+    if (result.status !== 0) throw new Error(`${command.join(" ")} failed: ${result.stderr}`);
+    times.push(elapsed);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+const mb = (path) => `${(statSync(path).size / 1e6).toFixed(1)} MB`;
+const seconds = (value) => `${value.toFixed(3)} s`;
+
+const rows = [];
+for (const arch of ["x64", "arm64"]) {
+  const file = join(releaseDir, `ociboot-${packageJson.version}-linux-${arch}`);
+  if (!existsSync(file)) throw new Error(`${file} is missing: run npm run release`);
+  const command = arch === hostArch ? [file, "--version"] : [...QEMU[arch], file, "--version"];
+  const startup = medianStartup(command, plainEnv);
+  const withCa = process.env.NODE_EXTRA_CA_CERTS ? seconds(medianStartup(command, process.env)) : "(not set)";
+  const how = arch === hostArch ? "native" : `under ${QEMU[arch][0]}`;
+  rows.push(`| linux-${arch} | ${mb(file)} | ${mb(`${file}.xz`)} | ${seconds(startup)} (${how}) | ${withCa} |`);
+}
+const bareNode = join(root, "node_modules", ".cache", "ociboot-release", `node-${pin.version}-linux-${hostArch}`);
+const bare = existsSync(bareNode) ? seconds(medianStartup([bareNode, "-e", "0"], plainEnv)) : "n/a";
+
+console.log(`Measured ${new Date().toISOString().slice(0, 10)}: ${cpus().length} × ${cpus()[0]?.model ?? "CPU"}, load average ${loadavg()[0].toFixed(1)}, median of ${runs} runs, Node ${pin.version} embedded.\n`);
+console.log("| executable | size | .xz | `--version` | `--version` with NODE_EXTRA_CA_CERTS |");
+console.log("|---|---|---|---|---|");
+for (const row of rows) console.log(row);
+console.log(`\nBare Node ${pin.version} (\`node -e 0\`, the stripped runtime alone, linux-${hostArch}): ${bare}.`);
