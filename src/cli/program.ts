@@ -49,8 +49,7 @@ function copyGlobalOptions(program: Command, command: Command): void {
 /** Runs the CLI; returns the process exit code. */
 export async function runCli(argv: readonly string[], context: CliContext): Promise<number> {
   const program = buildProgram(context);
-  // `--version` tells as much as `ociboot version` does, so it is that command.
-  const args = argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V") ? ["version"] : [...argv];
+  const args = versionFlagAsCommand(program, argv);
   try {
     await program.parseAsync(args, { from: "user" });
     return 0;
@@ -64,3 +63,19 @@ export async function runCli(argv: readonly string[], context: CliContext): Prom
     throw error;
   }
 }
+
+/**
+ * `--version` tells as much as `ociboot version` does, so before any command name it becomes that
+ * command (global options such as `--debug` stay in front of it).
+ */
+function versionFlagAsCommand(program: Command, argv: readonly string[]): string[] {
+  const args = [...argv];
+  const flag = args.findIndex((arg) => arg === "--version" || arg === "-V");
+  if (flag === -1) return args;
+  const commandNames = new Set(program.commands.flatMap((command) => [command.name(), ...command.aliases()]));
+  if (args.slice(0, flag).some((arg) => commandNames.has(arg))) return args;
+  args.splice(flag, 1);
+  args.push("version");
+  return args;
+}
+

@@ -33,6 +33,8 @@ describe("ociboot version", () => {
     const viaOption = await runInProcess(["--version"], { cwd: ROOT });
     const viaCommand = await runInProcess(["version"], { cwd: ROOT });
     expect(viaOption).toEqual(viaCommand);
+    // Global options before it do not swallow it.
+    expect(await runInProcess(["--debug", "-V"], { cwd: ROOT })).toEqual(viaCommand);
     const lines = viaOption.stdout.split("\n");
     expect(lines[0]).toBe(`ociboot ${packageJson.version}`);
     expect(lines).toContain(`commit:       ${head()}`);
