@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import process from "node:process";
 import { Command } from "@commander-js/extra-typings";
@@ -89,7 +88,9 @@ async function sourceBuildInfo(): Promise<BuildInfo> {
   return { commit: await gitCommit(root), dependencies };
 }
 
-function gitCommit(root: URL): Promise<string> {
+async function gitCommit(root: URL): Promise<string> {
+  // Loaded here: only a run from the sources asks git, and every command's start pays for imports.
+  const { execFile } = await import("node:child_process");
   return new Promise((resolve) => {
     execFile("git", ["-C", root.pathname, "rev-parse", "HEAD"], { timeout: 5_000 }, (error, stdout) => {
       resolve(error ? "unknown" : stdout.trim());
