@@ -5,7 +5,7 @@
 // SHA256SUMS. With --push REF it also publishes them as a multi-arch OCI index (docs/releases.md).
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, linkSync, copyFileSync } from "node:fs";
+import { copyFileSync, createReadStream, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { bundleSources, injectBlob, makeBlob, packageJson, root } from "./sea.mjs";
@@ -16,11 +16,11 @@ const OCI_ARCH = { x64: "amd64", arm64: "arm64" };
 // Debian's binutils strips only its own architecture; binutils-aarch64-linux-gnu has the other.
 const STRIP = { x64: "x86_64-linux-gnu-strip", arm64: "aarch64-linux-gnu-strip" };
 
-export const RELEASE_DIR = join(root, "dist", "release");
+const RELEASE_DIR = join(root, "dist", "release");
 const RUNTIME_CACHE = join(root, "node_modules", ".cache", "ociboot-release");
 
 /** The file name of one release executable. */
-export const executableName = (arch) => `ociboot-${packageJson.version}-linux-${arch}`;
+const executableName = (arch) => `ociboot-${packageJson.version}-linux-${arch}`;
 
 const { values: options } = parseArgs({
   options: {
@@ -29,7 +29,6 @@ const { values: options } = parseArgs({
     "no-build": { type: "boolean", default: false },
   },
 });
-
 
 async function buildRelease() {
   const started = Date.now();
@@ -136,6 +135,10 @@ async function pushRelease(reference, signKey) {
   const tag = reference.slice(tagAt + 1);
   const ociboot = join(RELEASE_DIR, executableName(process.arch));
   if (!existsSync(ociboot)) throw new Error(`release: ${ociboot} is missing: run npm run release first`);
+  // Asked before anything is pushed: a release meant to be signed must not go out unsigned.
+  // An unknown command's --help still exits 0, so look for `sign` among the listed commands.
+  const canSign = /^\s+sign\b/m.test(spawnSync(ociboot, ["--help"], { encoding: "utf8" }).stdout ?? "");
+  if (signKey !== undefined && !canSign) throw new Error("release: --sign-key given, but this ociboot has no sign command yet");
 
   const layout = join(root, "dist", "release-oci");
   rmSync(layout, { recursive: true, force: true });
@@ -194,12 +197,8 @@ async function pushRelease(reference, signKey) {
   // has it, every pushed digest is signed with --sign-key (or $OCIBOOT_RELEASE_SIGN_KEY): the
   // index and each platform manifest, so `fetch --platform … --key` finds a signature either way.
   const digests = [indexDescriptor.digest, ...entries.map((entry) => entry.digest)];
-  // An unknown command's --help still exits 0, so look for `sign` among the listed commands.
-  const canSign = /^\s+sign\b/m.test(spawnSync(ociboot, ["--help"], { encoding: "utf8" }).stdout ?? "");
   if (signKey === undefined) {
     console.log(`release: not signed (give --sign-key KEY${canSign ? "" : " once `ociboot sign` exists"})`);
-  } else if (!canSign) {
-    throw new Error("release: --sign-key given, but this ociboot has no sign command yet; the release is pushed unsigned");
   } else {
     for (const digest of digests) run(["sign", `${repository}@${digest}`, "--key", signKey]);
     console.log(`release: signed ${digests.length} digests with ${signKey}`);

@@ -126,6 +126,19 @@ describe("release", () => {
     });
   });
 
+  it("refuses to push a release meant to be signed while ociboot has no sign command, before pushing anything", async () => {
+    const reference = `${registry.host}/tools/meant-signed:${packageJson.version}`;
+    const push = await run(process.execPath, [join(ROOT, "scripts", "release.mjs"), "--no-build", "--push", reference, "--sign-key", join(work, "key.pem")], { cwd: ROOT, timeoutMs: 60_000 });
+    // The key file does not exist, so this fails either way; once `ociboot sign` lands it fails in
+    // the sign step instead, and the checks below are the hook's own.
+    expect(push.code).not.toBe(0);
+    const hasSign = /^\s+sign\b/m.test((await runRelease("x64", ["--help"], work)).stdout);
+    if (hasSign) return;
+    expect(push.stderr).toMatch(/--sign-key given, but this ociboot has no sign command yet/);
+    const tags = await fetch(`${registry.url}/v2/tools/meant-signed/tags/list`);
+    expect(tags.status).toBe(404);
+  });
+
   it("is published as a multi-arch index that README's install lines fetch, as written", async () => {
     const reference = `${registry.host}/tools/ociboot:${packageJson.version}`;
     const push = await run(process.execPath, [join(ROOT, "scripts", "release.mjs"), "--no-build", "--push", reference], { cwd: ROOT, timeoutMs: 180_000 });
