@@ -1,6 +1,5 @@
 import { Command, CommanderError, Option } from "@commander-js/extra-typings";
 import { OcibootError } from "../errors.ts";
-import { VERSION } from "../version.ts";
 import { Group, GROUP_ORDER, type OptionSet, placementOf } from "./command-groups.ts";
 import type { CliContext } from "./context.ts";
 import { COMMANDS } from "./commands/index.ts";
@@ -67,7 +66,7 @@ export function buildProgram(context: CliContext): Command {
   const program = new Command()
     .name("ociboot")
     .description("Fetch, verify, store and move OS boot images published as OCI artifacts.")
-    .version(VERSION, "-V, --version", "print the version")
+    .option("-V, --version", "print version, commit, runtime, platform and dependencies (as `ociboot version`)")
     .configureOutput(output)
     .configureHelp(help)
     .showSuggestionAfterError(true)
@@ -136,8 +135,9 @@ export async function runCli(argv: readonly string[], context: CliContext): Prom
   program.hook("preAction", (_program, actionCommand) => {
     running = actionCommand as Command;
   });
+  const args = versionFlagAsCommand(program, argv);
   try {
-    await program.parseAsync([...argv], { from: "user" });
+    await program.parseAsync(args, { from: "user" });
     return 0;
   } catch (error) {
     if (error instanceof CommanderError) {
@@ -158,3 +158,18 @@ export async function runCli(argv: readonly string[], context: CliContext): Prom
 function detailsOf(error: OcibootError): { details?: Record<string, unknown> } {
   return error.details === undefined ? {} : { details: error.details };
 }
+/**
+ * `--version` tells as much as `ociboot version` does, so before any command name it becomes that
+ * command (global options such as `--debug` stay in front of it).
+ */
+function versionFlagAsCommand(program: Command, argv: readonly string[]): string[] {
+  const args = [...argv];
+  const flag = args.findIndex((arg) => arg === "--version" || arg === "-V");
+  if (flag === -1) return args;
+  const commandNames = new Set(program.commands.flatMap((command) => [command.name(), ...command.aliases()]));
+  if (args.slice(0, flag).some((arg) => commandNames.has(arg))) return args;
+  args.splice(flag, 1);
+  args.push("version");
+  return args;
+}
+

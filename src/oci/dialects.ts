@@ -7,11 +7,15 @@ import type { Descriptor } from "./descriptor.ts";
 import { decodeJsonObject, type ImageManifest } from "./manifest.ts";
 import { Annotation, Limits, MediaType } from "./mediatypes.ts";
 
-/** What a boot file is for; ociboot works in roles, dialects only name them differently. */
-export type Role = "kernel" | "initrd" | "rootfs" | "squashfs" | "uki" | "iso" | "cmdline";
+/**
+ * What a boot file is for; ociboot works in roles, dialects only name them differently.
+ * `executable` is ociboot's own release executable (docs/releases.md), so a rescue shell can
+ * fetch the next ociboot the way it fetches a kernel.
+ */
+export type Role = "kernel" | "initrd" | "rootfs" | "squashfs" | "uki" | "iso" | "cmdline" | "executable";
 
 /** Every role, in the order files are usually listed. */
-export const ROLES: readonly Role[] = ["kernel", "initrd", "rootfs", "squashfs", "uki", "iso", "cmdline"];
+export const ROLES: readonly Role[] = ["kernel", "initrd", "rootfs", "squashfs", "uki", "iso", "cmdline", "executable"];
 
 /** The dialect a manifest is written in; `artifact` is any other OCI artifact (§1d). */
 export type Dialect = "onmetal" | "ironcore" | "gardenlinux" | "artifact";
@@ -25,7 +29,14 @@ export const DEFAULT_FILE_NAMES: Readonly<Record<Role, string>> = {
   uki: "uki.efi",
   iso: "image.iso",
   cmdline: "cmdline",
+  executable: "ociboot",
 };
+
+/** ociboot's release artifact (docs/releases.md): one manifest per platform, the executable its only layer. */
+export const OCIBOOT_RELEASE_MEDIA_TYPES = {
+  artifact: "application/vnd.ociboot.release.v1",
+  executable: "application/vnd.ociboot.executable.v1",
+} as const;
 
 /** onmetal v1alpha1 (onmetal-image ≤ v0.1.1, the Garden Linux `_oci` feature), docs/formats.md#onmetal-v1alpha1. */
 export const ONMETAL_MEDIA_TYPES = {
@@ -98,6 +109,7 @@ export const LAYER_ROLES: ReadonlyMap<string, Role> = new Map<string, Role>([
   [GARDENLINUX_MEDIA_TYPES.cmdline, "cmdline"],
   [GARDENLINUX_MEDIA_TYPES.squashfs, "squashfs"],
   [GARDENLINUX_MEDIA_TYPES.uki, "uki"],
+  [OCIBOOT_RELEASE_MEDIA_TYPES.executable, "executable"],
 ]);
 
 /** Config media type → dialect, for the dialects that carry the command line in their config. */
@@ -128,7 +140,7 @@ export function dialectOfManifest(manifest: Pick<ImageManifest, "config" | "laye
   const layerTypes = manifest.layers.map((layer) => layer.mediaType);
   if (layerTypes.some((type) => type.startsWith(GARDENLINUX_MEDIA_TYPE_PREFIX))) return "gardenlinux";
   if (layerTypes.some((type) => Object.values<string>(ONMETAL_MEDIA_TYPES).includes(type))) return "onmetal";
-  if (layerTypes.some((type) => LAYER_ROLES.has(type))) return "ironcore";
+  if (layerTypes.some((type) => LAYER_ROLES.has(type) && type !== OCIBOOT_RELEASE_MEDIA_TYPES.executable)) return "ironcore";
   return "artifact";
 }
 

@@ -8,6 +8,7 @@ import {
   IRONCORE_LEGACY_MEDIA_TYPES,
   IRONCORE_MEDIA_TYPES,
   LAYER_ROLES,
+  OCIBOOT_RELEASE_MEDIA_TYPES,
   ONMETAL_MEDIA_TYPES,
   ROLES,
   dialectOfManifest,
@@ -74,6 +75,7 @@ describe("media type tables (docs/formats.md#boot-image-dialects)", () => {
     ["application/io.gardenlinux.cmdline", "cmdline"],
     ["application/io.gardenlinux.squashfs", "squashfs"],
     ["application/io.gardenlinux.uki", "uki"],
+    ["application/vnd.ociboot.executable.v1", "executable"],
   ];
   it.each(table)("%s is the %s role", (mediaType, role) => {
     expect(roleOfLayer({ mediaType })).toBe(role);
@@ -134,6 +136,7 @@ describe("media type tables (docs/formats.md#boot-image-dialects)", () => {
       uki: "uki.efi",
       iso: "image.iso",
       cmdline: "cmdline",
+      executable: "ociboot",
     });
   });
 });
@@ -154,6 +157,7 @@ describe("dialectOfManifest", () => {
     ["onmetal layers, foreign config", { config: EMPTY_CONFIG, layers: [layer(ONMETAL_MEDIA_TYPES.vmlinuz, "k")] }, "onmetal"],
     ["ironcore layers, foreign config", { config: EMPTY_CONFIG, layers: [layer(IRONCORE_MEDIA_TYPES.uki, "u")] }, "ironcore"],
     ["no layers", { config: EMPTY_CONFIG, layers: [] }, "artifact"],
+    ["ociboot release", { config: EMPTY_CONFIG, layers: [layer(OCIBOOT_RELEASE_MEDIA_TYPES.executable, "x")] }, "artifact"],
   ])("%s → %s", (_name, manifest, expected) => {
     expect(dialectOfManifest(manifest)).toBe(expected);
   });

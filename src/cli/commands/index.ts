@@ -24,6 +24,7 @@ import { manifestCommand } from "./manifest.ts";
 import { digestCommand } from "./digest.ts";
 import { completionCommand } from "./completion.ts";
 import { signCommand } from "./sign.ts";
+import { versionCommand } from "./version.ts";
 
 /** Every command's factory; one file per command. */
 export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, any>> = [
@@ -51,4 +52,5 @@ export const COMMANDS: ReadonlyArray<(context: CliContext) => Command<any, any, 
   digestCommand,
   completionCommand,
   signCommand,
+  versionCommand,
 ];
