@@ -221,9 +221,13 @@ export function planBootFiles(manifest: Pick<ImageManifest, "config" | "layers">
   return { dialect, files, commandLineFrom };
 }
 
-/** True when the plan has something to boot: a kernel, initrd, rootfs, squashfs, UKI or ISO layer (a command line alone boots nothing). */
+/**
+ * True when fetch has files to write: a kernel, initrd, rootfs, squashfs, UKI or ISO layer, or an
+ * artifact's titled files (as `oras pull` writes them: a referrer fetched by its own digest). A
+ * command line alone boots nothing, and a layer with neither role nor title is never written.
+ */
 export function hasBootFiles(plan: BootFilePlan): boolean {
-  return plan.files.some((file) => file.role !== undefined && file.role !== "cmdline");
+  return plan.files.some((file) => file.role !== "cmdline");
 }
 
 /**

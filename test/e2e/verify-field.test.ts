@@ -106,7 +106,12 @@ describe("verify in the field: offline folders, archives cut or corrupted", () =
     const line = result.stdout.split("\n").find((text) => text.startsWith("FAILED  kernel bzImage: changed: it is sha256:"));
     expect(line).toBeDefined();
     expect(line).toContain(`sha256:${createHash("sha256").update("not the kernel").digest("hex")} (14 bytes)`);
-    const json = JSON.parse((await ociboot(["verify", "--dir", copy, "--json"])).stdout) as { items: Array<{ name: string; state: string; actualDigest?: string }> };
+    // A failed --json run prints one document, the error, with the report in its details (docs/json-errors.md).
+    const failure = JSON.parse((await ociboot(["verify", "--dir", copy, "--json"])).stdout) as {
+      error: { code: string; details: { report: { items: Array<{ name: string; state: string; actualDigest?: string }> } } };
+    };
+    expect(failure.error.code).toBe("INTEGRITY");
+    const json = failure.error.details.report;
     expect(json.items.find((item) => item.name === "initrd")).toMatchObject({ state: "missing" });
     expect(json.items.find((item) => item.name === "bzImage")).toMatchObject({ state: "changed", actualDigest: expect.stringMatching(/^sha256:/) });
   });
@@ -157,7 +162,10 @@ describe("verify in the field: offline folders, archives cut or corrupted", () =
       expect(result.stdout).toMatch(new RegExp(`^FAILED  ${rootfs.digest}: .*content hashes to sha256:`, "m"));
       expect(result.stdout.match(/^OK /gm)).toHaveLength(4);
       expect(result.stdout).not.toMatch(/ociboot-archive-/);
-      const json = JSON.parse((await ociboot(["verify", `oci-archive:${damaged}`, "--json"])).stdout) as { ok: boolean; items: Array<{ ok: boolean }> };
+      const failure = JSON.parse((await ociboot(["verify", `oci-archive:${damaged}`, "--json"])).stdout) as {
+        error: { details: { report: { ok: boolean; items: Array<{ ok: boolean }> } } };
+      };
+      const json = failure.error.details.report;
       expect(json.ok).toBe(false);
       expect(json.items.filter((item) => !item.ok)).toHaveLength(1);
     });

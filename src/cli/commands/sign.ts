@@ -4,6 +4,7 @@ import { OcibootError } from "../../errors.ts";
 import type { SignImageOptions, SignReport } from "../../ops/sign.ts";
 import type { SigningKey } from "../../ops/signing-key.ts";
 import type { CliContext } from "../context.ts";
+import { examples } from "../examples.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { parseLocation } from "../sources.ts";
@@ -22,7 +23,14 @@ export function signCommand(context: CliContext) {
     )
     .option("--bundle", "write a Sigstore bundle v0.3 as an OCI 1.1 referrer (cosign v3's default) instead of the .sig tag")
     .option("--json", "print a JSON report on stdout")
-    .addHelpText("after", "\nExamples:\n  ociboot sign 127.0.0.1:5000/os/metal:1592.1 --key release.pem\n  COSIGN_PASSWORD=… ociboot sign oci:./onmetal:ghcr.io/me/os:1.0 --key cosign.key")
+    .addHelpText(
+      "after",
+      examples([
+        "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out release.pem && openssl pkey -in release.pem -pubout -out release.pub",
+        "ociboot sign 127.0.0.1:5000/os/metal:today --key release.pem            # appends to sha256-<hex>.sig",
+        "ociboot verify 127.0.0.1:5000/os/metal:today --key release.pub          # the signature, then the whole image",
+      ]) + "\ncosign's encrypted cosign.key works too, with its password in COSIGN_PASSWORD or on --password-stdin.",
+    )
     .action(async (ref, options, command) => {
       const global = globalOptions(command as never, context);
       const key = await loadSigningKeyFile(options.key, context, global);
