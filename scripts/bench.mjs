@@ -6,11 +6,14 @@
 //   npm run bench -- [--size 1G[,4G]] [--runs 5] [--dir DIR] [--ociboot BIN] [--baseline BIN]
 //   (--baseline adds another ociboot build, e.g. of an older commit, as a fifth contender)
 //   (or OCIBOOT_BENCH_SIZES=1G,4G OCIBOOT_BENCH_RUNS=5)
+//   npm run bench -- --trust [--runs 15] [--size 4M]: what `--key` adds to `fetch` and to an
+//   offline `verify --dir` of a small image, signed here cosign's way without ociboot's signer
+//   (figures in docs/trust.md)
 //
 // Needs: dist/ociboot (`npm run build`), docker-registry, skopeo, curl, openssl; GNU time
 // (/usr/bin/time) for peak RSS, else /proc is polled.
 import { spawn } from "node:child_process";
-import { createHash, randomBytes, randomFillSync } from "node:crypto";
+import { createHash, randomBytes, randomFillSync, sign } from "node:crypto";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { mkdir, mkdtemp, open, rename, rm, stat, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -64,6 +67,7 @@ try {
 
 async function main() {
   await checkTools();
+  if (options.trust) return trustBench();
   const peakRss = existsSync(GNU_TIME) && (await gnuTimeWorks()) ? "gnu-time" : "proc-poll";
   const work = await mkdtemp(join(options.dir ?? tmpdir(), "ociboot-bench-"));
   cleanups.push(() => rm(work, { recursive: true, force: true }));
@@ -104,10 +108,88 @@ async function main() {
   console.log(`load average after: ${loadavg().map((value) => value.toFixed(2)).join(" ")}`);
 }
 
+/**
+ * `--trust`: a small image signed cosign's way by openssl's key and node:crypto (not by `ociboot
+ * sign`), then `fetch` without and with `--key`, and an offline `verify --dir` without and with
+ * `--key`, alternately, order rotated, a fresh output folder for every fetch.
+ */
+async function trustBench() {
+  const work = await mkdtemp(join(options.dir ?? tmpdir(), "ociboot-bench-trust-"));
+  cleanups.push(() => rm(work, { recursive: true, force: true }));
+  const registry = await startRegistry(join(work, "registry"));
+  const size = options.sizes[0];
+  const image = await publishImage(work, registry.host, size);
+  // RSA-4096 behind a self-signed certificate: what Garden Linux publishes and signs with.
+  const keyFile = join(work, "release.key");
+  const certificate = join(work, "release.crt");
+  await run("openssl", ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096", "-out", keyFile]);
+  await run("openssl", ["req", "-x509", "-new", "-key", keyFile, "-subj", "/CN=bench", "-days", "1", "-out", certificate]);
+  await publishSignature(work, registry.host, image.manifestDigest, readFileSync(keyFile));
+
+  console.log(header());
+  console.log(`image: ${image.reference} (${image.manifestDigest}, rootfs ${formatSize(size)}); key: RSA-4096 certificate`);
+  const signedDir = join(work, "signed");
+  await run(ociboot, ["fetch", image.reference, "-o", signedDir, "--quiet", "--key", certificate]);
+  const outputs = join(work, "out");
+  const pairs = [
+    ["fetch", (extra) => [ociboot, "fetch", image.reference, "-o", outputs, "--quiet", ...extra]],
+    ["verify --dir", (extra) => [ociboot, "verify", "--dir", signedDir, ...extra]],
+  ];
+  const lines = [];
+  for (const [label, argv] of pairs) {
+    // verify --dir is the offline check: with the registry gone it cannot lean on it.
+    if (label === "verify --dir") await registry.stop();
+    const commands = [
+      { name: "without", argv: argv([]) },
+      { name: "with", argv: argv(["--key", certificate]) },
+    ];
+    const samples = { without: [], with: [] };
+    for (let round = 0; round < options.runs; round++) {
+      for (const command of rotate(commands, round)) {
+        await rm(outputs, { recursive: true, force: true });
+        await run("sync", []);
+        const started = performance.now();
+        await run(command.argv[0], command.argv.slice(1));
+        const ms = performance.now() - started;
+        samples[command.name].push(ms);
+        process.stderr.write(`  ${label} run ${round + 1}/${options.runs} ${command.name.padEnd(7)} ${ms.toFixed(0)} ms\n`);
+      }
+    }
+    const [without, withKey] = [median(samples.without), median(samples.with)];
+    const range = (list) => `${Math.min(...list).toFixed(0)}–${Math.max(...list).toFixed(0)}`;
+    lines.push(
+      `  ${label.padEnd(13)} ${`${without.toFixed(0)} ms`.padStart(8)} ${range(samples.without).padStart(10)} ${`${withKey.toFixed(0)} ms`.padStart(8)} ${range(samples.with).padStart(10)} ${`${withKey - without >= 0 ? "+" : ""}${(withKey - without).toFixed(0)} ms`.padStart(8)}`,
+    );
+  }
+  console.log(`\nmedians of ${options.runs} (range min–max): without --key, with --key, added (target: under 50 ms)`);
+  console.log(`  ${"".padEnd(13)} ${"without".padStart(8)} ${"range".padStart(10)} ${"with".padStart(8)} ${"range".padStart(10)} ${"added".padStart(8)}`);
+  console.log(lines.join("\n"));
+  console.log(`load average after: ${loadavg().map((value) => value.toFixed(2)).join(" ")}`);
+}
+
+/**
+ * Pushes cosign's `.sig` manifest for `digest`: one layer, the simple-signing payload written out
+ * byte for byte as cosign (Go) writes it, its RSA PKCS#1 v1.5 SHA-256 signature in the annotation.
+ */
+async function publishSignature(work, host, digest, privateKey) {
+  const layout = join(work, "sig-layout");
+  const blobs = join(layout, "blobs", "sha256");
+  await mkdir(blobs, { recursive: true });
+  const payload = Buffer.from(
+    `{"critical":{"identity":{"docker-reference":"${host}/${REPOSITORY}"},"image":{"docker-manifest-digest":"${digest}"},"type":"cosign container image signature"},"optional":null}`,
+  );
+  const layer = await writeBlob(blobs, "application/vnd.dev.cosign.simplesigning.v1+json", payload);
+  const config = await writeBlob(blobs, "application/vnd.oci.image.config.v1+json", Buffer.from('{"architecture":"","os":"","rootfs":{"type":"layers","diff_ids":[]},"config":{}}'));
+  const annotations = { "dev.cosignproject.cosign/signature": sign("sha256", payload, privateKey).toString("base64") };
+  const manifest = await writeBlob(blobs, MEDIA_TYPES.manifest, Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.manifest, config, layers: [{ ...layer, annotations }] })));
+  const tag = `sha256-${digest.slice("sha256:".length)}.sig`;
+  await pushLayout(layout, manifest, tag, `${host}/${REPOSITORY}:${tag}`);
+}
+
 function parseArguments(argv) {
   const parsed = {
-    sizes: (process.env.OCIBOOT_BENCH_SIZES ?? "1G").split(",").map(parseSize),
-    runs: Number(process.env.OCIBOOT_BENCH_RUNS ?? 5),
+    sizes: process.env.OCIBOOT_BENCH_SIZES?.split(",").map(parseSize),
+    runs: Number(process.env.OCIBOOT_BENCH_RUNS ?? Number.NaN),
     dir: process.env.OCIBOOT_BENCH_DIR,
     binary: process.env.OCIBOOT_BENCH_BINARY,
     baseline: process.env.OCIBOOT_BENCH_BASELINE,
@@ -121,9 +203,13 @@ function parseArguments(argv) {
     // Another build (say, of an older commit) to compare against.
     else if (flag === "--ociboot") parsed.binary = value();
     else if (flag === "--baseline") parsed.baseline = value();
+    else if (flag === "--trust") parsed.trust = true;
     else if (flag === "--help" || flag === "-h") usage();
     else usage(`unknown option ${flag}`);
   }
+  // A small fetch varies by tens of ms on a shared machine: the trust bench needs more rounds.
+  if (Number.isNaN(parsed.runs)) parsed.runs = parsed.trust ? 15 : 5;
+  parsed.sizes ??= [parsed.trust ? 4 * 2 ** 20 : 2 ** 30];
   if (!Number.isInteger(parsed.runs) || parsed.runs < 1) usage("--runs must be a positive integer");
   if (parsed.binary) ociboot = parsed.binary;
   return parsed;
@@ -131,7 +217,7 @@ function parseArguments(argv) {
 
 function usage(problem) {
   if (problem) console.error(`bench: ${problem}`);
-  console.error("usage: npm run bench -- [--size 1G[,4G]] [--runs N] [--dir TEMP_PARENT] [--ociboot BINARY] [--baseline BINARY]");
+  console.error("usage: npm run bench -- [--size 1G[,4G]] [--runs N] [--dir TEMP_PARENT] [--ociboot BINARY] [--baseline BINARY] [--trust]");
   process.exit(problem ? 2 : 0);
 }
 
@@ -208,7 +294,7 @@ async function startRegistry(directory) {
     if (attempt > 100) throw new Error("docker-registry does not answer GET /v2/");
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  return { host, root: storage };
+  return { host, root: storage, stop };
 }
 
 /**
@@ -225,16 +311,21 @@ async function publishImage(work, host, size) {
   // onmetal-image writes its manifests without a mediaType field.
   const manifest = await writeBlob(blobs, MEDIA_TYPES.manifest, Buffer.from(JSON.stringify({ schemaVersion: 2, config, layers: [{ ...rootfs, mediaType: MEDIA_TYPES.rootfs }] })));
   const tag = `bench-${formatSize(size).replace(/\s+/g, "")}`;
+  const reference = `${host}/${REPOSITORY}:${tag}`;
+  await pushLayout(layout, manifest, tag, reference);
+  process.stderr.write(`published ${reference} (rootfs ${formatSize(size)}, ${rootfs.digest}) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+  return { reference, size, digest: rootfs.digest, manifestDigest: manifest.digest, blobUrl: `http://${host}/v2/${REPOSITORY}/blobs/${rootfs.digest}` };
+}
+
+/** Tags `manifest` (already in the layout's blobs) and copies it to `reference` with skopeo, digest-preserving; removes the layout. */
+async function pushLayout(layout, manifest, tag, reference) {
   await writeFile(join(layout, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
   await writeFile(
     join(layout, "index.json"),
     JSON.stringify({ schemaVersion: 2, mediaType: MEDIA_TYPES.index, manifests: [{ ...manifest, annotations: { "org.opencontainers.image.ref.name": tag } }] }),
   );
-  const reference = `${host}/${REPOSITORY}:${tag}`;
   await run("skopeo", ["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false", `oci:${layout}:${tag}`, `docker://${reference}`]);
   await rm(layout, { recursive: true, force: true });
-  process.stderr.write(`published ${reference} (rootfs ${formatSize(size)}, ${rootfs.digest}) in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
-  return { reference, size, digest: rootfs.digest, blobUrl: `http://${host}/v2/${REPOSITORY}/blobs/${rootfs.digest}` };
 }
 
 async function writeRandomBlob(directory, size) {
@@ -407,8 +498,10 @@ function header(peakRss) {
     `ociboot bench — ${new Date().toISOString()}`,
     `machine: ${cpu.length} cores (${cpu[0]?.model ?? "unknown CPU"}), Node ${process.version}, load average ${loadavg().map((value) => value.toFixed(2)).join(" ")}`,
     `ociboot: ${ociboot}${options.baseline ? `; baseline: ${options.baseline}` : ""}`,
-    `environment: ${extraCaCerts ? `${EXTRA_CA_VARIABLE} is set; every contender runs without it, "ociboot-ca" is ociboot with it` : `${EXTRA_CA_VARIABLE} is not set`}`,
-    `runs: ${options.runs} per contender, order rotated each round, page cache warm; peak RSS via ${peakRss === "gnu-time" ? "GNU time (largest single process of a pipeline)" : "/proc VmHWM polling"}`,
+    `environment: ${extraCaCerts ? `${EXTRA_CA_VARIABLE} is set; every contender runs without it${peakRss ? `, "ociboot-ca" is ociboot with it` : ""}` : `${EXTRA_CA_VARIABLE} is not set`}`,
+    peakRss
+      ? `runs: ${options.runs} per contender, order rotated each round, page cache warm; peak RSS via ${peakRss === "gnu-time" ? "GNU time (largest single process of a pipeline)" : "/proc VmHWM polling"}`
+      : `runs: ${options.runs} per command, without/with --key alternating, order rotated each round, fresh output folder, sync before each; wall time of the process`,
   ].join("\n");
 }
 
