@@ -47,7 +47,7 @@ describe("completion scripts", () => {
     expect(await bashCompletes("ociboot", "fe")).toEqual(["fetch"]);
     expect(await bashCompletes("ociboot", "ta")).toEqual(["tags", "tag"]);
     expect(await bashCompletes("ociboot", "fetch", "--ro")).toEqual(["--role"]);
-    expect(await bashCompletes("ociboot", "fetch", "REF", "--role", "")).toEqual(["kernel", "initrd", "rootfs", "squashfs", "uki", "iso", "cmdline"]);
+    expect(await bashCompletes("ociboot", "fetch", "REF", "--role", "")).toEqual(["kernel", "initrd", "rootfs", "squashfs", "uki", "iso", "cmdline", "executable"]);
     expect(await bashCompletes("ociboot", "fetch", "--role", "kernel,in")).toEqual(["kernel,initrd"]);
     expect(await bashCompletes("ociboot", "--store-path", "s", "build", "--format", "")).toEqual(["onmetal", "ironcore"]);
     expect(await bashCompletes("ociboot", "url", "REF", "--layer", "in")).toEqual(["initramfs", "initrd"]);
