@@ -1,13 +1,13 @@
 import { open } from "node:fs/promises";
 import { OcibootError } from "../errors.ts";
 import { errorCode, errorMessage, fileReadableStream } from "./fs-util.ts";
-import { startXz } from "./xz-process.ts";
+import { startFilterProgram, startXz } from "./xz-process.ts";
 
 /** How `.xz` is decoded: the system `xz` when present (fast), else WebAssembly (no native addon). */
 export type XzDecoder = "auto" | "system" | "wasm";
 
 /** What compression a file has, judged by its magic bytes, never by its name. */
-export type Compression = "none" | "gzip" | "xz";
+export type Compression = "none" | "gzip" | "xz" | "zstd";
 
 /** Caps on what a compressed archive may expand to. */
 export interface DecompressionLimits {
@@ -29,16 +29,17 @@ export interface DecompressOptions extends DecompressionLimits {
 export interface DecompressedFile {
   stream: ReadableStream<Uint8Array>;
   compression: Compression;
-  /** `xz` (system binary), `wasm`, `zlib` or `none`. */
+  /** `xz` or `zstd` (system binaries), `wasm`, `zlib` or `none`. */
   decoder: string;
 }
 
 const XZ_MAGIC = [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00];
 const GZIP_MAGIC = [0x1f, 0x8b];
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 const RATIO_FLOOR_BYTES = 256 * 1024 * 1024;
 
 /**
- * Opens a file as a stream of its decompressed bytes (xz, gzip or none, by magic bytes), bounded
+ * Opens a file as a stream of its decompressed bytes (xz, gzip, zstd or none, by magic bytes), bounded
  * by `limits`: the stream errors with UNSAFE_CONTENT as soon as a cap is passed, and nothing is
  * ever written to disk on the way.
  */
@@ -52,6 +53,7 @@ export async function openDecompressed(path: string, options: DecompressOptions 
     const gunzip = new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>;
     return { stream: cap((await fileReadableStream(path)).pipeThrough(gunzip)), compression, decoder: "zlib" };
   }
+  if (compression === "zstd") return { stream: cap(await systemZstd(path)), compression, decoder: "zstd" };
   const choice = options.xz ?? "auto";
   if (choice !== "wasm") {
     const system = await systemXz(path);
@@ -77,7 +79,7 @@ async function sniff(path: string): Promise<{ compression: Compression; size: nu
     const { bytesRead } = await handle.read(head, 0, head.byteLength, 0);
     const { size } = await handle.stat();
     const starts = (magic: number[]) => bytesRead >= magic.length && magic.every((byte, position) => head[position] === byte);
-    return { compression: starts(XZ_MAGIC) ? "xz" : starts(GZIP_MAGIC) ? "gzip" : "none", size };
+    return { compression: starts(XZ_MAGIC) ? "xz" : starts(GZIP_MAGIC) ? "gzip" : starts(ZSTD_MAGIC) ? "zstd" : "none", size };
   } finally {
     await handle.close();
   }
@@ -90,6 +92,21 @@ async function systemXz(path: string): Promise<ReadableStream<Uint8Array> | unde
     failure: (detail) => new OcibootError("UNSAFE_CONTENT", `Cannot decompress ${path}: xz failed (${detail})`),
   });
   return xz?.output;
+}
+
+/**
+ * `zstd -dc FILE` as a stream. There is no fallback in process (no zstd decoder without a native
+ * addon is well kept enough), so a missing program is refused with the way out named.
+ */
+async function systemZstd(path: string): Promise<ReadableStream<Uint8Array>> {
+  const zstd = await startFilterProgram("zstd", ["--decompress", "--stdout", "--quiet", "--", path], {
+    pipeInput: false,
+    failure: (detail) => new OcibootError("UNSAFE_CONTENT", `Cannot decompress ${path}: zstd failed (${detail})`),
+  });
+  if (zstd === undefined) {
+    throw new OcibootError("UNSUPPORTED", `Cannot read ${path}: it is zstd-compressed and needs the zstd program, which is not installed`);
+  }
+  return zstd.output;
 }
 
 function capOutput(path: string, compressedSize: number, maxBytes: number, maxRatio: number): TransformStream<Uint8Array, Uint8Array> {

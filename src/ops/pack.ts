@@ -46,8 +46,10 @@ const COMMAND_LINE_MAX_BYTES = 64 * 1024;
 export interface PackOptions {
   /** The build's base name: `<NAME>.vmlinuz`, `<NAME>.initrd`, … */
   name: string;
-  /** The archive to write (`.tar.xz`, `.tar.gz` or `.tar` by name), laid out as an `onmetal/` store. */
+  /** The archive to write (`.tar.xz`, `.tar.gz`, `.tar.zst` or `.tar` by name), laid out as an `onmetal/` store. */
   output: string;
+  /** The compressor's level (default: the tool's own; docs/archives.md). */
+  compressionLevel?: number;
   /** Where the temporary store is made (it holds a copy of every file until the archive is written). */
   temporaryDirectory: string;
   /** Also tag the boot image with this reference (it always has its untagged entry, as onmetal-image builds it). */
@@ -103,7 +105,10 @@ export async function packBuild(folder: string, options: PackOptions): Promise<P
   const bootTag = options.tag === undefined ? undefined : normalizeTagName(options.tag);
   const infoTag = infoReferenceOf(options, bootTag);
   // Opened first, so that a missing xz or a FILE.partial left behind fails before minutes of building.
-  const writer = await OciArchiveWriter.create(options.output, { folder: "onmetal" });
+  const writer = await OciArchiveWriter.create(options.output, {
+    folder: "onmetal",
+    ...(options.compressionLevel !== undefined ? { level: options.compressionLevel } : {}),
+  });
   let directory: string | undefined;
   try {
     directory = await mkdtemp(join(options.temporaryDirectory, "ociboot-pack-"));

@@ -6,6 +6,7 @@ import { DEFAULT_TAG } from "../../oci/reference.ts";
 import { copyImage, type CopyImageOptions, type CopyImageResult } from "../../ops/copy-image.ts";
 import { exportArchive } from "../../ops/export.ts";
 import type { CliContext } from "../context.ts";
+import { compressionLevelOption } from "../compression-option.ts";
 import { type GlobalOptions, globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { type Location, openSource, parseLocation } from "../sources.ts";
@@ -17,12 +18,13 @@ import { transferLog } from "./transfer-log.ts";
 export function copyCommand(context: CliContext) {
   return new Command("copy")
     .description(
-      "copy an image (a whole multi-arch index too) between a registry, an OCI layout (oci:DIR[:REF]) and an OCI archive (oci-archive:FILE[:REF], .tar/.tar.gz/.tar.xz), digests preserved, every blob verified",
+      "copy an image (a whole multi-arch index too) between a registry, an OCI layout (oci:DIR[:REF]) and an OCI archive (oci-archive:FILE[:REF], .tar/.tar.gz/.tar.xz/.tar.zst), digests preserved, every blob verified",
     )
     .argument("<source>", "registry reference, oci:DIR[:REF] or oci-archive:FILE[:REF]")
     .argument("<destination>", "registry reference (host/repo:tag), oci:DIR[:REF] or oci-archive:FILE[:REF]; REF names the copy")
     .option("--with-referrers", "also copy the referrers of the image (OCI 1.1 subject: build logs, SBOMs, signatures)")
     .option("--archive-folder <name>", "write the layout under this folder of the archive (onmetal: the Garden Linux .oci.tar.xz shape)")
+    .addOption(compressionLevelOption())
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
       "after",
@@ -38,6 +40,9 @@ export function copyCommand(context: CliContext) {
       if (options.archiveFolder !== undefined && destination.kind !== "archive") {
         throw new OcibootError("USAGE", `Cannot use --archive-folder: ${destinationText} is not an oci-archive: destination`);
       }
+      if (options.compressionLevel !== undefined && destination.kind !== "archive") {
+        throw new OcibootError("USAGE", `Cannot use --compression-level: ${destinationText} is not an oci-archive: destination`);
+      }
       const copyOptions: CopyImageOptions = {
         signal: context.signal,
         withReferrers: options.withReferrers === true,
@@ -45,7 +50,7 @@ export function copyCommand(context: CliContext) {
       };
       const source = await openSource(sourceText, global, context);
       try {
-        const result = await copyTo(destination, source.store, source.reference, copyOptions, { global, context, archiveFolder: options.archiveFolder });
+        const result = await copyTo(destination, source.store, source.reference, copyOptions, { global, context, archiveFolder: options.archiveFolder, level: options.compressionLevel });
         if (options.json === true || !global.quiet) context.stdout.write(formatCopyReport({ ...result, source: sourceText, destination: destinationText }, { json: options.json === true }));
       } finally {
         await source.close();
@@ -57,16 +62,18 @@ interface CopyEnvironment {
   global: GlobalOptions;
   context: CliContext;
   archiveFolder: string | undefined;
+  level: number | undefined;
 }
 
 function copyTo(destination: Location, source: ReadableStore, reference: string, options: CopyImageOptions, environment: CopyEnvironment): Promise<CopyImageResult> {
-  const { context, global, archiveFolder } = environment;
+  const { context, global, archiveFolder, level } = environment;
   const named = (name: string | undefined): CopyImageOptions => (name === undefined ? options : { ...options, targetReference: name });
   switch (destination.kind) {
     case "archive":
       return exportArchive(source, reference, resolvePath(context, destination.path), {
         ...named(destination.reference),
         ...(archiveFolder !== undefined ? { folder: archiveFolder } : {}),
+        ...(level !== undefined ? { level } : {}),
       });
     case "layout":
       return copyImage(source, reference, new OciLayoutStore(resolvePath(context, destination.path)), named(destination.reference));

@@ -2,6 +2,7 @@ import { Command } from "@commander-js/extra-typings";
 import { parsePlatform } from "../../oci/platform.ts";
 import { packBuild, type PackOptions, type PackResult } from "../../ops/pack.ts";
 import type { CliContext } from "../context.ts";
+import { compressionLevelOption } from "../compression-option.ts";
 import { sourceDateEpochTimestamp } from "../created.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath, temporaryBase } from "../paths.ts";
@@ -16,12 +17,13 @@ export function packCommand(context: CliContext) {
     )
     .requiredOption("--from-build <dir>", "build folder holding <NAME>.vmlinuz, .initrd, .rootfs|.squashfs|.tar, .os-release, .manifest, .log (and .cmdline)")
     .requiredOption("--name <name>", "the build's file name prefix, e.g. metal-gardener_prod-amd64-1592.1")
-    .requiredOption("-o, --output <file>", "archive to write: .tar.xz (needs xz), .tar.gz or .tar")
+    .requiredOption("-o, --output <file>", "archive to write: .tar.xz (needs xz), .tar.gz, .tar.zst (needs zstd) or .tar")
     .option("--tag <ref>", "also tag the boot image (it is always listed untagged, as onmetal-image builds it)")
     .option("--info-tag <ref>", "tag of the info image (default: the --tag tag with -info appended, else localhost/build-info:<NAME>)")
     .option("--command-line <text>", "kernel command line when the folder has no <NAME>.cmdline")
     .option("--rootfs-file <file>", "the rootfs, instead of <NAME>.rootfs, .squashfs or .tar (first found)")
     .option("--platform <os/arch[/variant]>", "os and architecture of the info image (default: this machine's, linux)")
+    .addOption(compressionLevelOption())
     .option("--json", "print what was packed as JSON (archive, boot image, info image, referrers)")
     .addHelpText(
       "after",
@@ -38,6 +40,7 @@ export function packCommand(context: CliContext) {
         platform: options.platform === undefined ? defaultPlatform() : parsePlatform(options.platform),
         signal: context.signal,
       };
+      if (options.compressionLevel !== undefined) packOptions.compressionLevel = options.compressionLevel;
       if (options.tag !== undefined) packOptions.tag = options.tag;
       if (options.infoTag !== undefined) packOptions.infoTag = options.infoTag;
       if (options.commandLine !== undefined) packOptions.commandLine = options.commandLine;
