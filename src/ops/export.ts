@@ -17,10 +17,11 @@ export type ExportOptions = Omit<CopyImageOptions, "concurrency" | "attempts" | 
  * failure leaves neither `path` nor `path.partial` behind.
  */
 export async function exportArchive(source: ReadableStore, reference: string, path: string, options: ExportOptions = {}): Promise<CopyImageResult> {
-  const { compression, folder, ...copyOptions } = options;
+  const { compression, folder, level, ...copyOptions } = options;
   const writer = await OciArchiveWriter.create(path, {
     ...(compression !== undefined ? { compression } : {}),
     ...(folder !== undefined ? { folder } : {}),
+    ...(level !== undefined ? { level } : {}),
   });
   try {
     // A tar takes one entry at a time, and a blob cut off halfway cannot be taken back out of it:
