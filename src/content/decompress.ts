@@ -1,7 +1,9 @@
 import { open } from "node:fs/promises";
+import { Writable } from "node:stream";
 import { OcibootError } from "../errors.ts";
 import { errorCode, errorMessage, fileReadableStream } from "./fs-util.ts";
-import { startFilterProgram, startXz } from "./xz-process.ts";
+import { countingStage } from "./counting.ts";
+import { startFilterProgram, startXz, type XzProcess } from "./xz-process.ts";
 
 /** How `.xz` is decoded: the system `xz` when present (fast), else WebAssembly (no native addon). */
 export type XzDecoder = "auto" | "system" | "wasm";
@@ -23,6 +25,11 @@ export interface DecompressionLimits {
 /** Options for {@link openDecompressed}. */
 export interface DecompressOptions extends DecompressionLimits {
   xz?: XzDecoder;
+  /**
+   * Told how many bytes of the (compressed) file have been read, and the file's size: progress.
+   * With it, a system decoder reads the file through ociboot's pipe instead of opening it itself.
+   */
+  onRead?: (done: number, total: number) => void;
 }
 
 /** A decompressed view of a file and what was used to get it. */
@@ -48,21 +55,28 @@ export async function openDecompressed(path: string, options: DecompressOptions 
   const maxBytes = options.maxBytes ?? 64 * 1024 ** 3;
   const maxRatio = options.maxRatio ?? 200;
   const cap = (stream: ReadableStream<Uint8Array>) => stream.pipeThrough(capOutput(path, size, maxBytes, maxRatio));
-  if (compression === "none") return { stream: cap(await fileReadableStream(path)), compression, decoder: "none" };
+  const { onRead } = options;
+  const file = async () => {
+    const stream = await fileReadableStream(path);
+    return onRead ? stream.pipeThrough(countingStage((done) => onRead(done, size))) : stream;
+  };
+  // Only a counted read needs the bytes to pass through ociboot; otherwise the decoder opens the file.
+  const input = onRead ? await file() : undefined;
+  if (compression === "none") return { stream: cap(input ?? (await file())), compression, decoder: "none" };
   if (compression === "gzip") {
     const gunzip = new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>;
-    return { stream: cap((await fileReadableStream(path)).pipeThrough(gunzip)), compression, decoder: "zlib" };
+    return { stream: cap((input ?? (await file())).pipeThrough(gunzip)), compression, decoder: "zlib" };
   }
-  if (compression === "zstd") return { stream: cap(await systemZstd(path)), compression, decoder: "zstd" };
+  if (compression === "zstd") return { stream: cap(await systemZstd(path, input)), compression, decoder: "zstd" };
   const choice = options.xz ?? "auto";
   if (choice !== "wasm") {
-    const system = await systemXz(path);
+    const system = await systemXz(path, input);
     if (system) return { stream: cap(system), compression, decoder: "xz" };
     if (choice === "system") throw new OcibootError("UNSUPPORTED", `Cannot decompress ${path}: no xz program found`);
   }
   // A CommonJS package: Deno sees only its default export, and loading it lazily keeps start-up fast.
   const { XzReadableStream } = (await import("xz-decompress")).default;
-  const wasm = new XzReadableStream(await fileReadableStream(path)) as ReadableStream<Uint8Array>;
+  const wasm = new XzReadableStream(input ?? (await file())) as ReadableStream<Uint8Array>;
   return { stream: cap(wasm), compression, decoder: "wasm" };
 }
 
@@ -85,25 +99,36 @@ async function sniff(path: string): Promise<{ compression: Compression; size: nu
   }
 }
 
-/** `xz -dc FILE` as a stream, or undefined when there is no `xz` to run. */
-async function systemXz(path: string): Promise<ReadableStream<Uint8Array> | undefined> {
-  const xz = await startXz(["--decompress", "--stdout", "--", path], {
-    pipeInput: false,
+/** `xz -dc FILE` (or of `input`, through its stdin) as a stream, or undefined when there is no `xz` to run. */
+async function systemXz(path: string, input: ReadableStream<Uint8Array> | undefined): Promise<ReadableStream<Uint8Array> | undefined> {
+  const xz = await startXz(["--decompress", "--stdout", ...(input ? [] : ["--", path])], {
+    pipeInput: input !== undefined,
     failure: (detail) => new OcibootError("UNSAFE_CONTENT", `Cannot decompress ${path}: xz failed (${detail})`),
   });
+  // Without xz, `input` is left for the WebAssembly decoder.
+  if (xz !== undefined) feed(xz, input);
   return xz?.output;
+}
+
+/** Pipes `input` into a decoder's stdin; a decoder that stops early ends the read (its own exit status tells why). */
+function feed(process: XzProcess, input: ReadableStream<Uint8Array> | undefined): void {
+  if (input === undefined || process.input === undefined) return;
+  process.input.on("error", () => undefined);
+  input.pipeTo(Writable.toWeb(process.input) as WritableStream<Uint8Array>).catch(() => undefined);
 }
 
 /**
  * `zstd -dc FILE` as a stream. There is no fallback in process (no zstd decoder without a native
  * addon is well kept enough), so a missing program is refused with the way out named.
  */
-async function systemZstd(path: string): Promise<ReadableStream<Uint8Array>> {
-  const zstd = await startFilterProgram("zstd", ["--decompress", "--stdout", "--quiet", "--", path], {
-    pipeInput: false,
+async function systemZstd(path: string, input: ReadableStream<Uint8Array> | undefined): Promise<ReadableStream<Uint8Array>> {
+  const zstd = await startFilterProgram("zstd", ["--decompress", "--stdout", "--quiet", ...(input ? [] : ["--", path])], {
+    pipeInput: input !== undefined,
     failure: (detail) => new OcibootError("UNSAFE_CONTENT", `Cannot decompress ${path}: zstd failed (${detail})`),
   });
+  if (zstd !== undefined) feed(zstd, input);
   if (zstd === undefined) {
+    await input?.cancel();
     throw new OcibootError("UNSUPPORTED", `Cannot read ${path}: it is zstd-compressed and needs the zstd program, which is not installed`);
   }
   return zstd.output;

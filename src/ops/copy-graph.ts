@@ -1,3 +1,4 @@
+import { countingStage } from "../content/counting.ts";
 import type { PushOptions, ReadableStore, WritableStore } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
@@ -16,6 +17,8 @@ export interface CopyGraphOptions {
   onPlanned?: (blobs: readonly Descriptor[]) => void;
   /** Called once per blob or manifest actually copied (not for those the target had). */
   onCopied?: (descriptor: Descriptor) => void;
+  /** Called as a blob's bytes go to the target: how many of them so far (from 0 again on a new try). */
+  onBytes?: (blob: Descriptor, done: number) => void;
   /** First wait before a broken blob copy starts over; doubles each time (default 1 s). */
   retryDelayMs?: number;
   /** Tries per blob (default 3); 1 for a target that cannot take a blob again once it started (an archive being written). */
@@ -57,6 +60,9 @@ async function copyNode(source: ReadableStore, target: WritableStore, node: Desc
   options.onCopied?.(manifest);
 }
 
+/** What a copy reports as it goes, for progress displays and logs. */
+export type TransferHooks = Pick<CopyGraphOptions, "onPlanned" | "onCopied" | "onBytes">;
+
 /** Tries per blob: a streamed upload cannot be replayed by the HTTP layer, so copy starts it over. */
 const BLOB_ATTEMPTS = 3;
 
@@ -68,7 +74,9 @@ async function copyBlob(source: ReadableStore, target: WritableStore, blob: Desc
       const content = await source.fetch(blob, signal ? { signal } : {});
       // The source's chunk memory goes back to it once stored; aligned chunks are stored as they are.
       const pushOptions: PushOptions = signal ? { signal, chunks: content } : { chunks: content };
-      await target.push(blob, content.stream, pushOptions);
+      const { onBytes } = options;
+      const stream = onBytes ? content.stream.pipeThrough(countingStage((done) => onBytes(blob, done))) : content.stream;
+      await target.push(blob, stream, pushOptions);
       return;
     } catch (error) {
       if (attempt >= (options.attempts ?? BLOB_ATTEMPTS) || !isTransientFailure(error)) throw error;

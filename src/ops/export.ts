@@ -2,6 +2,7 @@ import { type ArchiveWriterOptions, OciArchiveWriter } from "../content/archive-
 import { refNameOf } from "../content/layout-index.ts";
 import type { OciLayoutStore } from "../content/layout.ts";
 import type { ReadableStore } from "../content/store.ts";
+import type { TransferHooks } from "./copy-graph.ts";
 import { copyImage, type CopyImageOptions, type CopyImageResult } from "./copy-image.ts";
 import { resumingReads } from "./resuming-source.ts";
 
@@ -45,7 +46,7 @@ export async function exportLayout(store: OciLayoutStore, path: string, options:
   const { signal, ...writerOptions } = options;
   const writer = await OciArchiveWriter.create(path, writerOptions);
   try {
-    await copyLayoutInto(store, writer, signal);
+    await copyLayoutInto(store, writer, signal === undefined ? {} : { signal });
     await writer.commit();
   } catch (error) {
     await writer.abort();
@@ -54,13 +55,13 @@ export async function exportLayout(store: OciLayoutStore, path: string, options:
 }
 
 /** Copies every index.json entry of a layout, with its name if it has one, into an archive being written. */
-export async function copyLayoutInto(store: OciLayoutStore, writer: OciArchiveWriter, signal?: AbortSignal): Promise<void> {
+export async function copyLayoutInto(store: OciLayoutStore, writer: OciArchiveWriter, options: TransferHooks & { signal?: AbortSignal } = {}): Promise<void> {
   for (const entry of await store.entries()) {
     const name = refNameOf(entry);
     await copyImage(store, entry.digest, writer, {
+      ...options,
       concurrency: 1,
       attempts: 1,
-      ...(signal !== undefined ? { signal } : {}),
       ...(name !== undefined ? { targetReference: name } : {}),
     });
   }

@@ -7,6 +7,7 @@ import { OcibootError } from "../errors.ts";
 import type { Descriptor, Platform } from "../oci/descriptor.ts";
 import { formatReference, parseReference } from "../oci/reference.ts";
 import { buildImage } from "./build.ts";
+import type { TransferHooks } from "./copy-graph.ts";
 import { copyLayoutInto } from "./export.ts";
 import { buildInfoImage, type InfoImageOptions } from "./info-image.ts";
 import { attachFiles, type AttachOptions } from "./referrers.ts";
@@ -50,6 +51,8 @@ export interface PackOptions {
   output: string;
   /** The compressor's level (default: the tool's own; docs/archives.md). */
   compressionLevel?: number;
+  /** Told what goes into the archive as it goes (progress). */
+  transfer?: TransferHooks;
   /** Where the temporary store is made (it holds a copy of every file until the archive is written). */
   temporaryDirectory: string;
   /** Also tag the boot image with this reference (it always has its untagged entry, as onmetal-image builds it). */
@@ -114,7 +117,7 @@ export async function packBuild(folder: string, options: PackOptions): Promise<P
     directory = await mkdtemp(join(options.temporaryDirectory, "ociboot-pack-"));
     const store = new OciLayoutStore(directory);
     const result = await buildInto(store, files, { ...options, commandLine, bootTag, infoTag });
-    await copyLayoutInto(store, writer, options.signal);
+    await copyLayoutInto(store, writer, { ...options.transfer, ...(options.signal !== undefined ? { signal: options.signal } : {}) });
     await writer.commit();
     return result;
   } catch (error) {

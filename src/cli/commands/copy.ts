@@ -43,14 +43,20 @@ export function copyCommand(context: CliContext) {
       if (options.compressionLevel !== undefined && destination.kind !== "archive") {
         throw new OcibootError("USAGE", `Cannot use --compression-level: ${destinationText} is not an oci-archive: destination`);
       }
+      const log = transferLog(context, "copied", global.quiet);
       const copyOptions: CopyImageOptions = {
         signal: context.signal,
         withReferrers: options.withReferrers === true,
-        ...transferLog(context, "copied", global.quiet),
+        ...log.hooks,
       };
       const source = await openSource(sourceText, global, context);
       try {
-        const result = await copyTo(destination, source.store, source.reference, copyOptions, { global, context, archiveFolder: options.archiveFolder, level: options.compressionLevel });
+        let result;
+        try {
+          result = await copyTo(destination, source.store, source.reference, copyOptions, { global, context, archiveFolder: options.archiveFolder, level: options.compressionLevel });
+        } finally {
+          log.stop();
+        }
         if (options.json === true || !global.quiet) context.stdout.write(formatCopyReport({ ...result, source: sourceText, destination: destinationText }, { json: options.json === true }));
       } finally {
         await source.close();

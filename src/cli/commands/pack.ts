@@ -7,6 +7,7 @@ import { sourceDateEpochTimestamp } from "../created.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath, temporaryBase } from "../paths.ts";
 import { defaultPlatform } from "../sources.ts";
+import { transferLog } from "./transfer-log.ts";
 
 /** `ociboot pack`: the Garden Linux `_oci` feature, from a build folder to `<name>.oci.tar.xz`. */
 export function packCommand(context: CliContext) {
@@ -47,7 +48,14 @@ export function packCommand(context: CliContext) {
       if (options.rootfsFile !== undefined) packOptions.rootfsFile = resolvePath(context, options.rootfsFile);
       const created = sourceDateEpochTimestamp(context);
       if (created !== undefined) packOptions.created = created;
-      const result = await packBuild(resolvePath(context, options.fromBuild), packOptions);
+      const log = transferLog(context, "packed", globalOptions(command as never, context).quiet || options.json === true);
+      packOptions.transfer = log.hooks;
+      let result;
+      try {
+        result = await packBuild(resolvePath(context, options.fromBuild), packOptions);
+      } finally {
+        log.stop();
+      }
       if (options.json === true) context.stdout.write(packJson(output, result));
       else if (!globalOptions(command as never, context).quiet) context.stdout.write(packText(output, result));
     });

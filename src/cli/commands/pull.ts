@@ -17,10 +17,16 @@ export function pullCommand(context: CliContext) {
     .action(async (name, options, command) => {
       const global = globalOptions(command as never, context);
       const store = openLocalStore(global, context);
-      const copyOptions: PullOptions = { signal: context.signal, ...transferLog(context, "pulled", global.quiet) };
+      const log = transferLog(context, "pulled", global.quiet);
+      const copyOptions: PullOptions = { signal: context.signal, ...log.hooks };
       // Without either, the whole index, as onmetal-image pulls it.
       if (options.platform !== undefined || options.flavor !== undefined) copyOptions.selection = selectionFrom(options);
-      const result = await withRepository(name, global, context, (repository) => pullImage(repository, store, name, copyOptions));
+      let result;
+      try {
+        result = await withRepository(name, global, context, (repository) => pullImage(repository, store, name, copyOptions));
+      } finally {
+        log.stop();
+      }
       if (!global.quiet) context.stdout.write(`Successfully pulled ${name} ${result.descriptor.digest.slice(result.descriptor.digest.indexOf(":") + 1)}\n`);
     });
 }

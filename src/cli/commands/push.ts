@@ -14,8 +14,14 @@ export function pushCommand(context: CliContext) {
     .action(async (name, _options, command) => {
       const global = globalOptions(command as never, context);
       const store = openLocalStore(global, context);
-      const copyOptions = { signal: context.signal, ...transferLog(context, "pushed", global.quiet) };
-      const descriptor = await withRepository(name, global, context, (repository) => pushImage(store, repository, name, copyOptions));
+      const log = transferLog(context, "pushed", global.quiet);
+      const copyOptions = { signal: context.signal, ...log.hooks };
+      let descriptor;
+      try {
+        descriptor = await withRepository(name, global, context, (repository) => pushImage(store, repository, name, copyOptions));
+      } finally {
+        log.stop();
+      }
       if (!global.quiet) context.stdout.write(`Successfully pushed ${name} ${descriptor.digest.slice(descriptor.digest.indexOf(":") + 1)}\n`);
     });
 }
