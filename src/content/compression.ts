@@ -77,15 +77,15 @@ export async function startCompressor(path: string, compression: ArchiveCompress
   if (compression === "none" || checked === undefined) return { transform: undefined, stop: () => undefined };
   if (compression === "gzip") return gzipStage(checked);
   const program = compression;
-  const process = await startFilterProgram(program, program === "xz" ? xzCompressArguments(checked) : zstdCompressArguments(checked), {
+  const filter = await startFilterProgram(program, program === "xz" ? xzCompressArguments(checked) : zstdCompressArguments(checked), {
     pipeInput: true,
     failure: (detail) => new OcibootError("LOCAL_IO", `Cannot write ${path}: ${program} failed (${detail})`),
   });
-  if (process?.input === undefined) {
+  if (filter?.input === undefined) {
     const suffix = program === "xz" ? ".tar.xz" : ".tar.zst";
     throw new OcibootError("UNSUPPORTED", `Cannot write ${path}: ${suffix} needs the ${program} program, which is not installed; name the archive .tar.gz instead`);
   }
   // A write error (the program died) is reported by the output stream's exit check; this only keeps it from being unhandled.
-  process.input.on("error", () => undefined);
-  return { transform: { writable: writableInto(process.input, process.kill), readable: process.output }, stop: process.kill };
+  filter.input.on("error", () => undefined);
+  return { transform: { writable: writableInto(filter.input, filter.kill), readable: filter.output }, stop: filter.kill };
 }

@@ -111,10 +111,10 @@ async function systemXz(path: string, input: ReadableStream<Uint8Array> | undefi
 }
 
 /** Pipes `input` into a decoder's stdin; a decoder that stops early ends the read (its own exit status tells why). */
-function feed(process: XzProcess, input: ReadableStream<Uint8Array> | undefined): void {
-  if (input === undefined || process.input === undefined) return;
-  process.input.on("error", () => undefined);
-  input.pipeTo(Writable.toWeb(process.input) as WritableStream<Uint8Array>).catch(() => undefined);
+function feed(decoder: XzProcess, input: ReadableStream<Uint8Array> | undefined): void {
+  if (input === undefined || decoder.input === undefined) return;
+  decoder.input.on("error", () => undefined);
+  input.pipeTo(Writable.toWeb(decoder.input) as WritableStream<Uint8Array>).catch(() => undefined);
 }
 
 /**
