@@ -92,7 +92,9 @@ class BarProgress extends ProgressTotals {
     for (const file of files) {
       this.#bars.set(file.name, this.#multibar.create(file.size, 0, this.#payload(file.name.padEnd(width), 0, file.size, 0)));
     }
-    if (files.length > 1) this.#totalBar = this.#multibar.create(this.total, 0, this.#payload("total".padEnd(width), 0, this.total, 0));
+    // A copy of an index plans once per manifest: one total bar, grown with each plan.
+    if (this.#totalBar !== undefined) this.#totalBar.setTotal(this.total);
+    else if (this.#bars.size > 1) this.#totalBar = this.#multibar.create(this.total, 0, this.#payload("total".padEnd(width), 0, this.total, 0));
   }
 
   override advanced(name: string, done: number): void {

@@ -62,3 +62,19 @@ describe("progress in logs (stderr not a terminal)", () => {
     });
   }
 });
+
+describe("bars for a copy that plans once per manifest", () => {
+  it("keep one total bar, grown to the sum of every plan", async () => {
+    const { createFetchProgress } = await import("../../src/cli/progress.ts");
+    const screen: string[] = [];
+    const context = { env: {}, stderr: { write: (text: string) => void screen.push(text), isTTY: true, columns: 120 } } as never;
+    const progress = createFetchProgress(context, { quiet: false })!;
+    progress.planned([{ name: "a", size: 1024 }, { name: "b", size: 1024 }]);
+    progress.planned([{ name: "c", size: 2048 }, { name: "d", size: 4096 }]);
+    for (const [name, size] of [["a", 1024], ["b", 1024], ["c", 2048], ["d", 4096]] as const) progress.advanced(name, size, size);
+    progress.stop();
+    const drawn = screen.join("").replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "");
+    expect(drawn).toMatch(/total \|█+\| 100% 8\.00 KiB\/8\.00 KiB/);
+    expect(drawn).not.toMatch(/total .*\/2\.00 KiB/);
+  });
+});
