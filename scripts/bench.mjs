@@ -3,6 +3,7 @@
 // side by side with skopeo, curl (the physical limit: download and write, no verification) and
 // the shell user's verified pipeline `curl | tee | openssl dgst`. Not a test: it prints figures.
 //
+//   npm run bench -- --archives [...]   (archive export/import/fetch rows: scripts/bench-archives.mjs)
 //   npm run bench -- [--size 1G[,4G]] [--runs 5] [--dir DIR] [--ociboot BIN] [--baseline BIN]
 //   (--baseline adds another ociboot build, e.g. of an older commit, as a fifth contender)
 //   (or OCIBOOT_BENCH_SIZES=1G,4G OCIBOOT_BENCH_RUNS=5)
@@ -31,7 +32,9 @@ const MEDIA_TYPES = {
   rootfs: "application/vnd.onmetal.image.rootfs.v1alpha1.rootfs",
 };
 
-const options = parseArguments(process.argv.slice(2));
+// `--archives` runs the archive rows instead (scripts/bench-archives.mjs), with its own options.
+const archivesMode = process.argv.includes("--archives");
+const options = archivesMode ? undefined : parseArguments(process.argv.slice(2));
 // Node 20 parses the bundle NODE_EXTRA_CA_CERTS names (and builds its whole root store) at every
 // start, before any code of ours runs: ~35 ms here, where the environment sets it for every tool.
 // It is a Node setting, not an ociboot one, so every contender runs without it; when it is set,
@@ -57,7 +60,12 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"]) {
 }
 
 try {
-  await main();
+  if (archivesMode) {
+    const { benchArchives } = await import("./bench-archives.mjs");
+    process.exitCode = await benchArchives(process.argv.slice(2).filter((argument) => argument !== "--archives"));
+  } else {
+    await main();
+  }
 } catch (error) {
   console.error(`bench failed: ${error.stack ?? error}`);
   process.exitCode = 1;

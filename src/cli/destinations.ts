@@ -20,7 +20,7 @@ export interface Destination {
  * repository. REF (or the registry reference's tag) names the copy; a registry reference without
  * tag or digest means `latest`, and one with a digest must match what is copied, as push does.
  */
-export function openDestination(text: string, global: GlobalOptions, context: CliContext, options: { archiveFolder?: string } = {}): Destination {
+export function openDestination(text: string, global: GlobalOptions, context: CliContext, options: { archiveFolder?: string; level?: number } = {}): Destination {
   const location = parseLocation(text);
   if (options.archiveFolder !== undefined && location.kind !== "archive") {
     throw new OcibootError("USAGE", `Cannot use --archive-folder: ${text} is not an oci-archive: destination`);
@@ -33,6 +33,7 @@ export function openDestination(text: string, global: GlobalOptions, context: Cl
           exportArchive(source, reference, resolvePath(context, location.path), {
             ...named(copyOptions, location.reference),
             ...(options.archiveFolder !== undefined ? { folder: options.archiveFolder } : {}),
+            ...(options.level !== undefined ? { level: options.level } : {}),
           }),
       };
     case "layout":

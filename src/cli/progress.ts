@@ -5,8 +5,13 @@ import { formatBytes, formatDuration } from "./format.ts";
 
 export interface ProgressOptions {
   quiet: boolean;
-  /** Seconds between plain progress lines when stderr is not a terminal (CI logs). */
+  /** Seconds between plain progress lines when stderr is not a terminal (CI logs); default $OCIBOOT_PROGRESS_INTERVAL, else 5. */
   lineInterval?: number;
+  /**
+   * Log lines for the plan and each finished file (default true). Off where the command logs
+   * those itself (push, pull, copy, import), so logs get only the periodic `progress:` lines.
+   */
+  announce?: boolean;
   now?: () => number;
 }
 
@@ -18,7 +23,15 @@ export interface ProgressDisplay extends FetchProgress {
 /** Chooses the display: bars on a terminal, periodic lines in logs, nothing with --quiet. */
 export function createFetchProgress(context: CliContext, options: ProgressOptions): ProgressDisplay | undefined {
   if (options.quiet) return undefined;
-  return context.stderr.isTTY ? new BarProgress(context) : new LineProgress(context, options.lineInterval ?? 5, options.now ?? Date.now);
+  if (context.stderr.isTTY) return new BarProgress(context);
+  return new LineProgress(context, options.lineInterval ?? lineIntervalOf(context), options.now ?? Date.now, options.announce ?? true);
+}
+
+/** `$OCIBOOT_PROGRESS_INTERVAL` seconds (0: a line per chunk, for tests and slow links), else 5. */
+function lineIntervalOf(context: CliContext): number {
+  const text = context.env["OCIBOOT_PROGRESS_INTERVAL"];
+  const seconds = text === undefined || text === "" ? Number.NaN : Number(text);
+  return Number.isFinite(seconds) && seconds >= 0 ? seconds : 5;
 }
 
 /** Tracks per-file and total bytes; displays subclass it. */
@@ -79,7 +92,9 @@ class BarProgress extends ProgressTotals {
     for (const file of files) {
       this.#bars.set(file.name, this.#multibar.create(file.size, 0, this.#payload(file.name.padEnd(width), 0, file.size, 0)));
     }
-    if (files.length > 1) this.#totalBar = this.#multibar.create(this.total, 0, this.#payload("total".padEnd(width), 0, this.total, 0));
+    // A copy of an index plans once per manifest: one total bar, grown with each plan.
+    if (this.#totalBar !== undefined) this.#totalBar.setTotal(this.total);
+    else if (this.#bars.size > 1) this.#totalBar = this.#multibar.create(this.total, 0, this.#payload("total".padEnd(width), 0, this.total, 0));
   }
 
   override advanced(name: string, done: number): void {
@@ -129,21 +144,24 @@ class LineProgress extends ProgressTotals {
   readonly #context: CliContext;
   readonly #intervalMs: number;
   readonly #now: () => number;
-  #startedAt = 0;
+  readonly #announce: boolean;
+  #startedAt: number | undefined;
   #lastLine = 0;
 
-  constructor(context: CliContext, intervalSeconds: number, now: () => number) {
+  constructor(context: CliContext, intervalSeconds: number, now: () => number, announce: boolean) {
     super();
     this.#context = context;
     this.#intervalMs = intervalSeconds * 1000;
     this.#now = now;
+    this.#announce = announce;
   }
 
   override planned(files: ReadonlyArray<{ name: string; size: number }>): void {
     super.planned(files);
-    this.#startedAt = this.#now();
-    this.#lastLine = this.#startedAt;
-    this.#context.stderr.write(`fetching ${files.length} file(s), ${formatBytes(this.total)}\n`);
+    // A copy plans once per manifest: the rate counts from the first plan.
+    this.#startedAt ??= this.#now();
+    this.#lastLine = this.#now();
+    if (this.#announce) this.#context.stderr.write(`fetching ${files.length} file(s), ${formatBytes(this.total)}\n`);
   }
 
   override advanced(name: string, done: number): void {
@@ -152,7 +170,7 @@ class LineProgress extends ProgressTotals {
     if (now - this.#lastLine < this.#intervalMs) return;
     this.#lastLine = now;
     const all = this.doneTotal();
-    const seconds = (now - this.#startedAt) / 1000;
+    const seconds = (now - (this.#startedAt ?? now)) / 1000;
     const speed = seconds > 0 ? all / seconds : 0;
     const percent = this.total > 0 ? Math.floor((all / this.total) * 100) : 100;
     this.#context.stderr.write(
@@ -161,6 +179,7 @@ class LineProgress extends ProgressTotals {
   }
 
   finished(name: string, status: FetchedFileStatus): void {
+    if (!this.#announce) return;
     const size = this.sizes.get(name) ?? 0;
     const verb = status === "existing" ? "kept (already verified)" : status === "resumed" ? "resumed and verified" : "verified";
     this.#context.stderr.write(`${name}: ${formatBytes(size)} ${verb}\n`);

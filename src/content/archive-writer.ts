@@ -21,30 +21,23 @@ import {
 } from "./layout-index.ts";
 import type { WritableStore } from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
-import { drained, gzipStage, packStream, startTarEntry, type TarEntrySink, writableInto } from "./node-web-streams.ts";
-import { startXz } from "./xz-process.ts";
+import { type ArchiveCompression, type Compressor, compressionForPath, startCompressor } from "./compression.ts";
+import { drained, packStream, startTarEntry, type TarEntrySink } from "./node-web-streams.ts";
 
-/** How an archive's bytes are compressed on disk. */
-export type ArchiveCompression = "none" | "gzip" | "xz";
+export { type ArchiveCompression, compressionForPath } from "./compression.ts";
 
 /** Options for {@link OciArchiveWriter.create}. */
 export interface ArchiveWriterOptions {
-  /** Default: by the file name (`.tar.gz`/`.tgz` gzip, `.tar.xz`/`.txz` xz, else none). */
+  /** Default: by the file name (`.tar.gz`/`.tgz` gzip, `.tar.xz`/`.txz` xz, `.tar.zst`/`.tzst` zstd, else none). */
   compression?: ArchiveCompression;
+  /** The compressor's level; default: the tool's own (xz 6, gzip 6, zstd 3). A plain tar takes none. */
+  level?: number;
   /**
    * Put the layout under this one folder of the archive, with the empty `ingest/` an onmetal-image
    * store has: `onmetal` gives the shape of the Garden Linux `<name>.oci.tar.xz`. Default: the root,
    * which is what `skopeo copy oci-archive:` expects.
    */
   folder?: string;
-}
-
-/** The compression a file name asks for. */
-export function compressionForPath(path: string): ArchiveCompression {
-  const name = path.toLowerCase();
-  if (name.endsWith(".gz") || name.endsWith(".tgz")) return "gzip";
-  if (name.endsWith(".xz") || name.endsWith(".txz")) return "xz";
-  return "none";
 }
 
 /** Every entry is dated 1970 and owned by root, so the same content always gives the same archive. */
@@ -99,13 +92,14 @@ export class OciArchiveWriter implements WritableStore {
   }
 
   /**
-   * Starts an archive at `FILE.partial`. Fails before anything is written when `xz` is needed and
-   * missing (UNSUPPORTED) or when `FILE.partial` exists: another copy is writing it, or an
-   * interrupted one left it behind (LOCAL_IO).
+   * Starts an archive at `FILE.partial`. Fails before anything is written when `xz` or `zstd` is
+   * needed and missing (UNSUPPORTED), when the level does not suit the compression (USAGE), or
+   * when `FILE.partial` exists: another copy is writing it, or an interrupted one left it behind
+   * (LOCAL_IO).
    */
   static async create(path: string, options: ArchiveWriterOptions = {}): Promise<OciArchiveWriter> {
     const prefix = options.folder === undefined ? "" : `${checkFolder(options.folder)}/`;
-    const compressor = await startCompressor(path, options.compression ?? compressionForPath(path));
+    const compressor = await startCompressor(path, options.compression ?? compressionForPath(path), options.level);
     let file: BlobWriter;
     try {
       // An archive can be as large as its images: written past the page cache where possible.
@@ -272,26 +266,6 @@ export class OciArchiveWriter implements WritableStore {
   #whileOutputWorks<T>(work: Promise<T>): Promise<T> {
     return Promise.race([work, this.#outputFailure]);
   }
-}
-
-interface Compressor {
-  transform: TransformStream<Uint8Array, Uint8Array> | undefined;
-  stop(): void;
-}
-
-async function startCompressor(path: string, compression: ArchiveCompression): Promise<Compressor> {
-  if (compression === "none") return { transform: undefined, stop: () => undefined };
-  if (compression === "gzip") return gzipStage();
-  const xz = await startXz(["--compress", "--stdout"], {
-    pipeInput: true,
-    failure: (detail) => new OcibootError("LOCAL_IO", `Cannot write ${path}: xz failed (${detail})`),
-  });
-  if (xz?.input === undefined) {
-    throw new OcibootError("UNSUPPORTED", `Cannot write ${path}: .tar.xz needs the xz program, which is not installed; name the archive .tar.gz instead`);
-  }
-  // A write error (xz died) is reported by the output stream's exit check; this only keeps it from being unhandled.
-  xz.input.on("error", () => undefined);
-  return { transform: { writable: writableInto(xz.input, xz.kill), readable: xz.output }, stop: xz.kill };
 }
 
 async function writeAll(stream: ReadableStream<Uint8Array>, file: BlobWriter): Promise<void> {

@@ -1,13 +1,15 @@
 import { open } from "node:fs/promises";
+import { Writable } from "node:stream";
 import { OcibootError } from "../errors.ts";
 import { errorCode, errorMessage, fileReadableStream } from "./fs-util.ts";
-import { startXz } from "./xz-process.ts";
+import { countingStage } from "./counting.ts";
+import { startFilterProgram, startXz, type XzProcess } from "./xz-process.ts";
 
 /** How `.xz` is decoded: the system `xz` when present (fast), else WebAssembly (no native addon). */
 export type XzDecoder = "auto" | "system" | "wasm";
 
 /** What compression a file has, judged by its magic bytes, never by its name. */
-export type Compression = "none" | "gzip" | "xz";
+export type Compression = "none" | "gzip" | "xz" | "zstd";
 
 /** Caps on what a compressed archive may expand to. */
 export interface DecompressionLimits {
@@ -23,22 +25,28 @@ export interface DecompressionLimits {
 /** Options for {@link openDecompressed}. */
 export interface DecompressOptions extends DecompressionLimits {
   xz?: XzDecoder;
+  /**
+   * Told how many bytes of the (compressed) file have been read, and the file's size: progress.
+   * With it, a system decoder reads the file through ociboot's pipe instead of opening it itself.
+   */
+  onRead?: (done: number, total: number) => void;
 }
 
 /** A decompressed view of a file and what was used to get it. */
 export interface DecompressedFile {
   stream: ReadableStream<Uint8Array>;
   compression: Compression;
-  /** `xz` (system binary), `wasm`, `zlib` or `none`. */
+  /** `xz` or `zstd` (system binaries), `wasm`, `zlib` or `none`. */
   decoder: string;
 }
 
 const XZ_MAGIC = [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00];
 const GZIP_MAGIC = [0x1f, 0x8b];
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 const RATIO_FLOOR_BYTES = 256 * 1024 * 1024;
 
 /**
- * Opens a file as a stream of its decompressed bytes (xz, gzip or none, by magic bytes), bounded
+ * Opens a file as a stream of its decompressed bytes (xz, gzip, zstd or none, by magic bytes), bounded
  * by `limits`: the stream errors with UNSAFE_CONTENT as soon as a cap is passed, and nothing is
  * ever written to disk on the way.
  */
@@ -47,20 +55,28 @@ export async function openDecompressed(path: string, options: DecompressOptions 
   const maxBytes = options.maxBytes ?? 64 * 1024 ** 3;
   const maxRatio = options.maxRatio ?? 200;
   const cap = (stream: ReadableStream<Uint8Array>) => namingTheFile(stream.pipeThrough(capOutput(path, size, maxBytes, maxRatio)), path);
-  if (compression === "none") return { stream: cap(await fileReadableStream(path)), compression, decoder: "none" };
+  const { onRead } = options;
+  const file = async () => {
+    const stream = await fileReadableStream(path);
+    return onRead ? stream.pipeThrough(countingStage((done) => onRead(done, size))) : stream;
+  };
+  // Only a counted read needs the bytes to pass through ociboot; otherwise the decoder opens the file.
+  const input = onRead ? await file() : undefined;
+  if (compression === "none") return { stream: cap(input ?? (await file())), compression, decoder: "none" };
   if (compression === "gzip") {
     const gunzip = new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>;
-    return { stream: cap((await fileReadableStream(path)).pipeThrough(gunzip)), compression, decoder: "zlib" };
+    return { stream: cap((input ?? (await file())).pipeThrough(gunzip)), compression, decoder: "zlib" };
   }
+  if (compression === "zstd") return { stream: cap(await systemZstd(path, input)), compression, decoder: "zstd" };
   const choice = options.xz ?? "auto";
   if (choice !== "wasm") {
-    const system = await systemXz(path);
+    const system = await systemXz(path, input);
     if (system) return { stream: cap(system), compression, decoder: "xz" };
     if (choice === "system") throw new OcibootError("UNSUPPORTED", `Cannot decompress ${path}: no xz program found`);
   }
   // A CommonJS package: Deno sees only its default export, and loading it lazily keeps start-up fast.
   const { XzReadableStream } = (await import("xz-decompress")).default;
-  const wasm = new XzReadableStream(await fileReadableStream(path)) as ReadableStream<Uint8Array>;
+  const wasm = new XzReadableStream(input ?? (await file())) as ReadableStream<Uint8Array>;
   return { stream: cap(wasm), compression, decoder: "wasm" };
 }
 
@@ -77,18 +93,20 @@ async function sniff(path: string): Promise<{ compression: Compression; size: nu
     const { bytesRead } = await handle.read(head, 0, head.byteLength, 0);
     const { size } = await handle.stat();
     const starts = (magic: number[]) => bytesRead >= magic.length && magic.every((byte, position) => head[position] === byte);
-    return { compression: starts(XZ_MAGIC) ? "xz" : starts(GZIP_MAGIC) ? "gzip" : "none", size };
+    return { compression: starts(XZ_MAGIC) ? "xz" : starts(GZIP_MAGIC) ? "gzip" : starts(ZSTD_MAGIC) ? "zstd" : "none", size };
   } finally {
     await handle.close();
   }
 }
 
-/** `xz -dc FILE` as a stream, or undefined when there is no `xz` to run. */
-async function systemXz(path: string): Promise<ReadableStream<Uint8Array> | undefined> {
-  const xz = await startXz(["--decompress", "--stdout", "--", path], {
-    pipeInput: false,
+/** `xz -dc FILE` (or of `input`, through its stdin) as a stream, or undefined when there is no `xz` to run. */
+async function systemXz(path: string, input: ReadableStream<Uint8Array> | undefined): Promise<ReadableStream<Uint8Array> | undefined> {
+  const xz = await startXz(["--decompress", "--stdout", ...(input ? [] : ["--", path])], {
+    pipeInput: input !== undefined,
     failure: (detail) => truncatedOrCorrupt(path, new Error(detail), detail),
   });
+  // Without xz, `input` is left for the WebAssembly decoder.
+  if (xz !== undefined) feed(xz, input);
   return xz?.output;
 }
 
@@ -123,6 +141,30 @@ function namingTheFile(stream: ReadableStream<Uint8Array>, path: string): Readab
 /** The error for an archive whose bytes end early or do not decode. */
 export function truncatedOrCorrupt(path: string, cause: unknown, detail?: string): OcibootError {
   return new OcibootError("INTEGRITY", `Cannot read archive ${path}: it is truncated or corrupt${detail ? ` (${detail})` : ""}`, { cause });
+}
+
+/** Pipes `input` into a decoder's stdin; a decoder that stops early ends the read (its own exit status tells why). */
+function feed(decoder: XzProcess, input: ReadableStream<Uint8Array> | undefined): void {
+  if (input === undefined || decoder.input === undefined) return;
+  decoder.input.on("error", () => undefined);
+  input.pipeTo(Writable.toWeb(decoder.input) as WritableStream<Uint8Array>).catch(() => undefined);
+}
+
+/**
+ * `zstd -dc FILE` as a stream. There is no fallback in process (no zstd decoder without a native
+ * addon is well kept enough), so a missing program is refused with the way out named.
+ */
+async function systemZstd(path: string, input: ReadableStream<Uint8Array> | undefined): Promise<ReadableStream<Uint8Array>> {
+  const zstd = await startFilterProgram("zstd", ["--decompress", "--stdout", "--quiet", ...(input ? [] : ["--", path])], {
+    pipeInput: input !== undefined,
+    failure: (detail) => truncatedOrCorrupt(path, new Error(detail), detail),
+  });
+  if (zstd !== undefined) feed(zstd, input);
+  if (zstd === undefined) {
+    await input?.cancel();
+    throw new OcibootError("UNSUPPORTED", `Cannot read ${path}: it is zstd-compressed and needs the zstd program, which is not installed`);
+  }
+  return zstd.output;
 }
 
 function capOutput(path: string, compressedSize: number, maxBytes: number, maxRatio: number): TransformStream<Uint8Array, Uint8Array> {

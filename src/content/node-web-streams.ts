@@ -42,8 +42,8 @@ export interface GzipStage {
  * everything it is given before compressing any of it, so a large blob would end up whole in
  * memory. zlib's header carries no file name and a zero mtime, so equal input gives equal bytes.
  */
-export function gzipStage(): GzipStage {
-  const gzip = createGzip();
+export function gzipStage(level?: number): GzipStage {
+  const gzip = createGzip(level === undefined ? {} : { level });
   const stop = () => gzip.destroy();
   return { transform: { writable: writableInto(gzip, stop), readable: readableFrom(gzip, stop) }, stop };
 }

@@ -2,7 +2,7 @@ import { type ChildProcessByStdio, spawn } from "node:child_process";
 import { Readable, type Writable } from "node:stream";
 import type { OcibootError } from "../errors.ts";
 
-/** A running system `xz`: its stdin (when piped) and its stdout as a stream. */
+/** A running system `xz` (or `zstd`): its stdin (when piped) and its stdout as a stream. */
 export interface XzProcess {
   /** Where the input goes; undefined when xz reads a file named in its arguments. */
   input: Writable | undefined;
@@ -19,16 +19,27 @@ export interface XzProcess {
  * caller decides what that means: a WebAssembly decoder, or a clear refusal). `failure` turns
  * xz's own complaint into the error the output stream ends with.
  */
-export async function startXz(
-  args: readonly string[],
-  options: { pipeInput: boolean; failure: (detail: string) => OcibootError },
-): Promise<XzProcess | undefined> {
+export function startXz(args: readonly string[], options: FilterOptions): Promise<XzProcess | undefined> {
+  return startFilterProgram("xz", args, options);
+}
+
+/** How {@link startFilterProgram} connects the program. */
+export interface FilterOptions {
+  pipeInput: boolean;
+  failure: (detail: string) => OcibootError;
+}
+
+/**
+ * Starts a compression program that filters stdin (or a named file) to stdout — `xz` or `zstd`,
+ * which share that shape — or returns undefined when `program` is not installed.
+ */
+export async function startFilterProgram(program: "xz" | "zstd", args: readonly string[], options: FilterOptions): Promise<XzProcess | undefined> {
   // Its own process group: Ctrl-C on a terminal signals the whole foreground group, and an xz that
   // died of it would fail the write in flight before ociboot could stop in order (docs/cli-behaviour.md).
   // ociboot ends xz itself (kill, or end of input); if ociboot dies, xz meets a closed pipe.
   const child: ChildProcessByStdio<Writable | null, Readable, Readable> = options.pipeInput
-    ? spawn("xz", args, { stdio: ["pipe", "pipe", "pipe"], detached: true })
-    : spawn("xz", args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
+    ? spawn(program, args, { stdio: ["pipe", "pipe", "pipe"], detached: true })
+    : spawn(program, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
   const started = await new Promise<boolean>((resolve) => {
     child.once("spawn", () => resolve(true));
     child.once("error", () => resolve(false));

@@ -1,3 +1,4 @@
+import { countingStage } from "../content/counting.ts";
 import type { PushOptions, ReadableStore, WritableStore } from "../content/store.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { walkGraph } from "./graph-walk.ts";
@@ -14,6 +15,8 @@ export interface CopyGraphOptions {
   onPlanned?: (blobs: readonly Descriptor[]) => void;
   /** Called once per blob or manifest actually copied (not for those the target had). */
   onCopied?: (descriptor: Descriptor) => void;
+  /** Called as a blob's bytes go to the target: how many of them so far (from 0 again on a new try). */
+  onBytes?: (blob: Descriptor, done: number) => void;
   /** First wait before a broken blob copy starts over; doubles each time (default: the retry policy's). */
   retryDelayMs?: number;
   /** Attempts per blob, HTTP retries and resumed reads included (default: the retry policy's). */
@@ -51,6 +54,9 @@ export async function copyGraph(source: ReadableStore, target: WritableStore, ro
   });
 }
 
+/** What a copy reports as it goes, for progress displays and logs. */
+export type TransferHooks = Pick<CopyGraphOptions, "onPlanned" | "onCopied" | "onBytes">;
+
 /** A streamed upload cannot be replayed by the HTTP layer, so copy starts a broken blob over, within the blob's one retry chain. */
 async function copyBlob(source: ReadableStore, target: WritableStore, blob: Descriptor, options: CopyGraphOptions): Promise<void> {
   const { signal } = options;
@@ -64,7 +70,9 @@ async function copyBlob(source: ReadableStore, target: WritableStore, blob: Desc
       const content = await fetchContinuing(source, blob, signal ? { signal, retryChain: chain } : { retryChain: chain });
       // The source's chunk memory goes back to it once stored; aligned chunks are stored as they are.
       const pushOptions: PushOptions = signal ? { signal, chunks: content } : { chunks: content };
-      await target.push(blob, content.stream, pushOptions);
+      const { onBytes } = options;
+      const stream = onBytes ? content.stream.pipeThrough(countingStage((done) => onBytes(blob, done))) : content.stream;
+      await target.push(blob, stream, pushOptions);
       return;
     } catch (error) {
       if (options.restartBlobs === false || !chain.shouldRetry(error, signal)) throw error;

@@ -2,6 +2,7 @@ import { type ArchiveWriterOptions, OciArchiveWriter } from "../content/archive-
 import { refNameOf } from "../content/layout-index.ts";
 import type { OciLayoutStore } from "../content/layout.ts";
 import type { ReadableStore } from "../content/store.ts";
+import type { TransferHooks } from "./copy-graph.ts";
 import { copyImage, type CopyImageOptions, type CopyImageResult } from "./copy-image.ts";
 import { signatureLookup, verifyImageSignature, type VerifiedSigner } from "./signature.ts";
 
@@ -17,7 +18,7 @@ export type ExportOptions = Omit<CopyImageOptions, "concurrency" | "restartBlobs
  * failure leaves neither `path` nor `path.partial` behind.
  */
 export async function exportArchive(source: ReadableStore, reference: string, path: string, options: ExportOptions = {}): Promise<CopyImageResult> {
-  const { compression, folder, trust, ...copyOptions } = options;
+  const { compression, folder, level, trust, ...copyOptions } = options;
   // Checked before FILE.partial exists, and the checked digest is what gets copied: a source that
   // answers differently the second time cannot slip another image in.
   let signers: VerifiedSigner[] | undefined;
@@ -29,6 +30,7 @@ export async function exportArchive(source: ReadableStore, reference: string, pa
   const writer = await OciArchiveWriter.create(path, {
     ...(compression !== undefined ? { compression } : {}),
     ...(folder !== undefined ? { folder } : {}),
+    ...(level !== undefined ? { level } : {}),
   });
   try {
     // A tar takes one entry at a time, and a blob cut off halfway cannot be taken back out of it:
@@ -51,7 +53,7 @@ export async function exportLayout(store: OciLayoutStore, path: string, options:
   const { signal, ...writerOptions } = options;
   const writer = await OciArchiveWriter.create(path, writerOptions);
   try {
-    await copyLayoutInto(store, writer, signal);
+    await copyLayoutInto(store, writer, signal === undefined ? {} : { signal });
     await writer.commit();
   } catch (error) {
     await writer.abort();
@@ -60,13 +62,13 @@ export async function exportLayout(store: OciLayoutStore, path: string, options:
 }
 
 /** Copies every index.json entry of a layout, with its name if it has one, into an archive being written. */
-export async function copyLayoutInto(store: OciLayoutStore, writer: OciArchiveWriter, signal?: AbortSignal): Promise<void> {
+export async function copyLayoutInto(store: OciLayoutStore, writer: OciArchiveWriter, options: TransferHooks & { signal?: AbortSignal } = {}): Promise<void> {
   for (const entry of await store.entries()) {
     const name = refNameOf(entry);
     await copyImage(store, entry.digest, writer, {
+      ...options,
       concurrency: 1,
       restartBlobs: false,
-      ...(signal !== undefined ? { signal } : {}),
       ...(name !== undefined ? { targetReference: name } : {}),
     });
   }

@@ -9,6 +9,7 @@ import { OcibootError } from "../errors.ts";
 import type { Descriptor, Platform } from "../oci/descriptor.ts";
 import { formatReference, formatRepository, parseReference } from "../oci/reference.ts";
 import { buildImage } from "./build.ts";
+import type { TransferHooks } from "./copy-graph.ts";
 import { copyLayoutInto } from "./export.ts";
 import { buildInfoImage, type InfoImageOptions } from "./info-image.ts";
 import { attachFiles, type AttachOptions } from "./referrers.ts";
@@ -50,8 +51,12 @@ const COMMAND_LINE_MAX_BYTES = 64 * 1024;
 export interface PackOptions {
   /** The build's base name: `<NAME>.vmlinuz`, `<NAME>.initrd`, … */
   name: string;
-  /** The archive to write (`.tar.xz`, `.tar.gz` or `.tar` by name), laid out as an `onmetal/` store. */
+  /** The archive to write (`.tar.xz`, `.tar.gz`, `.tar.zst` or `.tar` by name), laid out as an `onmetal/` store. */
   output: string;
+  /** The compressor's level (default: the tool's own; docs/archives.md). */
+  compressionLevel?: number;
+  /** Told what goes into the archive as it goes (progress). */
+  transfer?: TransferHooks;
   /** Where the temporary store is made (it holds a copy of every file until the archive is written). */
   temporaryDirectory: string;
   /** Also tag the boot image with this reference (it always has its untagged entry, as onmetal-image builds it). */
@@ -111,13 +116,16 @@ export async function packBuild(folder: string, options: PackOptions): Promise<P
   const bootTag = options.tag === undefined ? undefined : normalizeTagName(options.tag);
   const infoTag = infoReferenceOf(options, bootTag);
   // Opened first, so that a missing xz or a FILE.partial left behind fails before minutes of building.
-  const writer = await OciArchiveWriter.create(options.output, { folder: "onmetal" });
+  const writer = await OciArchiveWriter.create(options.output, {
+    folder: "onmetal",
+    ...(options.compressionLevel !== undefined ? { level: options.compressionLevel } : {}),
+  });
   let directory: string | undefined;
   try {
     directory = await mkdtemp(join(options.temporaryDirectory, "ociboot-pack-"));
     const store = new OciLayoutStore(directory);
     const result = await buildInto(store, files, { ...options, commandLine, bootTag, infoTag });
-    await copyLayoutInto(store, writer, options.signal);
+    await copyLayoutInto(store, writer, { ...options.transfer, ...(options.signal !== undefined ? { signal: options.signal } : {}) });
     await writer.commit();
     return result;
   } catch (error) {

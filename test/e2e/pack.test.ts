@@ -183,8 +183,10 @@ describe("ociboot pack", () => {
     const temporary = join(work, "interrupted-tmp");
     await runOk("mkdir", ["-p", out, temporary]);
     const partial = join(out, "big.oci.tar.xz.partial");
-    // xz takes random bytes at a few MB/s: the pack is still inside the rootfs when the signal comes.
-    const { code, stderr } = await interruptOnceWriting(OCIBOOT_BINARY, ["pack", "--from-build", build, "--name", NAME, "--rootfs-file", big, "-o", join(out, "big.oci.tar.xz")], {
+    // xz on all cores writes a block only once it is compressed whole: level 0's 1 MiB blocks reach
+    // the disk soon, while the 64 MiB of random bytes keep xz busy for far longer than the signal takes.
+    const args = ["pack", "--from-build", build, "--name", NAME, "--rootfs-file", big, "-o", join(out, "big.oci.tar.xz"), "--compression-level", "0"];
+    const { code, stderr } = await interruptOnceWriting(OCIBOOT_BINARY, args, {
       env: { ...process.env, HOME: "/nonexistent", OCIBOOT_TMPDIR: temporary },
       path: partial,
       minBytes: 1024 * 1024,

@@ -6,6 +6,8 @@ import { openDestination } from "../destinations.ts";
 import { examples } from "../examples.ts";
 import { globalOptions } from "../global-options.ts";
 import { openSource, parseLocation, sourceTagOf } from "../sources.ts";
+import { compressionLevelOption } from "../compression-option.ts";
+import { OcibootError } from "../../errors.ts";
 import { formatCopyReport } from "./copy-output.ts";
 import { transferLog } from "./transfer-log.ts";
 import { keyOption, loadKeys, trustFor } from "../keys.ts";
@@ -14,7 +16,7 @@ import { keyOption, loadKeys, trustFor } from "../keys.ts";
 export function copyCommand(context: CliContext) {
   return new Command("copy")
     .description(
-      "copy an image (a whole multi-arch index too) between a registry, an OCI layout (oci:DIR[:REF]) and an OCI archive (oci-archive:FILE[:REF], .tar/.tar.gz/.tar.xz), digests preserved, every blob verified",
+      "copy an image (a whole multi-arch index too) between a registry, an OCI layout (oci:DIR[:REF]) and an OCI archive (oci-archive:FILE[:REF], .tar/.tar.gz/.tar.xz/.tar.zst), digests preserved, every blob verified",
     )
     .argument("<source>", "registry reference, oci:DIR[:REF] or oci-archive:FILE[:REF]")
     .argument("<destination>", "registry reference (host/repo:tag), oci:DIR[:REF] or oci-archive:FILE[:REF]; REF names the copy")
@@ -26,6 +28,7 @@ export function copyCommand(context: CliContext) {
       (value: string, previous: string[] = []) => [...previous, value],
     )
     .addOption(keyOption())
+    .addOption(compressionLevelOption())
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
       "after",
@@ -42,20 +45,32 @@ export function copyCommand(context: CliContext) {
       // With its referrers beside it, an unnamed image is one of several index.json entries, which
       // skopeo and other layout readers cannot choose from: it takes the source's tag (docs/archive-names.md).
       const location = parseLocation(destinationText);
+      if (options.compressionLevel !== undefined && location.kind !== "archive") {
+        throw new OcibootError("USAGE", `Cannot use --compression-level: ${destinationText} is not an oci-archive: destination`);
+      }
       const unnamedArchive = location.kind === "archive" && location.reference === undefined;
       const destinationName = unnamedArchive && options.withReferrers === true ? `${destinationText}:${sourceTagOf(parseLocation(sourceText))}` : destinationText;
-      const destination = openDestination(destinationName, global, context, options.archiveFolder !== undefined ? { archiveFolder: options.archiveFolder } : {});
+      const destination = openDestination(destinationName, global, context, {
+        ...(options.archiveFolder !== undefined ? { archiveFolder: options.archiveFolder } : {}),
+        ...(options.compressionLevel !== undefined ? { level: options.compressionLevel } : {}),
+      });
       const keys = await loadKeys(options.key, context);
+      const log = transferLog(context, "copied", global.quiet);
       const copyOptions: CopyImageOptions = {
         ...(keys ? { trust: trustFor(keys, sourceText) } : {}),
         signal: context.signal,
         ...(options.platform !== undefined ? { platforms: options.platform.map(parsePlatform) } : {}),
         withReferrers: options.withReferrers === true,
-        ...transferLog(context, "copied", global.quiet),
+        ...log.hooks,
       };
       const source = await openSource(sourceText, global, context);
       try {
-        const result = await destination.copyFrom(source.store, source.reference, copyOptions);
+        let result;
+        try {
+          result = await destination.copyFrom(source.store, source.reference, copyOptions);
+        } finally {
+          log.stop();
+        }
         if (options.json === true || !global.quiet) context.stdout.write(formatCopyReport({ ...result, source: sourceText, destination: destinationText }, { json: options.json === true }));
       } finally {
         await source.close();

@@ -1,3 +1,4 @@
+import { basename } from "node:path";
 import { Command, Option } from "@commander-js/extra-typings";
 import { OcibootError } from "../../errors.ts";
 import { refNameOf } from "../../content/layout-index.ts";
@@ -7,6 +8,7 @@ import { examples } from "../examples.ts";
 import { JSON_HELP, printResult } from "../output.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
+import { createFetchProgress } from "../progress.ts";
 import { openLocalStore } from "./store-output.ts";
 
 /** `ociboot import ARCHIVE`: an OCI layout archive into the local store, streamed and verified. */
@@ -25,11 +27,26 @@ export function importCommand(context: CliContext) {
       if (maxBytes !== undefined && (!Number.isSafeInteger(maxBytes) || maxBytes <= 0)) {
         throw new OcibootError("USAGE", `Cannot import: --max-size ${options.maxSize} is not a positive number of bytes`);
       }
-      const result = await importArchive(store, resolvePath(context, archive), {
-        xz: options.xzDecoder,
-        signal: context.signal,
-        ...(maxBytes !== undefined ? { maxBytes } : {}),
-      });
+      const path = resolvePath(context, archive);
+      const progress = createFetchProgress(context, { quiet: global.quiet, announce: false });
+      const name = basename(path);
+      let planned = false;
+      const onRead = (done: number, total: number) => {
+        if (!planned) progress?.planned([{ name, size: total }]);
+        planned = true;
+        progress?.advanced(name, done, total);
+      };
+      let result;
+      try {
+        result = await importArchive(store, path, {
+          xz: options.xzDecoder,
+          signal: context.signal,
+          ...(maxBytes !== undefined ? { maxBytes } : {}),
+          ...(progress !== undefined ? { onRead } : {}),
+        });
+      } finally {
+        progress?.stop();
+      }
       const lines = result.images.map((image) => {
         const hex = image.digest.slice(image.digest.indexOf(":") + 1);
         const name = refNameOf(image);

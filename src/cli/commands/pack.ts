@@ -3,11 +3,13 @@ import { parsePlatform } from "../../oci/platform.ts";
 import { packBuild, type PackOptions, type PackResult } from "../../ops/pack.ts";
 import type { CliContext } from "../context.ts";
 import { examples } from "../examples.ts";
+import { compressionLevelOption } from "../compression-option.ts";
 import { sourceDateEpochTimestamp } from "../created.ts";
 import { globalOptions } from "../global-options.ts";
 import { resolvePath, temporaryBase } from "../paths.ts";
 import { defaultPlatform } from "../sources.ts";
 import { loadSigningKeyFile } from "../keys.ts";
+import { transferLog } from "./transfer-log.ts";
 
 /** `ociboot pack`: the Garden Linux `_oci` feature, from a build folder to `<name>.oci.tar.xz`. */
 export function packCommand(context: CliContext) {
@@ -18,13 +20,14 @@ export function packCommand(context: CliContext) {
     )
     .requiredOption("--from-build <dir>", "build folder holding <NAME>.vmlinuz, .initrd, .rootfs|.squashfs|.raw|.tar|.tar.gz|.tar.xz, .os-release, .manifest, .log (and .cmdline)")
     .requiredOption("--name <name>", "the build's file name prefix, e.g. metal-gardener_prod-amd64-1592.1")
-    .requiredOption("-o, --output <file>", "archive to write: .tar.xz (needs xz), .tar.gz or .tar")
+    .requiredOption("-o, --output <file>", "archive to write: .tar.xz (needs xz), .tar.gz, .tar.zst (needs zstd) or .tar")
     .option("--tag <ref>", "also tag the boot image (it is always listed untagged, as onmetal-image builds it)")
     .option("--info-tag <ref>", "tag of the info image (default: the --tag tag with -info appended, else localhost/build-info:<NAME>)")
     .option("--command-line <text>", "kernel command line when the folder has no <NAME>.cmdline")
     .option("--rootfs-file <file>", "the rootfs, instead of the first found of <NAME>.rootfs, .squashfs, .raw, .tar, .tar.gz, .tar.xz")
     .option("--platform <os/arch[/variant]>", "os and architecture of the info image (default: this machine's, linux)")
     .option("--sign-key <file>", "sign the boot image with this private key (cosign's sha256-<hex>.sig, in the archive); as ociboot sign --key")
+    .addOption(compressionLevelOption())
     .option("--json", "print what was packed as JSON (archive, boot image, info image, referrers)")
     .addHelpText(
       "after",
@@ -43,6 +46,7 @@ export function packCommand(context: CliContext) {
         platform: options.platform === undefined ? defaultPlatform() : parsePlatform(options.platform),
         signal: context.signal,
       };
+      if (options.compressionLevel !== undefined) packOptions.compressionLevel = options.compressionLevel;
       if (options.tag !== undefined) packOptions.tag = options.tag;
       if (options.infoTag !== undefined) packOptions.infoTag = options.infoTag;
       if (options.commandLine !== undefined) packOptions.commandLine = options.commandLine;
@@ -50,7 +54,14 @@ export function packCommand(context: CliContext) {
       const created = sourceDateEpochTimestamp(context);
       if (created !== undefined) packOptions.created = created;
       if (options.signKey !== undefined) packOptions.signingKey = await loadSigningKeyFile(options.signKey, context, globalOptions(command as never, context));
-      const result = await packBuild(resolvePath(context, options.fromBuild), packOptions);
+      const log = transferLog(context, "packed", globalOptions(command as never, context).quiet || options.json === true);
+      packOptions.transfer = log.hooks;
+      let result;
+      try {
+        result = await packBuild(resolvePath(context, options.fromBuild), packOptions);
+      } finally {
+        log.stop();
+      }
       if (options.json === true) context.stdout.write(packJson(output, result));
       else if (!globalOptions(command as never, context).quiet) context.stdout.write(packText(output, result));
     });

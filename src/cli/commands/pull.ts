@@ -27,10 +27,16 @@ export function pullCommand(context: CliContext) {
       const global = globalOptions(command as never, context);
       const store = openLocalStore(global, context);
       const keys = await loadKeys(options.key, context);
-      const copyOptions: PullOptions = { signal: context.signal, ...transferLog(context, "pulled", global.quiet), ...(keys ? { trust: { keys } } : {}) };
+      const log = transferLog(context, "pulled", global.quiet);
+      const copyOptions: PullOptions = { signal: context.signal, ...log.hooks, ...(keys ? { trust: { keys } } : {}) };
       // Without either, the whole index, as onmetal-image pulls it.
       if (options.platform !== undefined || options.flavor !== undefined) copyOptions.selection = selectionFrom(options);
-      const result = await withRepository(name, global, context, (repository) => pullImage(repository, store, name, copyOptions));
+      let result;
+      try {
+        result = await withRepository(name, global, context, (repository) => pullImage(repository, store, name, copyOptions));
+      } finally {
+        log.stop();
+      }
       const { descriptor } = result;
       const text = `Successfully pulled ${name} ${descriptor.digest.slice(descriptor.digest.indexOf(":") + 1)}\n`;
       printResult(context, options, text, { reference: name, digest: descriptor.digest, mediaType: descriptor.mediaType, size: descriptor.size }, global.quiet);

@@ -18,8 +18,14 @@ export function pushCommand(context: CliContext) {
     .action(async (name, options, command) => {
       const global = globalOptions(command as never, context);
       const store = openLocalStore(global, context);
-      const copyOptions = { signal: context.signal, ...transferLog(context, "pushed", global.quiet) };
-      const descriptor = await withRepository(name, global, context, (repository) => pushImage(store, repository, name, copyOptions));
+      const log = transferLog(context, "pushed", global.quiet);
+      const copyOptions = { signal: context.signal, ...log.hooks };
+      let descriptor;
+      try {
+        descriptor = await withRepository(name, global, context, (repository) => pushImage(store, repository, name, copyOptions));
+      } finally {
+        log.stop();
+      }
       const text = `Successfully pushed ${name} ${descriptor.digest.slice(descriptor.digest.indexOf(":") + 1)}\n`;
       printResult(context, options, text, { reference: name, digest: descriptor.digest, mediaType: descriptor.mediaType, size: descriptor.size }, global.quiet);
     });
