@@ -3,6 +3,7 @@ import { Writable } from "node:stream";
 import { OcibootError } from "../errors.ts";
 import { errorCode, errorMessage, fileReadableStream } from "./fs-util.ts";
 import { countingStage } from "./counting.ts";
+import { gunzipStage } from "./node-web-streams.ts";
 import { startFilterProgram, startXz, type XzProcess } from "./xz-process.ts";
 
 /** How `.xz` is decoded: the system `xz` when present (fast), else WebAssembly (no native addon). */
@@ -64,8 +65,7 @@ export async function openDecompressed(path: string, options: DecompressOptions 
   const input = onRead ? await file() : undefined;
   if (compression === "none") return { stream: cap(input ?? (await file())), compression, decoder: "none" };
   if (compression === "gzip") {
-    const gunzip = new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>;
-    return { stream: cap((input ?? (await file())).pipeThrough(gunzip)), compression, decoder: "zlib" };
+    return { stream: cap((input ?? (await file())).pipeThrough(gunzipStage())), compression, decoder: "zlib" };
   }
   if (compression === "zstd") return { stream: cap(await systemZstd(path, input)), compression, decoder: "zstd" };
   const choice = options.xz ?? "auto";

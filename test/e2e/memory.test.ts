@@ -73,4 +73,14 @@ describe("memory stays bounded whatever the blob size (built binary, real regist
     expect(result.peakBytes).toBeGreaterThan(0);
     expect(result.peakBytes).toBeLessThan(PEAK_LIMIT_BYTES);
   }, 120_000);
+  it("import of a .tar.gz (zlib keeps to the pace of the store; DecompressionStream did not)", async () => {
+    const archive = join(work, "big.oci.tar.gz");
+    const exported = await peakMemoryOf(["copy", reference, `oci-archive:${archive}`, "--compression-level", "1", "--quiet"]);
+    expect(exported.code, exported.stderr).toBe(0);
+    const result = await peakMemoryOf(["--store-path", join(work, "gz-store"), "import", archive, "--quiet"]);
+    expect(result.code, result.stderr).toBe(0);
+    expect((await stat(join(work, "gz-store", "blobs", "sha256", rootfs.digest.slice("sha256:".length)))).size).toBe(BLOB_BYTES);
+    expect(result.peakBytes).toBeGreaterThan(0);
+    expect(result.peakBytes).toBeLessThan(PEAK_LIMIT_BYTES);
+  }, 120_000);
 });
