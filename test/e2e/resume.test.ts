@@ -1,13 +1,13 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
-import { mkdtemp, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeBootImage, publishWithSkopeo, randomBytesFile, writeOciLayout, type RandomFile } from "../harness/images.ts";
-import { startRecordingProxy, type RecordingProxy } from "../harness/recording-proxy.ts";
-import { startRegistry, type RunningRegistry } from "../harness/registry.ts";
+import { type RandomFile } from "../harness/images.ts";
+import { type RecordingProxy } from "../harness/recording-proxy.ts";
+import { type RunningRegistry } from "../harness/registry.ts";
+import { type RelayedBootImage, startRelayedBootImage } from "../harness/relayed-boot-image.ts";
 import { UNORDERED_TAIL_BYTES } from "../../src/content/direct-blob-writer.ts";
 import { OCIBOOT_BINARY, ociboot } from "./ociboot-binary.ts";
 
@@ -35,21 +35,14 @@ describe("fetch killed with SIGKILL mid-blob resumes in the next run", () => {
   let relay: RecordingProxy;
   let rootfs: RandomFile;
 
+  let image: RelayedBootImage;
+
   beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), "ociboot-e2e-resume-"));
-    registry = await startRegistry();
-    rootfs = await randomBytesFile(join(work, "rootfs.img"), 40 * MiB);
-    const layout = join(work, "layout");
-    await writeOciLayout(layout, {
-      manifests: [makeBootImage({ dialect: "onmetal", tag: "v1", kernel: { bytes: "kernel" }, initrd: { bytes: "initrd" }, rootfs: { file: rootfs.path } })],
-    });
-    await publishWithSkopeo(layout, "v1", registry, "os/big");
-    relay = await startRecordingProxy({ url: registry.url });
+    image = await startRelayedBootImage("e2e-resume", "os/big", 40 * MiB);
+    ({ work, registry, relay, rootfs } = image);
   }, 120_000);
   afterAll(async () => {
-    await relay?.stop();
-    await registry?.stop();
-    if (work) await rm(work, { recursive: true, force: true });
+    await image?.stop();
   });
 
   it("continues from the partial file with a Range request instead of starting over", async () => {

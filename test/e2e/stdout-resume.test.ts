@@ -1,13 +1,12 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../harness/commands.ts";
-import { makeBootImage, publishWithSkopeo, randomBytesFile, writeOciLayout, type RandomFile } from "../harness/images.ts";
-import { startRecordingProxy, type RecordingProxy } from "../harness/recording-proxy.ts";
-import { startRegistry, type RunningRegistry } from "../harness/registry.ts";
+import { type RandomFile } from "../harness/images.ts";
+import { type RecordingProxy } from "../harness/recording-proxy.ts";
+import { type RunningRegistry } from "../harness/registry.ts";
+import { type RelayedBootImage, startRelayedBootImage } from "../harness/relayed-boot-image.ts";
 import { OCIBOOT_BINARY } from "./ociboot-binary.ts";
 
 const MiB = 1024 * 1024;
@@ -18,21 +17,14 @@ describe("fetch --role R -o - continues a cut transfer", () => {
   let relay: RecordingProxy;
   let rootfs: RandomFile;
 
+  let image: RelayedBootImage;
+
   beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), "ociboot-e2e-stdout-resume-"));
-    registry = await startRegistry();
-    rootfs = await randomBytesFile(join(work, "rootfs.img"), 20 * MiB);
-    const layout = join(work, "layout");
-    await writeOciLayout(layout, {
-      manifests: [makeBootImage({ dialect: "onmetal", tag: "v1", kernel: { bytes: "kernel" }, initrd: { bytes: "initrd" }, rootfs: { file: rootfs.path } })],
-    });
-    await publishWithSkopeo(layout, "v1", registry, "os/pipe");
-    relay = await startRecordingProxy({ url: registry.url });
+    image = await startRelayedBootImage("e2e-stdout-resume", "os/pipe", 20 * MiB);
+    ({ work, registry, relay, rootfs } = image);
   }, 120_000);
   afterAll(async () => {
-    await relay?.stop();
-    await registry?.stop();
-    if (work) await rm(work, { recursive: true, force: true });
+    await image?.stop();
   });
 
   it("writes the whole blob to the pipe, asking the registry only for the rest after the cut", async () => {

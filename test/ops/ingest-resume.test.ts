@@ -1,16 +1,16 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { OciLayoutStore } from "../../src/content/layout.ts";
 import { copyImage } from "../../src/ops/copy-image.ts";
 import { pullImage } from "../../src/ops/push-pull.ts";
 import { closeRegistryConnections, openRepository, type RegistryOptions } from "../../src/registry/repository.ts";
-import { makeBootImage, publishWithSkopeo, randomBytesFile, writeOciLayout, type RandomFile } from "../harness/images.ts";
-import { startRecordingProxy, type RecordingProxy, type RelayedRequest } from "../harness/recording-proxy.ts";
-import { startRegistry, type RunningRegistry } from "../harness/registry.ts";
+import { type RandomFile } from "../harness/images.ts";
+import { type RecordingProxy, type RelayedRequest } from "../harness/recording-proxy.ts";
+import { type RunningRegistry } from "../harness/registry.ts";
+import { type RelayedBootImage, startRelayedBootImage } from "../harness/relayed-boot-image.ts";
 
 const MiB = 1024 * 1024;
 const CUT_AT = 9 * MiB;
@@ -28,25 +28,17 @@ describe("a cut blob resumes into every destination", () => {
   let options: RegistryOptions;
   let rootfsPath: RegExp;
 
+  let image: RelayedBootImage;
+
   beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), "ociboot-ingest-resume-"));
-    registry = await startRegistry();
-    // Large enough for the bulk reader and direct writes, the path large pulls take.
-    rootfs = await randomBytesFile(join(work, "rootfs.img"), 24 * MiB);
-    const layout = join(work, "layout");
-    await writeOciLayout(layout, {
-      manifests: [makeBootImage({ dialect: "onmetal", tag: "v1", kernel: { bytes: "kernel" }, initrd: { bytes: "initrd" }, rootfs: { file: rootfs.path } })],
-    });
-    await publishWithSkopeo(layout, "v1", registry, "os/big");
-    relay = await startRecordingProxy({ url: registry.url });
+    image = await startRelayedBootImage("ingest-resume", "os/big", 24 * MiB);
+    ({ work, registry, relay, rootfs } = image);
     options = { env: {}, homeDir: work };
-    rootfsPath = new RegExp(`/blobs/sha256(:|%3A)${rootfs.digest.slice(7)}`);
+    rootfsPath = image.rootfsPath;
   }, 120_000);
   afterAll(async () => {
     await closeRegistryConnections(options);
-    await relay?.stop();
-    await registry?.stop();
-    if (work) await rm(work, { recursive: true, force: true });
+    await image?.stop();
   });
   beforeEach(() => {
     relay.requests.length = 0;
