@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -6,18 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startFaultServer, type FaultServer } from "../harness/fault-server.ts";
 import { ociboot } from "./ociboot-binary.ts";
-
-const KERNEL = Buffer.alloc(256 * 1024, 7);
-const digestOf = (bytes: Uint8Array | string) => `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-const CONFIG = Buffer.from('{"commandLine":"console=ttyS0"}');
-const MANIFEST = Buffer.from(
-  JSON.stringify({
-    schemaVersion: 2,
-    mediaType: "application/vnd.oci.image.manifest.v1+json",
-    config: { mediaType: "application/vnd.onmetal.image.config.v1alpha1+json", digest: digestOf(CONFIG), size: CONFIG.length },
-    layers: [{ mediaType: "application/vnd.onmetal.image.vmlinuz.v1alpha1.vmlinuz", digest: digestOf(KERNEL), size: KERNEL.length }],
-  }),
-);
+import { CONFIG, digestOf, KERNEL, MANIFEST } from "../harness/fault-fixture.ts";
 
 /** How the misbehaving registry answers for the kernel blob; chunked answers carry no Content-Length. */
 type KernelAnswer = { length: "truncated" | "over-long"; chunked: boolean };

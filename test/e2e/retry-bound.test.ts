@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,18 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_RETRY_POLICY } from "../../src/retry.ts";
 import { startFaultServer, type FaultServer, type RecordedRequest } from "../harness/fault-server.ts";
 import { ociboot } from "./ociboot-binary.ts";
-
-const digestOf = (bytes: Uint8Array) => `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-const KERNEL = Buffer.alloc(256 * 1024, 7);
-const CONFIG = Buffer.from('{"commandLine":"console=ttyS0"}');
-const MANIFEST = Buffer.from(
-  JSON.stringify({
-    schemaVersion: 2,
-    mediaType: "application/vnd.oci.image.manifest.v1+json",
-    config: { mediaType: "application/vnd.onmetal.image.config.v1alpha1+json", digest: digestOf(CONFIG), size: CONFIG.length },
-    layers: [{ mediaType: "application/vnd.onmetal.image.vmlinuz.v1alpha1.vmlinuz", digest: digestOf(KERNEL), size: KERNEL.length }],
-  }),
-);
+import { CONFIG, digestOf, KERNEL, MANIFEST } from "../harness/fault-fixture.ts";
 
 /** How a failing kernel GET fails: the connection drops before any answer, or the body is cut halfway. */
 type Failure = "reset" | "cut";
