@@ -24,7 +24,6 @@ import {
   OCI_LAYOUT_BYTES,
   parseLayoutIndex,
   refNameOf,
-  sameImageName,
   serializeLayoutIndex,
   taggedEntry,
   withoutRefName,
@@ -36,7 +35,6 @@ import { ingest, type IngestCheck } from "./ingest.ts";
 import { withFileLock } from "./lock.ts";
 import type { FetchedContent, FetchOptions, Ingester, PushOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
-import { parseStrictJson } from "../oci/strict-json.ts";
 
 /** index.json of a store with thousands of tags stays far below this. */
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;

@@ -115,10 +115,9 @@ export async function fetchBootImage(
     : undefined;
 
   await ensureDirectory(outputDir);
-  const signaturesSaved = trusted ? saveSignatureMaterial(store, join(outputDir, SIGNATURES_FILE), trusted.material, resolved, {
-        ...(wantsConfigCommandLine ? { config: configRead as Promise<Uint8Array> } : {}),
-        ...(options.signal ? { signal: options.signal } : {}),
-      }) : Promise.resolve();
+  const signaturesSaved = trusted
+    ? saveSignatureMaterial(store, join(outputDir, SIGNATURES_FILE), trusted.material, resolved, options.signal ? { signal: options.signal } : {})
+    : Promise.resolve();
   signaturesSaved.catch(() => undefined);
   const manifestWritten = writeFileAtomically(join(outputDir, MANIFEST_FILE_NAME), resolved.bytes);
   manifestWritten.catch(() => undefined);
@@ -157,7 +156,8 @@ export async function fetchBootImage(
   }
   if (resolved.descriptor.platform) record.platform = resolved.descriptor.platform;
   if (options.roles) record.roles = [...options.roles];
-  const config = commandLine === undefined ? undefined : await configRead;
+  // Kept whenever it was read, also without a command line: an offline verify needs it to say so.
+  const config = await configRead;
   if (config) record.config = config;
   writes.push(writeFileAtomically(join(outputDir, FETCH_RECORD_FILE_NAME), serializeFetchRecord(record)));
   const architecture = imageArchitecture(resolved.descriptor, resolved.manifest, plan.files.find((file) => file.role === "kernel")?.descriptor);

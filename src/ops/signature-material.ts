@@ -1,32 +1,27 @@
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { readBoundedFile, writeFileAtomically } from "../content/fs-util.ts";
 import { MemoryStore } from "../content/memory.ts";
 import type { ReadableStore, ReferrerLister } from "../content/store.ts";
-import { isOcibootError, OcibootError } from "../errors.ts";
+import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
-import { parseBootConfig, planBootFiles, type Role } from "../oci/dialects.ts";
-import { sha256DigestOf } from "../oci/digest.ts";
-import { decodeJsonObject, parseManifest } from "../oci/manifest.ts";
+import { decodeJsonObject } from "../oci/manifest.ts";
 import { parseDescriptor } from "../oci/descriptor.ts";
-import { Limits } from "../oci/mediatypes.ts";
-import { encodeBase64, type TrustedKey } from "../oci/signature.ts";
-import { fileMatches } from "./download.ts";
+import { encodeBase64 } from "../oci/signature.ts";
 import { readManifestBytes } from "./graph-walk.ts";
-import { readConfigBytes, type ResolvedManifest } from "./resolve.ts";
-import { type SignatureMaterial, verifyResolvedSignature, type VerifiedSigner } from "./signature.ts";
+import type { ResolvedManifest } from "./resolve.ts";
+import type { SignatureMaterial } from "./signature.ts";
 
 /**
  * The signature material `fetch --key` keeps beside the boot files, so the folder can be checked
  * again with no registry (docs/trust.md): one JSON file (one write, one fsync) holding the `.sig`
- * manifest and its payloads (or a bundle's referrer and bundle), the index the manifest was chosen
- * from, and the image config where it holds the command line. Every blob in it is checked against its digest when read back.
+ * manifest and its payloads (or a bundle's referrer and bundle) and the index the manifest was chosen
+ * from; the image config is in fetch's own record (`ociboot-fetch.json`). Every blob in it is checked
+ * against its digest when read back.
  */
 export const SIGNATURES_FILE = "signatures.json";
 const MATERIAL_TYPE = "application/vnd.ociboot.signature-material.v1+json";
-/** The `.sig` manifest and its payloads are capped; an index and a config may be 4 MiB each. */
+/** The `.sig` manifest and its payloads are capped; an index may be 4 MiB. */
 const MAX_MATERIAL_FILE_BYTES = 16 * 1024 * 1024;
-const MANIFEST_FILE = "manifest.json";
 
 interface MaterialFile {
   mediaType: typeof MATERIAL_TYPE;
@@ -47,7 +42,7 @@ export async function saveSignatureMaterial(
   file: string,
   material: SignatureMaterial,
   resolved: ResolvedManifest,
-  options: { config?: Promise<Uint8Array>; signal?: AbortSignal } = {},
+  options: { signal?: AbortSignal } = {},
 ): Promise<void> {
   const { signal } = options;
   const blobs: Record<string, string> = {};
@@ -56,10 +51,6 @@ export async function saveSignatureMaterial(
   for (const payload of material.payloads) keep(payload.descriptor.digest, payload.bytes);
   const index = resolved.indexes.at(-1);
   const reads: Array<Promise<void>> = [];
-  // The image config matters offline only where it holds the command line; fetch has usually read it already.
-  const config = resolved.manifest.config;
-  const configBytes = options.config ?? (planBootFiles(resolved.manifest).commandLineFrom === "config" ? readConfigBytes(source, config, signal) : undefined);
-  if (configBytes !== undefined) reads.push(configBytes.then((bytes) => keep(config.digest, bytes)));
   if (index !== undefined) reads.push(readManifestBytes(source, index, signal).then((bytes) => keep(index.digest, bytes)));
   await Promise.all(reads);
   const document: MaterialFile = { mediaType: MATERIAL_TYPE, signature: material.manifest.descriptor, blobs };
@@ -97,7 +88,8 @@ function decodeBase64Unbounded(text: string): Uint8Array | undefined {
   return new Uint8Array(Buffer.from(text, "base64"));
 }
 
-async function readMaterial(directory: string): Promise<{ store: ReadableStore & ReferrerLister; index?: Descriptor }> {
+/** The signature material saved in a fetched folder, as a read-only store (an empty one when there is none). */
+export async function readMaterial(directory: string): Promise<{ store: ReadableStore & ReferrerLister; index?: Descriptor }> {
   const path = join(directory, SIGNATURES_FILE);
   const bytes = await readBoundedFile(path, MAX_MATERIAL_FILE_BYTES);
   const empty: MaterialFile = { mediaType: MATERIAL_TYPE, signature: { mediaType: "", digest: "" as Descriptor["digest"], size: 0 }, blobs: {} };
@@ -116,100 +108,4 @@ async function readMaterial(directory: string): Promise<{ store: ReadableStore &
     throw new OcibootError("SIGNATURE", `Cannot read ${path}: ${(error as Error).message}`, { cause: error });
   }
   return materialStore(document, path);
-}
-
-export interface OfflineCheckOptions {
-  keys: readonly TrustedKey[];
-  /** The digest the user pinned (`REF@sha256:…`): manifest.json must hash to it. */
-  pinned?: string;
-  roles?: readonly Role[];
-  fileNames?: Partial<Record<Role, string>>;
-  signal?: AbortSignal;
-}
-
-export interface OfflineCheckItem {
-  name: string;
-  role?: Role;
-  digest?: string;
-  size?: number;
-  ok: boolean;
-  problem?: string;
-}
-
-export interface OfflineCheckReport {
-  digest: string;
-  signer: VerifiedSigner;
-  items: OfflineCheckItem[];
-  ok: boolean;
-}
-
-/**
- * Re-checks a folder `fetch --key` wrote, with no registry: the manifest from `DIR/manifest.json`
- * (its digest must match a pin), its signature from the saved material, then every boot file.
- *
- * @throws OcibootError SIGNATURE when no trusted signature verifies; INTEGRITY when the pin differs.
- */
-export async function checkFetchedFolder(directory: string, options: OfflineCheckOptions): Promise<OfflineCheckReport> {
-  const manifestPath = join(directory, MANIFEST_FILE);
-  const bytes = await readBoundedFile(manifestPath, Limits.manifestBytes);
-  if (bytes === undefined) throw new OcibootError("NOT_FOUND", `Cannot verify ${directory}: no ${MANIFEST_FILE} (was it written by ociboot fetch?)`);
-  const digest = sha256DigestOf(bytes);
-  if (options.pinned !== undefined && options.pinned !== digest) {
-    throw new OcibootError("INTEGRITY", `Cannot verify ${directory}: ${MANIFEST_FILE} is ${digest}, not the pinned ${options.pinned}`);
-  }
-  const parsed = parseManifest(bytes);
-  if (parsed.kind !== "manifest") throw new OcibootError("INVALID_MANIFEST", `Cannot verify ${directory}: ${MANIFEST_FILE} is an index`);
-  const material = await readMaterial(directory);
-  const layout = material.store;
-  const resolved: ResolvedManifest = { descriptor: { mediaType: parsed.mediaType, digest, size: bytes.byteLength }, bytes, manifest: parsed.manifest, indexes: [], indexBytes: [] };
-  const index = material.index === undefined ? undefined : await savedIndex(layout, material.index, options.signal);
-  const entry = index?.entries.find((candidate) => candidate.digest === digest);
-  if (index !== undefined && entry !== undefined) {
-    resolved.descriptor = { ...entry, mediaType: parsed.mediaType };
-    resolved.indexes = [index.descriptor];
-  }
-  const { signer } = await verifyResolvedSignature(layout, resolved, options.keys, {}, options.signal ? { signal: options.signal } : {});
-  const items = await checkFiles(directory, layout, resolved, options);
-  return { digest, signer, items, ok: items.every((item) => item.ok) };
-}
-
-async function savedIndex(layout: ReadableStore, descriptor: Descriptor, signal: AbortSignal | undefined): Promise<{ descriptor: Descriptor; entries: Descriptor[] } | undefined> {
-  const parsed = parseManifest(await readManifestBytes(layout, descriptor, signal), descriptor.mediaType);
-  return parsed.kind === "index" ? { descriptor, entries: parsed.index.manifests } : undefined;
-}
-
-async function checkFiles(directory: string, layout: ReadableStore, resolved: ResolvedManifest, options: OfflineCheckOptions): Promise<OfflineCheckItem[]> {
-  const plan = planBootFiles(resolved.manifest);
-  const wanted = options.roles ? new Set(options.roles) : undefined;
-  const items: OfflineCheckItem[] = [{ name: MANIFEST_FILE, digest: resolved.descriptor.digest, size: resolved.bytes.byteLength, ok: true }];
-  for (const file of plan.files) {
-    if (wanted && (!file.role || !wanted.has(file.role))) continue;
-    const name = (file.role && options.fileNames?.[file.role]) || file.name;
-    const ok = await fileMatches(join(directory, name), file.descriptor, options.signal);
-    items.push({
-      name,
-      ...(file.role ? { role: file.role } : {}),
-      digest: file.descriptor.digest,
-      size: file.descriptor.size,
-      ok,
-      ...(ok ? {} : { problem: "missing, or its size or digest differs" }),
-    });
-  }
-  if (plan.commandLineFrom === "config" && (!wanted || wanted.has("cmdline"))) {
-    // The signed manifest names the config; the saved copy is checked against that digest before use.
-    const config = await readConfigBytes(layout, resolved.manifest.config, options.signal).catch((error: unknown) => {
-      if (isOcibootError(error, "NOT_FOUND")) return undefined;
-      throw error;
-    });
-    const name = options.fileNames?.cmdline ?? "cmdline";
-    const commandLine = config === undefined ? undefined : parseBootConfig(config).commandLine;
-    if (config === undefined) {
-      items.push({ name, role: "cmdline", ok: false, problem: `the image config is not in ${SIGNATURES_FILE}` });
-    } else if (commandLine !== undefined) {
-      const actual = await readFile(join(directory, name), "utf8").catch(() => undefined);
-      const ok = actual !== undefined && actual.replace(/\n$/, "") === commandLine;
-      items.push({ name, role: "cmdline", ok, ...(ok ? {} : { problem: "missing, or not the image's command line" }) });
-    }
-  }
-  return items;
 }

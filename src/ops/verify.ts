@@ -10,10 +10,10 @@ import { hasBootFiles, noBootFilesError, parseBootConfig, planBootFiles, type Ro
 import { type Digest, parseDigest, sha256DigestOf, toDigest } from "../oci/digest.ts";
 import { type ImageManifest, parseManifest } from "../oci/manifest.ts";
 import { Limits } from "../oci/mediatypes.ts";
-import { compareFile, type FileComparison, fileMatches } from "./download.ts";
+import { compareFile, type FileComparison } from "./download.ts";
 import { commandLineFileBytes, MANIFEST_FILE_NAME } from "./fetch.ts";
 import { FETCH_RECORD_FILE_NAME, type FetchRecord, readFetchRecord } from "./fetch-record.ts";
-import { readManifestBytes, walkGraph } from "./graph-walk.ts";
+import { walkGraph } from "./graph-walk.ts";
 import { importArchive } from "./import.ts";
 import { readConfigBytes, resolveManifest, type ManifestSelection } from "./resolve.ts";
 

@@ -48,6 +48,22 @@ describe("verifySavedDirectory: a fetched folder checked against what it saved",
     await expect(readSavedFetch(dir)).rejects.toMatchObject({ code: "UNSAFE_CONTENT" });
   });
 
+  it("passes a folder whose image has a boot config without a command line: the config is saved all the same", async () => {
+    const plain = await mkdtemp(join(tmpdir(), "ociboot-verify-saved-plain-"));
+    try {
+      const kernel = store.add("application/vnd.ironcore.image.kernel", encoder.encode("another kernel"));
+      const config = store.add("application/vnd.ironcore.image.config.v1+json", encoder.encode("{}"));
+      const manifest = store.add("application/vnd.oci.image.manifest.v1+json", encoder.encode(JSON.stringify({ schemaVersion: 2, config, layers: [kernel] })));
+      await store.tag(manifest, "plain");
+      await fetchBootImage(store, "plain", plain);
+      const report = await verifySavedDirectory(await readSavedFetch(plain));
+      expect(report.items.map((item) => [item.name, item.state])).toEqual([["vmlinuz", "ok"]]);
+      expect(report.ok).toBe(true);
+    } finally {
+      await rm(plain, { recursive: true, force: true });
+    }
+  });
+
   it("without a record, checks the default names and reports the command line as not checkable offline", async () => {
     await rm(join(dir, "ociboot-fetch.json"));
     const report = await verifySavedDirectory(await readSavedFetch(dir), { fileNames: { kernel: "bzImage" } });

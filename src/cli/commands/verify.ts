@@ -3,8 +3,8 @@ import { OciLayoutStore } from "../../content/layout.ts";
 import { isOcibootError, OcibootError } from "../../errors.ts";
 import type { Digest } from "../../oci/digest.ts";
 import { parseReference } from "../../oci/reference.ts";
-import { checkFetchedFolder } from "../../ops/signature-material.ts";
 import { type VerifiedSigner, verifyStoredImageSignature, verifyStoredManifestSignature } from "../../ops/signature.ts";
+import { verifySignedFolder } from "../../ops/verify-signed.ts";
 import {
   canVerifyOffline,
   type DirectoryCheckOptions,
@@ -57,8 +57,8 @@ export function verifyCommand(context: CliContext) {
       const pinned = sourceText === undefined ? undefined : pinnedDigestOf(parseLocation(sourceText));
       if (directory !== undefined && keys && (sourceText === undefined || pinned !== undefined)) {
         // Offline, signature included: the folder's own manifest.json and saved signature material (docs/trust.md).
-        const offline = await checkFetchedFolder(directory, { keys, ...(pinned !== undefined ? { pinned } : {}), ...check });
-        finish(context, { digest: offline.digest, items: offline.items, ok: offline.ok }, options, global.quiet, what, [offline.signer]);
+        const { signer, ...report } = await verifySignedFolder(directory, { keys, ...(pinned !== undefined ? { pinned } : {}), ...check });
+        finish(context, report, options, global.quiet, what, [signer]);
         return;
       }
       let report: VerifyReport;
