@@ -7,7 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeBootImage, publishWithSkopeo, writeOciLayout, type WrittenLayout } from "../harness/images.ts";
 import { startRegistry, type RunningRegistry } from "../harness/registry.ts";
 import { startRecordingProxy, type RecordingProxy } from "../harness/recording-proxy.ts";
-import { writeDockerConfig } from "../harness/docker-config.ts";
 import { ociboot, ocibootUnderDeno } from "./ociboot-binary.ts";
 
 const COMMAND_LINE = "console=ttyS0 root=/dev/vda ro";

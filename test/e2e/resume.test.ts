@@ -6,7 +6,6 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RandomFile } from "../harness/images.ts";
 import { type RecordingProxy } from "../harness/recording-proxy.ts";
-import { type RunningRegistry } from "../harness/registry.ts";
 import { type RelayedBootImage, startRelayedBootImage } from "../harness/relayed-boot-image.ts";
 import { UNORDERED_TAIL_BYTES } from "../../src/content/direct-blob-writer.ts";
 import { OCIBOOT_BINARY, ociboot } from "./ociboot-binary.ts";
@@ -31,7 +30,6 @@ async function waitForSize(path: string, atLeast: number, timeoutMs: number): Pr
 
 describe("fetch killed with SIGKILL mid-blob resumes in the next run", () => {
   let work: string;
-  let registry: RunningRegistry;
   let relay: RecordingProxy;
   let rootfs: RandomFile;
 
@@ -39,7 +37,7 @@ describe("fetch killed with SIGKILL mid-blob resumes in the next run", () => {
 
   beforeAll(async () => {
     image = await startRelayedBootImage("e2e-resume", "os/big", 40 * MiB);
-    ({ work, registry, relay, rootfs } = image);
+    ({ work, relay, rootfs } = image);
   }, 120_000);
   afterAll(async () => {
     await image?.stop();

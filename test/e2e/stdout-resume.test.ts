@@ -5,7 +5,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../harness/commands.ts";
 import { type RandomFile } from "../harness/images.ts";
 import { type RecordingProxy } from "../harness/recording-proxy.ts";
-import { type RunningRegistry } from "../harness/registry.ts";
 import { type RelayedBootImage, startRelayedBootImage } from "../harness/relayed-boot-image.ts";
 import { OCIBOOT_BINARY } from "./ociboot-binary.ts";
 
@@ -13,7 +12,6 @@ const MiB = 1024 * 1024;
 
 describe("fetch --role R -o - continues a cut transfer", () => {
   let work: string;
-  let registry: RunningRegistry;
   let relay: RecordingProxy;
   let rootfs: RandomFile;
 
@@ -21,7 +19,7 @@ describe("fetch --role R -o - continues a cut transfer", () => {
 
   beforeAll(async () => {
     image = await startRelayedBootImage("e2e-stdout-resume", "os/pipe", 20 * MiB);
-    ({ work, registry, relay, rootfs } = image);
+    ({ work, relay, rootfs } = image);
   }, 120_000);
   afterAll(async () => {
     await image?.stop();

@@ -9,7 +9,6 @@ import { pullImage } from "../../src/ops/push-pull.ts";
 import { closeRegistryConnections, openRepository, type RegistryOptions } from "../../src/registry/repository.ts";
 import { type RandomFile } from "../harness/images.ts";
 import { type RecordingProxy, type RelayedRequest } from "../harness/recording-proxy.ts";
-import { type RunningRegistry } from "../harness/registry.ts";
 import { type RelayedBootImage, startRelayedBootImage } from "../harness/relayed-boot-image.ts";
 
 const MiB = 1024 * 1024;
@@ -22,7 +21,6 @@ const CUT_AT = 9 * MiB;
  */
 describe("a cut blob resumes into every destination", () => {
   let work: string;
-  let registry: RunningRegistry;
   let relay: RecordingProxy;
   let rootfs: RandomFile;
   let options: RegistryOptions;
@@ -32,7 +30,7 @@ describe("a cut blob resumes into every destination", () => {
 
   beforeAll(async () => {
     image = await startRelayedBootImage("ingest-resume", "os/big", 24 * MiB);
-    ({ work, registry, relay, rootfs } = image);
+    ({ work, relay, rootfs } = image);
     options = { env: {}, homeDir: work };
     rootfsPath = image.rootfsPath;
   }, 120_000);
