@@ -135,7 +135,7 @@ export async function runCli(argv: readonly string[], context: CliContext): Prom
   program.hook("preAction", (_program, actionCommand) => {
     running = actionCommand as Command;
   });
-  const args = versionFlagAsCommand(program, argv);
+  const args = unknownHelpTopicAsCommand(program, versionFlagAsCommand(program, argv));
   try {
     await program.parseAsync(args, { from: "user" });
     return 0;
@@ -158,6 +158,18 @@ export async function runCli(argv: readonly string[], context: CliContext): Prom
 function detailsOf(error: OcibootError): { details?: Record<string, unknown> } {
   return error.details === undefined ? {} : { details: error.details };
 }
+/**
+ * `help fech` should fail as `fech` does, with the same suggestion, instead of printing the whole
+ * top-level help: the topic becomes the command, so commander names it and offers the near miss.
+ */
+function unknownHelpTopicAsCommand(program: Command, args: string[]): string[] {
+  const helpAt = args.findIndex((arg) => !arg.startsWith("-"));
+  const topic = args[helpAt + 1];
+  if (helpAt === -1 || args[helpAt] !== "help" || topic === undefined || topic.startsWith("-")) return args;
+  const known = program.commands.some((command) => command.name() === topic || command.aliases().includes(topic));
+  return known ? args : [...args.slice(0, helpAt), ...args.slice(helpAt + 1)];
+}
+
 /**
  * `--version` tells as much as `ociboot version` does, so before any command name it becomes that
  * command (global options such as `--debug` stay in front of it).

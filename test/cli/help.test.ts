@@ -90,6 +90,13 @@ describe("help", () => {
     const typo = await cli("fech", "x");
     expect(typo.code).toBe(2);
     expect(typo.stderr).toContain("unknown command 'fech' (Did you mean fetch?) (see ociboot --help)");
+    const helpTypo = await cli("help", "fech");
+    expect(helpTypo.code).toBe(2);
+    expect(helpTypo.stderr).toContain("unknown command 'fech' (Did you mean fetch?)");
+    expect(helpTypo.stderr).not.toContain("Usage:");
+    const helpKnown = await cli("help", "fetch");
+    expect(helpKnown.code).toBe(0);
+    expect(helpKnown.stdout).toContain("Usage: ociboot fetch");
     const option = await cli("fetch", "x", "-o", "d", "--jsn");
     expect(option.stderr).toContain("(Did you mean --json?)");
   });
