@@ -1,6 +1,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { run } from "../harness/commands.ts";
 import { runInProcess } from "./cli-context.ts";
@@ -69,6 +70,25 @@ describe("completion scripts", () => {
     const result = await run("zsh", ["-fc", script], { env: { HOME: work } });
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toBe("_ociboot\n");
+  });
+
+  it("complete commands, options and fixed option values in an interactive zsh", async () => {
+    const complete = async (line: string) => {
+      const capture = fileURLToPath(new URL("../harness/zsh-complete.zsh", import.meta.url));
+      const result = await run("timeout", ["-k", "5", "20", "zsh", "-f", capture], {
+        env: { HOME: work, SCRIPT: scripts["zsh"] as string, WORDS: line },
+      });
+      expect(result.code, result.stderr).toBe(0);
+      return result.stdout.split("\n").map((entry) => entry.trim()).filter(Boolean);
+    };
+    expect(await complete("ociboot fe")).toEqual(["fetch"]);
+    expect(await complete("ociboot fetch --ro")).toEqual(["--role"]);
+    expect(await complete("ociboot fetch REF --role ")).toEqual(["kernel", "initrd", "rootfs", "squashfs", "uki", "iso", "cmdline", "executable"]);
+    expect(await complete("ociboot --store-path s build --format ")).toEqual(["onmetal", "ironcore"]);
+    expect(await complete("ociboot completion ")).toEqual(["bash", "zsh", "fish"]);
+    const list = await complete("ociboot list --");
+    expect(list).toContain("--store-path");
+    expect(list).not.toContain("--ca-file");
   });
 
   it("complete commands and fixed values in fish", async () => {
