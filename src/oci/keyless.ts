@@ -97,8 +97,8 @@ export function checkKeylessBundle(bundleBytes: Uint8Array, trust: KeylessTrust,
   const { policy } = trust;
   const identityOk = policy.identity !== undefined ? identity === policy.identity : policy.identityPattern?.test(identity) === true;
   if (!identityOk) {
-    const expected = policy.identity !== undefined ? JSON.stringify(policy.identity) : `matching /${policy.identityPattern?.source}/`;
-    return { ok: false, reason: `${seen}: the identity is not ${expected}` };
+    const expected = policy.identity !== undefined ? `is not ${JSON.stringify(policy.identity)}` : `does not match /${policy.identityPattern?.source}/`;
+    return { ok: false, reason: `${seen}: the identity ${expected}` };
   }
   if (issuer !== policy.issuer) return { ok: false, reason: `${seen}: the issuer is not ${JSON.stringify(policy.issuer)}` };
   const envelope = bundle.content.dsseEnvelope;

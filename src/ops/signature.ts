@@ -380,7 +380,7 @@ function signatureError(digest: string, trust: TrustAnchors, attempts: readonly 
   const trusted: string[] = [];
   if (trust.keys.length > 0) trusted.push(`trusted keys: ${trust.keys.map((key) => `${key.fingerprint} (${key.source})`).join(", ")}`);
   const keyless = trust.keyless === undefined ? undefined : describeKeyless(trust.keyless);
-  if (keyless !== undefined) trusted.push(`keyless: ${keyless.text}`);
+  if (keyless !== undefined) trusted.push(`keyless, wanted: ${keyless.text}`);
   const tried = attempts.map((attempt) => (attempt.found === "no signature" ? `no signature at ${attempt.where}` : `${attempt.where}: ${attempt.found}`));
   return new OcibootError("SIGNATURE", `Cannot verify a signature of ${digest}: ${tried.join("; ")}; ${trusted.join("; ")}`, {
     details: {
