@@ -4,6 +4,7 @@ import { toSignedEntity, toTrustMaterial, type TrustMaterial, Verifier } from "@
 import { OcibootError } from "../errors.ts";
 import { IN_TOTO_PAYLOAD_TYPE, statementProblem } from "./bundle.ts";
 import { decodeJsonObject } from "./manifest.ts";
+import { fillVerifyDigestDefault } from "./node-verify-default.ts";
 import { keyFingerprint } from "./signature.ts";
 
 /**
@@ -43,6 +44,7 @@ export type KeylessVerdict =
  * @throws OcibootError USAGE when it is not one, naming the source.
  */
 export function loadTrustedRoot(bytes: Uint8Array, source: string, policy: KeylessPolicy): KeylessTrust {
+  fillVerifyDigestDefault();
   try {
     if (bytes.byteLength > MAX_TRUSTED_ROOT_BYTES) throw new Error(`larger than ${MAX_TRUSTED_ROOT_BYTES} bytes`);
     const document = decodeJsonObject(bytes, "trusted root");
