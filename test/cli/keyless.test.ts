@@ -154,4 +154,12 @@ describe("keyless Sigstore bundles (Fulcio certificate, Rekor entry), verified o
       await expectRefused(["fetch", destination, ...keyless("someone@example.com"), "-o", `${output}-refused`], `${output}-refused`, /the identity is not "someone@example.com"/);
     }
   });
+
+  it("pull checks before the store changes", async () => {
+    const image = await signedImage("keyless/pull");
+    await expectRefused(["--store-path", "store-refused", "pull", image.reference, ...keyless("someone@example.com")], "store-refused", /the identity is not "someone@example.com"/);
+    const pulled = await cli("--store-path", "store", "pull", image.reference, ...keyless(), "--json");
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(JSON.parse(pulled.stdout).signers).toEqual([expect.objectContaining({ identity: ID, issuer: ISSUER, signedDigest: image.digest })]);
+  });
 });

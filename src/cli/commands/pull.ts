@@ -38,6 +38,7 @@ export function pullCommand(context: CliContext) {
       }
       const { descriptor } = result;
       const text = `Successfully pulled ${name} ${descriptor.digest.slice(descriptor.digest.indexOf(":") + 1)}\n`;
-      printResult(context, options, text, { reference: name, digest: descriptor.digest, mediaType: descriptor.mediaType, size: descriptor.size }, global.quiet);
+      const signers = result.signers ? { signers: result.signers } : {};
+      printResult(context, options, text, { reference: name, digest: descriptor.digest, mediaType: descriptor.mediaType, size: descriptor.size, ...signers }, global.quiet);
     });
 }
