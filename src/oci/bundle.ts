@@ -63,21 +63,30 @@ export function checkBundle(bundleBytes: Uint8Array, keys: readonly TrustedKey[]
     if (key) break;
   }
   if (key === undefined) return { ok: false, reason: "signed by another key (or the signature is corrupt)" };
+  const problem = statementProblem(payload, signedDigest);
+  return problem === undefined ? { ok: true, key } : { ok: false, reason: problem };
+}
+
+/**
+ * Why a signed in-toto statement does not vouch for `signedDigest` (undefined when it does): it must
+ * be a Statement v1 with a subject whose sha256 is the digest. Called only on verified bytes.
+ */
+export function statementProblem(payload: Uint8Array, signedDigest: string): string | undefined {
   let statement: Record<string, unknown>;
   try {
     statement = decodeJsonObject(payload, "in-toto statement");
   } catch (error) {
-    return { ok: false, reason: (error as Error).message };
+    return (error as Error).message;
   }
-  if (statement["_type"] !== STATEMENT_TYPE) return { ok: false, reason: `the statement's _type is ${JSON.stringify(statement["_type"])}` };
+  if (statement["_type"] !== STATEMENT_TYPE) return `the statement's _type is ${JSON.stringify(statement["_type"])}`;
   const { hex } = parseDigest(signedDigest);
   const subjects = Array.isArray(statement["subject"]) ? statement["subject"] : [];
   const named = subjects.map((subject) => {
     const digest = typeof subject === "object" && subject !== null ? (subject as Record<string, unknown>)["digest"] : undefined;
     return typeof digest === "object" && digest !== null ? (digest as Record<string, unknown>)["sha256"] : undefined;
   });
-  if (!named.includes(hex)) return { ok: false, reason: `signature names another digest (statement subject ${named.map((value) => `sha256:${String(value)}`).join(", ") || "none"})` };
-  return { ok: true, key };
+  if (!named.includes(hex)) return `signature names another digest (statement subject ${named.map((value) => `sha256:${String(value)}`).join(", ") || "none"})`;
+  return undefined;
 }
 
 /** Base64 of any length (DSSE payloads are larger than a signature). */

@@ -66,7 +66,7 @@ export async function copyImage(source: ReadableStore, reference: string, target
     throw new OcibootError("USAGE", `Cannot copy ${reference} to ${options.targetDigest}: the source is ${root.digest}`);
   }
   // A narrowed index is new, so the source index (or its manifests) must carry the signature.
-  const signers = options.trust ? await verifyImageSignature(source, sourceRoot, options.trust.keys, signatureLookup(options.trust, options.signal)) : undefined;
+  const signers = options.trust ? await verifyImageSignature(source, sourceRoot, options.trust, signatureLookup(options.trust, options.signal)) : undefined;
   const copied = { count: 0, bytes: 0 };
   const graphOptions: CopyGraphOptions = {
     ...options,

@@ -24,7 +24,7 @@ export async function exportArchive(source: ReadableStore, reference: string, pa
   let signers: VerifiedSigner[] | undefined;
   if (trust) {
     const root = await source.resolve(reference);
-    signers = await verifyImageSignature(source, root, trust.keys, signatureLookup(trust, options.signal));
+    signers = await verifyImageSignature(source, root, trust, signatureLookup(trust, options.signal));
     reference = root.digest;
   }
   const writer = await OciArchiveWriter.create(path, {

@@ -111,7 +111,7 @@ export async function fetchBootImage(
 
   // Before the output folder is touched: an image nobody trusted signed leaves no trace, not even a .partial.
   const trusted = options.trust
-    ? await verifyResolvedSignature(store, resolved, options.trust.keys, { ...selectionOf(options), ...tagOf(reference) }, signatureLookup(options.trust, options.signal))
+    ? await verifyResolvedSignature(store, resolved, options.trust, { ...selectionOf(options), ...tagOf(reference) }, signatureLookup(options.trust, options.signal))
     : undefined;
 
   await ensureDirectory(outputDir);

@@ -52,8 +52,8 @@ export async function pullImage(
   if (options.trust) {
     const lookup = signatureLookup(options.trust, options.signal);
     signers = resolved
-      ? [(await verifyResolvedSignature(source, resolved, options.trust.keys, { ...options.selection, ...(reference.digest === undefined && reference.tag !== undefined ? { tag: reference.tag } : {}) }, lookup)).signer]
-      : await verifyImageSignature(source, root, options.trust.keys, lookup);
+      ? [(await verifyResolvedSignature(source, resolved, options.trust, { ...options.selection, ...(reference.digest === undefined && reference.tag !== undefined ? { tag: reference.tag } : {}) }, lookup)).signer]
+      : await verifyImageSignature(source, root, options.trust, lookup);
   }
   if (options.selection && descriptor.platform) root.platform = descriptor.platform;
   await copyGraph(source, store, root, options);

@@ -16,15 +16,19 @@ import {
 } from "../oci/signature.ts";
 import { isIndexMediaType, isManifestMediaType, MediaType } from "../oci/mediatypes.ts";
 import { isDigest } from "../oci/digest.ts";
+import type { KeylessTrust } from "../oci/keyless.ts";
 import { readManifestBytes } from "./graph-walk.ts";
 import { type ManifestSelection, resolveManifest, type ResolvedManifest } from "./resolve.ts";
 
 /** Who signed what, once a signature verified (`--json` reports it). */
 export interface VerifiedSigner {
-  /** `sha256:<hex>` of the signing key's SPKI DER. */
+  /** `sha256:<hex>` of the signing key's SPKI DER (for a keyless signature: the certificate's key). */
   fingerprint: string;
-  /** The key file given with `--key`. */
+  /** The key file given with `--key` (for a keyless signature: the `--trusted-root` file). */
   key: string;
+  /** A keyless signature's certificate identity (its SAN) and OIDC issuer, as verified. */
+  identity?: string;
+  issuer?: string;
   /** The digest the signature is over: the manifest, or the index where that is what was signed. */
   signedDigest: string;
   /** Where the signature was found (`<store>:sha256-<hex>.sig`). */
@@ -48,9 +52,17 @@ export interface SignatureVerification {
   material: SignatureMaterial;
 }
 
-/** What `--key` asks of an operation: a signature by one of these keys. */
-export interface TrustOptions {
+/**
+ * What is trusted: a signature by one of these keys, or (keyless) a bundle whose certificate the
+ * trusted root vouches for, issued to the given identity. Either one is enough (docs/keyless.md).
+ */
+export interface TrustAnchors {
   keys: readonly TrustedKey[];
+  keyless?: KeylessTrust;
+}
+
+/** What `--key` (and the keyless options) ask of an operation. */
+export interface TrustOptions extends TrustAnchors {
   /** See {@link SignatureLookupOptions.name}. */
   name?: string;
 }
@@ -80,13 +92,13 @@ interface Attempt {
 export async function verifyDigestSignature(
   store: ReadableStore,
   digest: string,
-  keys: readonly TrustedKey[],
+  trust: TrustAnchors,
   options: SignatureLookupOptions = {},
 ): Promise<SignatureVerification> {
   const attempts: Attempt[] = [];
-  const verified = await tryDigest(store, digest, keys, options, attempts);
+  const verified = await tryDigest(store, digest, trust, options, attempts);
   if (verified) return verified;
-  throw signatureError(digest, keys, attempts);
+  throw signatureError(digest, trust, attempts);
 }
 
 /**
@@ -101,12 +113,12 @@ export async function verifyDigestSignature(
 export async function verifyResolvedSignature(
   store: ReadableStore,
   resolved: ResolvedManifest,
-  keys: readonly TrustedKey[],
+  trust: TrustAnchors,
   selection: SignedSelection,
   options: SignatureLookupOptions = {},
 ): Promise<SignatureVerification> {
   const attempts: Attempt[] = [];
-  const manifestSigned = await tryDigest(store, resolved.descriptor.digest, keys, options, attempts);
+  const manifestSigned = await tryDigest(store, resolved.descriptor.digest, trust, options, attempts);
   if (manifestSigned) {
     if (resolved.indexes.length > 0) {
       const problems = checkSignedAnnotations(resolved.manifest.annotations ?? {}, resolved.descriptor, selection);
@@ -122,10 +134,10 @@ export async function verifyResolvedSignature(
   }
   // Innermost index first: the closest signed container of the selected manifest.
   for (const index of [...resolved.indexes].reverse()) {
-    const indexSigned = await tryDigest(store, index.digest, keys, options, attempts);
+    const indexSigned = await tryDigest(store, index.digest, trust, options, attempts);
     if (indexSigned) return indexSigned;
   }
-  throw signatureError(resolved.descriptor.digest, keys, attempts);
+  throw signatureError(resolved.descriptor.digest, trust, attempts);
 }
 
 /**
@@ -139,23 +151,23 @@ export async function verifyResolvedSignature(
 export async function verifyImageSignature(
   store: ReadableStore,
   root: Descriptor,
-  keys: readonly TrustedKey[],
+  trust: TrustAnchors,
   options: SignatureLookupOptions = {},
 ): Promise<VerifiedSigner[]> {
   const attempts: Attempt[] = [];
-  const signed = await tryDigest(store, root.digest, keys, options, attempts);
+  const signed = await tryDigest(store, root.digest, trust, options, attempts);
   if (signed) return [signed.signer];
-  if (!isIndexMediaType(root.mediaType)) throw signatureError(root.digest, keys, attempts);
+  if (!isIndexMediaType(root.mediaType)) throw signatureError(root.digest, trust, attempts);
   const parsed = parseManifest(await readManifestBytes(store, root, options.signal), root.mediaType);
-  if (parsed.kind !== "index") throw signatureError(root.digest, keys, attempts);
+  if (parsed.kind !== "index") throw signatureError(root.digest, trust, attempts);
   const signers: VerifiedSigner[] = [];
   for (const entry of parsed.index.manifests) {
     if (entry.annotations?.["vnd.docker.reference.type"] === "attestation-manifest") continue;
-    const entrySigned = await tryDigest(store, entry.digest, keys, options, attempts);
-    if (!entrySigned) throw signatureError(root.digest, keys, attempts);
+    const entrySigned = await tryDigest(store, entry.digest, trust, options, attempts);
+    if (!entrySigned) throw signatureError(root.digest, trust, attempts);
     signers.push(entrySigned.signer);
   }
-  if (signers.length === 0) throw signatureError(root.digest, keys, attempts);
+  if (signers.length === 0) throw signatureError(root.digest, trust, attempts);
   return signers;
 }
 
@@ -167,7 +179,7 @@ export async function verifyStoredImageSignature(
   signal?: AbortSignal,
 ): Promise<{ root: Descriptor; signers: VerifiedSigner[] }> {
   const root = await store.resolve(reference);
-  return { root, signers: await verifyImageSignature(store, root, trust.keys, signatureLookup(trust, signal)) };
+  return { root, signers: await verifyImageSignature(store, root, trust, signatureLookup(trust, signal)) };
 }
 
 /** Resolves `reference` to one manifest as fetch does and checks its signature (see {@link verifyResolvedSignature}). */
@@ -180,7 +192,7 @@ export async function verifyStoredManifestSignature(
 ): Promise<{ digest: string; signer: VerifiedSigner }> {
   const resolved = await resolveManifest(store, reference, selection, signal);
   const signed: SignedSelection = { ...selection, ...(isDigest(reference) ? {} : { tag: reference }) };
-  const { signer } = await verifyResolvedSignature(store, resolved, trust.keys, signed, signatureLookup(trust, signal));
+  const { signer } = await verifyResolvedSignature(store, resolved, trust, signed, signatureLookup(trust, signal));
   return { digest: resolved.descriptor.digest, signer };
 }
 
@@ -196,16 +208,21 @@ export function signatureLookup(trust: TrustOptions, signal: AbortSignal | undef
 async function tryDigest(
   store: ReadableStore,
   digest: string,
-  keys: readonly TrustedKey[],
+  trust: TrustAnchors,
   options: SignatureLookupOptions,
   attempts: Attempt[],
 ): Promise<SignatureVerification | undefined> {
   const legacy: Attempt[] = [];
-  const fromTag = await trySignatureTag(store, digest, keys, options, legacy);
+  // Keyless signatures live in bundles only: without a key, the `.sig` tag could not verify anyway.
+  const fromTag = trust.keys.length > 0 ? await trySignatureTag(store, digest, trust.keys, options, legacy) : undefined;
   if (fromTag) return fromTag;
   const bundles: Attempt[] = [];
-  const fromBundle = await tryBundles(store, digest, keys, options, bundles);
+  const fromBundle = await tryBundles(store, digest, trust, options, bundles);
   if (fromBundle) return fromBundle;
+  if (legacy.length === 0) {
+    attempts.push(...(bundles.length > 0 ? bundles : [{ digest, where: `${store.description} referrers of ${digest}`, found: "no Sigstore bundle" }]));
+    return undefined;
+  }
   const tagMissing = legacy.length === 1 && legacy[0]?.found === "no signature";
   if (tagMissing && bundles.length === 0) {
     attempts.push({ digest, where: `${legacy[0]?.where} or in referrers`, found: "no signature" });
@@ -221,7 +238,7 @@ const MAX_BUNDLE_REFERRERS = 16;
 async function tryBundles(
   store: ReadableStore,
   digest: string,
-  keys: readonly TrustedKey[],
+  trust: TrustAnchors,
   options: SignatureLookupOptions,
   attempts: Attempt[],
 ): Promise<SignatureVerification | undefined> {
@@ -254,15 +271,40 @@ async function tryBundles(
       attempts.push({ digest, where, found: "the bundle is missing or does not match its digest" });
       continue;
     }
-    const verdict = checkBundle(bundle, keys, digest);
+    const verdict = await checkAnyBundle(bundle, trust, digest);
     if (!verdict.ok) {
       attempts.push({ digest, where, found: `bundle: ${verdict.reason}` });
       continue;
     }
-    const signer: VerifiedSigner = { fingerprint: verdict.key.fingerprint, key: verdict.key.source, signedDigest: digest, signature: where, layer: 0 };
+    const signer: VerifiedSigner = { ...verdict.signer, signedDigest: digest, signature: where, layer: 0 };
     return { signer, material: { manifest: { descriptor, bytes }, payloads: [{ descriptor: layer, bytes: bundle }], referrer: { ...descriptor, artifactType: BUNDLE_MEDIA_TYPE } } };
   }
   return undefined;
+}
+
+type BundleSigner = Pick<VerifiedSigner, "fingerprint" | "key" | "identity" | "issuer">;
+
+/**
+ * A bundle verified by a trusted key, or else, keyless, by its certificate: a key-based bundle with
+ * `--key`, a certificate bundle against the trusted root. Both reasons are kept when neither verifies.
+ */
+async function checkAnyBundle(bundle: Uint8Array, trust: TrustAnchors, digest: string): Promise<{ ok: true; signer: BundleSigner } | { ok: false; reason: string }> {
+  const reasons: string[] = [];
+  if (trust.keys.length > 0) {
+    const verdict = checkBundle(bundle, trust.keys, digest);
+    if (verdict.ok) return { ok: true, signer: { fingerprint: verdict.key.fingerprint, key: verdict.key.source } };
+    reasons.push(verdict.reason);
+  }
+  if (trust.keyless !== undefined) {
+    // Loaded only when keyless trust was asked for: the Sigstore libraries are most of the bundle's size.
+    const { checkKeylessBundle, isCertificateBundle } = await import("../oci/keyless.ts");
+    if (reasons.length === 0 || isCertificateBundle(bundle)) {
+      const verdict = checkKeylessBundle(bundle, trust.keyless, digest);
+      if (verdict.ok) return { ok: true, signer: { fingerprint: verdict.fingerprint, key: trust.keyless.source, identity: verdict.identity, issuer: verdict.issuer } };
+      reasons.push(`keyless: ${verdict.reason}`);
+    }
+  }
+  return { ok: false, reason: reasons.join("; ") };
 }
 
 async function trySignatureTag(
@@ -334,10 +376,25 @@ export async function readBounded(store: ReadableStore, descriptor: Descriptor, 
   return readVerified(content.stream, descriptor, maxBytes);
 }
 
-function signatureError(digest: string, keys: readonly TrustedKey[], attempts: readonly Attempt[]): OcibootError {
-  const keyList = keys.map((key) => `${key.fingerprint} (${key.source})`).join(", ");
+function signatureError(digest: string, trust: TrustAnchors, attempts: readonly Attempt[]): OcibootError {
+  const trusted: string[] = [];
+  if (trust.keys.length > 0) trusted.push(`trusted keys: ${trust.keys.map((key) => `${key.fingerprint} (${key.source})`).join(", ")}`);
+  const keyless = trust.keyless === undefined ? undefined : describeKeyless(trust.keyless);
+  if (keyless !== undefined) trusted.push(`keyless, wanted: ${keyless.text}`);
   const tried = attempts.map((attempt) => (attempt.found === "no signature" ? `no signature at ${attempt.where}` : `${attempt.where}: ${attempt.found}`));
-  return new OcibootError("SIGNATURE", `Cannot verify a signature of ${digest}: ${tried.join("; ")}; trusted keys: ${keyList}`, {
-    details: { digest, tried: attempts, keys: keys.map((key) => ({ fingerprint: key.fingerprint, source: key.source })) },
+  return new OcibootError("SIGNATURE", `Cannot verify a signature of ${digest}: ${tried.join("; ")}; ${trusted.join("; ")}`, {
+    details: {
+      digest,
+      tried: attempts,
+      keys: trust.keys.map((key) => ({ fingerprint: key.fingerprint, source: key.source })),
+      ...(keyless !== undefined ? { keyless: keyless.details } : {}),
+    },
   });
+}
+
+function describeKeyless(keyless: KeylessTrust): { text: string; details: Record<string, string> } {
+  const { identity, identityPattern, issuer } = keyless.policy;
+  const wanted = identity !== undefined ? { identity } : { identityRegexp: identityPattern?.source ?? "" };
+  const shown = identity !== undefined ? `identity ${JSON.stringify(identity)}` : `identity matching /${identityPattern?.source}/`;
+  return { text: `${shown}, issuer ${JSON.stringify(issuer)}, trusted root ${keyless.source}`, details: { ...wanted, issuer, trustedRoot: keyless.source } };
 }

@@ -25,7 +25,7 @@ export async function streamRole(
   // Nothing reaches the sink before the signature verified: standard output cannot take bytes back.
   if (options.trust) {
     const selection = { ...(options.platform ? { platform: options.platform } : {}), ...(options.flavor !== undefined ? { flavor: options.flavor } : {}), ...(isDigest(reference) ? {} : { tag: reference }) };
-    await verifyResolvedSignature(store, resolved, options.trust.keys, selection, signatureLookup(options.trust, options.signal));
+    await verifyResolvedSignature(store, resolved, options.trust, selection, signatureLookup(options.trust, options.signal));
   }
   const plan = planBootFiles(resolved.manifest);
   const file = plan.files.find((candidate) => candidate.role === role);

@@ -3,15 +3,14 @@ import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import type { Digest } from "../oci/digest.ts";
 import { parseManifest } from "../oci/manifest.ts";
-import type { TrustedKey } from "../oci/signature.ts";
 import { readManifestBytes } from "./graph-walk.ts";
 import type { ResolvedManifest } from "./resolve.ts";
 import { readMaterial } from "./signature-material.ts";
-import { verifyResolvedSignature, type VerifiedSigner } from "./signature.ts";
+import { type TrustAnchors, verifyResolvedSignature, type VerifiedSigner } from "./signature.ts";
 import { type DirectoryCheckOptions, readSavedFetch, verifySavedDirectory, type VerifyReport } from "./verify.ts";
 
 export interface SignedFolderCheckOptions extends DirectoryCheckOptions {
-  keys: readonly TrustedKey[];
+  trust: TrustAnchors;
   /** The digest the user pinned (`REF@sha256:…`): manifest.json must hash to it. */
   pinned?: Digest;
 }
@@ -24,7 +23,7 @@ export interface SignedFolderCheckOptions extends DirectoryCheckOptions {
  * @throws OcibootError SIGNATURE when no trusted signature verifies; INTEGRITY when the pin differs.
  */
 export async function verifySignedFolder(directory: string, options: SignedFolderCheckOptions): Promise<VerifyReport & { signer: VerifiedSigner }> {
-  const { keys, pinned, ...check } = options;
+  const { trust, pinned, ...check } = options;
   const saved = await readSavedFetch(directory);
   if (pinned !== undefined && pinned !== saved.digest) {
     throw new OcibootError("INTEGRITY", `Cannot verify ${directory}: ${saved.manifestPath} is ${saved.digest}, not the pinned ${pinned}`);
@@ -45,7 +44,7 @@ export async function verifySignedFolder(directory: string, options: SignedFolde
     resolved.indexes = [index.descriptor];
     resolved.indexBytes = [index.bytes];
   }
-  const { signer } = await verifyResolvedSignature(material.store, resolved, keys, {}, options.signal ? { signal: options.signal } : {});
+  const { signer } = await verifyResolvedSignature(material.store, resolved, trust, {}, options.signal ? { signal: options.signal } : {});
   const report = await verifySavedDirectory(saved, check);
   // The manifest itself is an item too: its signature is what vouches for every other file.
   const manifestItem = { name: "manifest.json", digest: saved.digest, size: saved.manifestBytes.byteLength, ok: true, state: "ok" as const };

@@ -177,6 +177,20 @@ export async function publishBundle(
     verificationMaterial: { publicKey: { hint: "" } },
     dsseEnvelope: { payload: statement.toString("base64"), payloadType: "application/vnd.in-toto+json", signatures: [{ sig: signature.toString("base64") }] },
   });
+  await publishBundleReferrer(directory, registry, repository, subject, bundle);
+}
+
+/**
+ * Attaches `bundle` (JSON) to `subject` as cosign v3 does: the artifact manifest pushed by skopeo and
+ * listed in the `sha256-<hex>` fallback index (distribution 2.8 has no referrers API).
+ */
+export async function publishBundleReferrer(
+  directory: string,
+  registry: RegistryEndpoint & { url: string },
+  repository: string,
+  subject: { mediaType: string; digest: string; size: number },
+  bundle: string,
+): Promise<void> {
   const layout = await mkdtemp(join(directory, "bundle-layout-"));
   const tag = `sha256-${subject.digest.slice(7)}`;
   const written = await writeOciLayout(layout, {

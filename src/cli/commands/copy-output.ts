@@ -1,4 +1,5 @@
 import type { CopyImageResult } from "../../ops/copy-image.ts";
+import { signerLabel } from "../keys.ts";
 
 /** What copy prints about: the result and the locations as the user wrote them. */
 export interface CopyReport extends CopyImageResult {
@@ -33,6 +34,6 @@ export function formatCopyReport(report: CopyReport, options: { json: boolean })
   const referrerLines = report.referrers.map((referrer) => `Copied referrer ${referrer.digest}${referrer.artifactType ? ` (${referrer.artifactType})` : ""}\n`);
   const narrowed =
     report.sourceIndex === undefined ? "" : `Copied only the chosen platforms: a new index ${report.descriptor.digest} replaces ${report.sourceIndex.digest}\n`;
-  const signerLines = (report.signers ?? []).map((signer) => `Signed by ${signer.fingerprint} (${signer.key}): ${signer.signedDigest}\n`);
+  const signerLines = (report.signers ?? []).map((signer) => `Signed by ${signerLabel(signer)}: ${signer.signedDigest}\n`);
   return `${signerLines.join("")}${referrerLines.join("")}${narrowed}Copied ${report.source} → ${report.destination} ${report.descriptor.digest}\n`;
 }

@@ -10,11 +10,11 @@ import { compressionLevelOption } from "../compression-option.ts";
 import { OcibootError } from "../../errors.ts";
 import { formatCopyReport } from "./copy-output.ts";
 import { transferLog } from "./transfer-log.ts";
-import { keyOption, loadKeys, trustFor } from "../keys.ts";
+import { loadTrust, trustFor, withTrustOptions } from "../keys.ts";
 
 /** `ociboot copy SRC DST`: an image between registries, OCI layouts and OCI archives, in any direction. */
 export function copyCommand(context: CliContext) {
-  return new Command("copy")
+  return withTrustOptions(new Command("copy")
     .description(
       "copy an image (a whole multi-arch index too) between a registry, an OCI layout (oci:DIR[:REF]) and an OCI archive (oci-archive:FILE[:REF], .tar/.tar.gz/.tar.xz/.tar.zst), digests preserved, every blob verified",
     )
@@ -26,8 +26,7 @@ export function copyCommand(context: CliContext) {
       "--platform <os/arch[/variant]>",
       "copy only this platform of an index (repeatable); the copy is a new index listing only those, so its digest differs",
       (value: string, previous: string[] = []) => [...previous, value],
-    )
-    .addOption(keyOption())
+    ))
     .addOption(compressionLevelOption())
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
@@ -54,10 +53,10 @@ export function copyCommand(context: CliContext) {
         ...(options.archiveFolder !== undefined ? { archiveFolder: options.archiveFolder } : {}),
         ...(options.compressionLevel !== undefined ? { level: options.compressionLevel } : {}),
       });
-      const keys = await loadKeys(options.key, context);
+      const trustAnchors = await loadTrust(options, context);
       const log = transferLog(context, "copied", global.quiet);
       const copyOptions: CopyImageOptions = {
-        ...(keys ? { trust: trustFor(keys, sourceText) } : {}),
+        ...(trustAnchors ? { trust: trustFor(trustAnchors, sourceText) } : {}),
         signal: context.signal,
         ...(options.platform !== undefined ? { platforms: options.platform.map(parsePlatform) } : {}),
         withReferrers: options.withReferrers === true,

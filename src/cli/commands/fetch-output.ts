@@ -1,4 +1,5 @@
 import { qemuCommandFor } from "../../ops/boot-hint.ts";
+import { signerLabel } from "../keys.ts";
 import type { FetchReport } from "../../ops/fetch.ts";
 import type { ReferrerFilesReport } from "../../ops/referrer-files.ts";
 import { formatBytes } from "../format.ts";
@@ -35,7 +36,7 @@ export function formatFetchReport(report: FetchReport, options: { json: boolean;
   }
   if (options.quiet) return "";
   const lines = [`Fetched ${report.reference} ${report.digest} into ${report.outputDir}`];
-  if (report.signer) lines.push(`Signed by ${report.signer.fingerprint} (${report.signer.key}): ${report.signer.signature}`);
+  if (report.signer) lines.push(`Signed by ${signerLabel(report.signer)}: ${report.signer.signature}`);
   for (const file of report.files) {
     lines.push(`  ${(file.role ?? "file").padEnd(8)} ${file.name.padEnd(16)} ${formatBytes(file.size).padStart(10)}  ${file.digest}`);
   }

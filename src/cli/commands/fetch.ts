@@ -12,11 +12,11 @@ import { createFetchProgress } from "../progress.ts";
 import { openSource } from "../sources.ts";
 import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
 import { formatFetchReport, formatReferrerFilesReport } from "./fetch-output.ts";
-import { keyOption, loadKeys, trustFor } from "../keys.ts";
+import { loadTrust, trustFor, withTrustOptions } from "../keys.ts";
 
 /** `ociboot fetch REF -o DIR`: verified boot-ready files in a folder. */
 export function fetchCommand(context: CliContext) {
-  return new Command("fetch")
+  return withTrustOptions(new Command("fetch")
     .description("fetch a boot image: every blob verified while streaming, files named by role (vmlinuz, initrd, rootfs, cmdline)")
     .argument("<ref>", "registry reference (host/repo:tag, …@sha256:…), oci:DIR[:REF] or oci-archive:FILE[:REF]")
     .requiredOption("-o, --output <dir>", 'output directory, or "-" to write one --role to stdout (not a terminal; check the exit status, see below)')
@@ -26,8 +26,7 @@ export function fetchCommand(context: CliContext) {
     .addOption(nameOption())
     .addOption(new Option("--concurrency <n>", "blobs downloaded at once").default("3"))
     .option("--referrer <artifact-type>", "instead of the image: the files of its newest referrer of this artifact type, by their titles (as oras pull)")
-    .option("--all", "with --referrer: every referrer of the type, each into DIR/sha256-<hex>/")
-    .addOption(keyOption())
+    .option("--all", "with --referrer: every referrer of the type, each into DIR/sha256-<hex>/"))
     .option("--json", "print a JSON report on stdout")
     .addHelpText(
       "after",
@@ -50,7 +49,7 @@ export function fetchCommand(context: CliContext) {
       if (options.output === "-" && context.stdout.isTTY === true) {
         throw new OcibootError("USAGE", "Cannot write a binary file to a terminal: redirect standard output (-o - > vmlinuz) or use -o DIR");
       }
-      const keys = await loadKeys(options.key, context);
+      const trustAnchors = await loadTrust(options, context);
       const source = await openSource(ref, global, context);
       try {
         const selection = selectionFrom(options);
@@ -61,7 +60,7 @@ export function fetchCommand(context: CliContext) {
           await streamRole(source.store, source.reference, roles[0] as Role, context.stdoutStream, {
             ...selection,
             signal: context.signal,
-            ...(keys ? { trust: trustFor(keys, ref) } : {}),
+            ...(trustAnchors ? { trust: trustFor(trustAnchors, ref) } : {}),
           });
           return;
         }
@@ -73,7 +72,7 @@ export function fetchCommand(context: CliContext) {
           signal: context.signal,
           ...(roles ? { roles } : {}),
           ...(progress ? { progress } : {}),
-          ...(keys ? { trust: trustFor(keys, ref) } : {}),
+          ...(trustAnchors ? { trust: trustFor(trustAnchors, ref) } : {}),
         };
         let report;
         try {

@@ -8,16 +8,15 @@ import { globalOptions } from "../global-options.ts";
 import { withRepository } from "./registry-access.ts";
 import { transferLog } from "./transfer-log.ts";
 import { openLocalStore } from "./store-output.ts";
-import { keyOption, loadKeys } from "../keys.ts";
+import { loadTrust, withTrustOptions } from "../keys.ts";
 
 /** `ociboot pull REF`: an image from a registry into the local store, every blob verified. */
 export function pullCommand(context: CliContext) {
-  return new Command("pull")
+  return withTrustOptions(new Command("pull")
     .description("pull an image (a whole multi-arch index, or one platform of it) into the local store, every blob verified")
     .argument("<ref>", "registry reference, e.g. ghcr.io/gardenlinux/gardenlinux:1592.1")
     .addOption(new Option("--platform <os/arch[/variant]>", "pull only this platform's manifest of a multi-arch index, tagged as REF"))
-    .addOption(flavorOption())
-    .addOption(keyOption())
+    .addOption(flavorOption()))
     .option("--json", JSON_HELP)
     .addHelpText(
       "after",
@@ -26,9 +25,9 @@ export function pullCommand(context: CliContext) {
     .action(async (name, options, command) => {
       const global = globalOptions(command as never, context);
       const store = openLocalStore(global, context);
-      const keys = await loadKeys(options.key, context);
+      const trustAnchors = await loadTrust(options, context);
       const log = transferLog(context, "pulled", global.quiet);
-      const copyOptions: PullOptions = { signal: context.signal, ...log.hooks, ...(keys ? { trust: { keys } } : {}) };
+      const copyOptions: PullOptions = { signal: context.signal, ...log.hooks, ...(trustAnchors ? { trust: trustAnchors } : {}) };
       // Without either, the whole index, as onmetal-image pulls it.
       if (options.platform !== undefined || options.flavor !== undefined) copyOptions.selection = selectionFrom(options);
       let result;
@@ -39,6 +38,7 @@ export function pullCommand(context: CliContext) {
       }
       const { descriptor } = result;
       const text = `Successfully pulled ${name} ${descriptor.digest.slice(descriptor.digest.indexOf(":") + 1)}\n`;
-      printResult(context, options, text, { reference: name, digest: descriptor.digest, mediaType: descriptor.mediaType, size: descriptor.size }, global.quiet);
+      const signers = result.signers ? { signers: result.signers } : {};
+      printResult(context, options, text, { reference: name, digest: descriptor.digest, mediaType: descriptor.mediaType, size: descriptor.size, ...signers }, global.quiet);
     });
 }

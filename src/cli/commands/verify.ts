@@ -21,18 +21,17 @@ import {
 import type { CliContext } from "../context.ts";
 import { examples } from "../examples.ts";
 import { globalOptions } from "../global-options.ts";
-import { keyOption, loadKeys, trustFor } from "../keys.ts";
+import { loadTrust, signerLabel, trustFor, withTrustOptions } from "../keys.ts";
 import { resolvePath } from "../paths.ts";
 import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
 import { type Location, openSource, parseLocation, temporaryArchiveStore } from "../sources.ts";
 
 /** `ociboot verify`: exit 0 only if everything matches what was published. */
 export function verifyCommand(context: CliContext) {
-  return new Command("verify")
+  return withTrustOptions(new Command("verify")
     .description("prove that fetched files, a store or an image are exactly what was published (exit 0 only if all match)")
     .argument("[source]", "registry reference, oci:DIR[:REF] or oci-archive:FILE[:REF]; without it, --dir DIR is checked against its own manifest.json")
-    .option("--dir <dir>", "check the boot files fetch wrote into DIR against the image (or, with no source, against DIR/manifest.json)")
-    .addOption(keyOption())
+    .option("--dir <dir>", "check the boot files fetch wrote into DIR against the image (or, with no source, against DIR/manifest.json)"))
     .addOption(platformOption())
     .addOption(flavorOption())
     .addOption(roleOption())
@@ -49,15 +48,15 @@ export function verifyCommand(context: CliContext) {
     )
     .action(async (sourceText, options, command) => {
       const global = globalOptions(command as never, context);
-      const keys = await loadKeys(options.key, context);
+      const trustAnchors = await loadTrust(options, context);
       const directory = options.dir === undefined ? undefined : resolvePath(context, options.dir);
       const check: DirectoryCheckOptions = { fileNames: parseNames(options.name), signal: context.signal };
       if (options.role) check.roles = parseRoles(options.role);
       const what = sourceText ?? options.dir ?? "";
       const pinned = sourceText === undefined ? undefined : pinnedDigestOf(parseLocation(sourceText));
-      if (directory !== undefined && keys && (sourceText === undefined || pinned !== undefined)) {
+      if (directory !== undefined && trustAnchors && (sourceText === undefined || pinned !== undefined)) {
         // Offline, signature included: the folder's own manifest.json and saved signature material (docs/trust.md).
-        const { signer, ...report } = await verifySignedFolder(directory, { keys, ...(pinned !== undefined ? { pinned } : {}), ...check });
+        const { signer, ...report } = await verifySignedFolder(directory, { trust: trustAnchors, ...(pinned !== undefined ? { pinned } : {}), ...check });
         finish(context, report, options, global.quiet, what, [signer]);
         return;
       }
@@ -70,7 +69,7 @@ export function verifyCommand(context: CliContext) {
         report = await verifySavedDirectory(await readSavedFetch(directory), check);
       } else {
         const location = parseLocation(sourceText);
-        if (keys && location.kind !== "registry" && location.reference === undefined && directory === undefined) {
+        if (trustAnchors && location.kind !== "registry" && location.reference === undefined && directory === undefined) {
           throw new OcibootError("USAGE", `Cannot verify a signature for all of ${sourceText}: name the image, ${sourceText}:REF`);
         }
         const saved = directory === undefined ? undefined : await pinnedSavedFetch(location, directory, check);
@@ -88,7 +87,7 @@ export function verifyCommand(context: CliContext) {
         } else {
           const source = await openSource(sourceText, global, context);
           try {
-            const trust = keys ? trustFor(keys, sourceText) : undefined;
+            const trust = trustAnchors ? trustFor(trustAnchors, sourceText) : undefined;
             if (directory === undefined) {
               // The graph checked is the one whose signature verified (by digest), not a second answer to the tag.
               const trusted = trust ? await verifyStoredImageSignature(source.store, source.reference, trust, context.signal) : undefined;
@@ -171,7 +170,7 @@ function formatVerifyReport(report: VerifyReport, json: boolean, quiet: boolean,
   if (json) return `${JSON.stringify(signers ? { ...report, signers } : report, null, 2)}\n`;
   if (quiet) return "";
   const lines = report.manifestFrom ? [`Checking against ${report.manifestFrom} (${report.digest})`] : [];
-  lines.push(...(signers ?? []).map((signer) => `SIGNED  ${signer.signedDigest} by ${signer.fingerprint} (${signer.key})`));
+  lines.push(...(signers ?? []).map((signer) => `SIGNED  ${signer.signedDigest} by ${signerLabel(signer)}`));
   lines.push(...report.items.map((item) => `${item.ok ? "OK      " : "FAILED  "}${item.role ? `${item.role} ` : ""}${item.name}${item.problem ? `: ${item.problem}` : ""}`));
   lines.push(report.ok ? `All ${report.items.length} items verified.` : `${report.items.filter((item) => !item.ok).length} of ${report.items.length} items FAILED.`);
   return `${lines.join("\n")}\n`;
