@@ -103,13 +103,23 @@ export async function* readOciArchive(path: string, options: ArchiveReadOptions 
   }
 }
 
-type Accepted =
+export type Accepted =
   | { kind: "skip" }
   | { kind: "blob"; path: string; descriptor: Descriptor }
   | { kind: "index" | "layout"; path: string; maxBytes: number };
 
-/** The rules every tar header must pass, with the state they need (top folder, counts, duplicates). */
-class ArchivePolicy {
+/** What {@link ArchivePolicy} needs of a tar header, from tar-stream or from the seeking scan (archive-tar.ts). */
+export interface TarHeaderFields {
+  name: string;
+  type?: string | null;
+  size?: number;
+}
+
+/**
+ * The rules every tar header must pass, with the state they need (top folder, counts, duplicates):
+ * one set of rules for the streaming reader and the reader by offset.
+ */
+export class ArchivePolicy {
   readonly #archive: string;
   readonly #maxIndexBytes: number;
   readonly #maxEntries: number;
@@ -123,7 +133,7 @@ class ArchivePolicy {
     this.#maxEntries = options.maxEntries ?? 100_000;
   }
 
-  accept(header: tarStream.Header): Accepted {
+  accept(header: TarHeaderFields): Accepted {
     if (++this.#entries > this.#maxEntries) throw this.#unsafe(`more than ${this.#maxEntries} entries`);
     const name = header.name;
     if (name.length > MAX_PATH_LENGTH) throw this.#unsafe(`an entry name is longer than ${MAX_PATH_LENGTH} characters`);

@@ -11,6 +11,9 @@ import { OcibootError } from "../../errors.ts";
 import { formatCopyReport } from "./copy-output.ts";
 import { transferLog } from "./transfer-log.ts";
 import { keyOption, loadKeys, trustFor } from "../keys.ts";
+import { pushInto } from "../../content/archive-placement.ts";
+import type { ReadableStore, WritableStore } from "../../content/store.ts";
+import { verifyStoredImageSignature } from "../../ops/signature.ts";
 
 /** `ociboot copy SRC DST`: an image between registries, OCI layouts and OCI archives, in any direction. */
 export function copyCommand(context: CliContext) {
@@ -55,25 +58,28 @@ export function copyCommand(context: CliContext) {
         ...(options.compressionLevel !== undefined ? { level: options.compressionLevel } : {}),
       });
       const keys = await loadKeys(options.key, context);
+      const trust = keys ? trustFor(keys, sourceText) : undefined;
       const log = transferLog(context, "copied", global.quiet);
       const copyOptions: CopyImageOptions = {
-        ...(keys ? { trust: trustFor(keys, sourceText) } : {}),
+        ...(trust ? { trust } : {}),
         signal: context.signal,
         ...(options.platform !== undefined ? { platforms: options.platform.map(parsePlatform) } : {}),
         withReferrers: options.withReferrers === true,
         ...log.hooks,
       };
-      const source = await openSource(sourceText, global, context);
+      // A compressed archive's large blobs go straight into a layout or registry destination;
+      // with --key, only once the signature verified (docs/archives.md).
+      const openCopySource = (target: (ReadableStore & WritableStore) | undefined) =>
+        openSource(sourceText, global, context, {
+          ...(target ? { archiveBlobs: pushInto(target) } : {}),
+          ...(target && trust ? { beforePlacing: (store: ReadableStore, reference: string) => verifyStoredImageSignature(store, reference, trust, context.signal) } : {}),
+        });
+      let result;
       try {
-        let result;
-        try {
-          result = await destination.copyFrom(source.store, source.reference, copyOptions);
-        } finally {
-          log.stop();
-        }
-        if (options.json === true || !global.quiet) context.stdout.write(formatCopyReport({ ...result, source: sourceText, destination: destinationText }, { json: options.json === true }));
+        result = await destination.copyFrom(openCopySource, copyOptions);
       } finally {
-        await source.close();
+        log.stop();
       }
+      if (options.json === true || !global.quiet) context.stdout.write(formatCopyReport({ ...result, source: sourceText, destination: destinationText }, { json: options.json === true }));
     });
 }
