@@ -4,13 +4,13 @@ import type { Descriptor } from "../oci/descriptor.ts";
 import { isDigest } from "../oci/digest.ts";
 import { parseManifest } from "../oci/manifest.ts";
 import { Limits } from "../oci/mediatypes.ts";
-import { type ArchiveEntry, ArchivePolicy, type ArchiveReadOptions, readOciArchive } from "./archive.ts";
+import { type ArchiveEntry, archiveLayoutIndex, ArchivePolicy, type ArchiveReadOptions, readOciArchive } from "./archive.ts";
 import { type BlobPlace, type BlobPlacement, dropBlobs } from "./archive-placement.ts";
 import { scanTar } from "./archive-tar.ts";
 import { sniff } from "./decompress.ts";
 import { errorCode, errorMessage, fileReadableStream } from "./fs-util.ts";
 import { referrersAmong } from "./index-referrers.ts";
-import { checkLayoutFile, type LayoutIndex, parseLayoutIndex, refNameOf, taggedEntry, withoutRefName } from "./layout-index.ts";
+import { type LayoutIndex, refNameOf, taggedEntry, withoutRefName } from "./layout-index.ts";
 import type { FetchedContent, FetchOptions, ReadableStore, ReferrerLister, TagLister } from "./store.ts";
 import { readVerified } from "./verify.ts";
 
@@ -55,12 +55,7 @@ export async function openArchiveInPlace(path: string, options: ArchiveOpenOptio
   } else {
     await readCompressed(path, options, blobs, metadata);
   }
-  if (!metadata.layout && !metadata.index) {
-    throw new OcibootError("NOT_FOUND", `Cannot read ${path}: it holds no OCI image layout (no oci-layout, no index.json)`);
-  }
-  checkLayoutFile(metadata.layout, `${path}: oci-layout`);
-  if (!metadata.index) throw new OcibootError("INVALID_MANIFEST", `Cannot read ${path}: no index.json; not an OCI image layout archive`);
-  const index = parseLayoutIndex(metadata.index, `${path}: index.json`);
+  const index = archiveLayoutIndex(path, metadata, "read");
   return new ArchiveStore(path, index, blobs, { description: options.description ?? `oci-archive:${path}`, readOptions: rereadOptionsOf(options) });
 }
 

@@ -6,7 +6,7 @@ import type { Descriptor } from "../oci/descriptor.ts";
 import { parseDigest } from "../oci/digest.ts";
 import { Limits } from "../oci/mediatypes.ts";
 import { type DecompressOptions, openDecompressed, truncatedOrCorrupt } from "./decompress.ts";
-import { LAYOUT_NAMES } from "./layout-index.ts";
+import { checkLayoutFile, LAYOUT_NAMES, type LayoutIndex, parseLayoutIndex } from "./layout-index.ts";
 import { ContentVerifier } from "./verify.ts";
 
 /**
@@ -183,6 +183,19 @@ export class ArchivePolicy {
   #unsafe(reason: string): OcibootError {
     return new OcibootError("UNSAFE_CONTENT", `Cannot import ${this.#archive}: ${reason}`);
   }
+}
+
+/**
+ * The index.json of an archive, once its `oci-layout` passed the one check (layout-index.ts):
+ * NOT_FOUND when the archive holds neither file, INVALID_MANIFEST without index.json.
+ */
+export function archiveLayoutIndex(archive: string, files: { layout?: Uint8Array | undefined; index?: Uint8Array | undefined }, action: "import" | "read"): LayoutIndex {
+  if (!files.layout && !files.index) {
+    throw new OcibootError("NOT_FOUND", `Cannot ${action} ${archive}: it holds no OCI image layout (no oci-layout, no index.json)`);
+  }
+  checkLayoutFile(files.layout, `${archive}: oci-layout`);
+  if (!files.index) throw new OcibootError("INVALID_MANIFEST", `Cannot ${action} ${archive}: no index.json; not an OCI image layout archive`);
+  return parseLayoutIndex(files.index, `${archive}: index.json`);
 }
 
 /** Path components of a tar name, refusing absolute paths, `..`, empty and odd components. */
