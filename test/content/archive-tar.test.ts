@@ -10,6 +10,8 @@ import { openArchiveInPlace } from "../../src/content/archive-store.ts";
 import { scanTar, type TarEntry } from "../../src/content/archive-tar.ts";
 import { readVerified } from "../../src/content/verify.ts";
 import { toDigest } from "../../src/oci/digest.ts";
+import { verifyLayoutStore } from "../../src/ops/verify.ts";
+import { makeBootImage, writeOciLayout } from "../harness/images.ts";
 
 const exec = promisify(execFile);
 let work: string;
@@ -108,11 +110,36 @@ describe("openArchiveInPlace of a plain tar", () => {
     const store = await openArchiveInPlace(archive);
     const descriptor = { mediaType: "application/octet-stream", digest: toDigest(`sha256:${digest}`), size: blob.byteLength };
     const { stream } = await store.fetch(descriptor);
-    expect(Buffer.from(await readVerified(stream, descriptor, 2 * 1024 * 1024))).toEqual(blob);
+    expect(Buffer.from(await readVerified(stream, descriptor, 2 * 1024 * 1024)).equals(blob)).toBe(true);
     const ranged = await store.fetch(descriptor, { offset: 1_000_000 });
     expect(ranged.offset).toBe(1_000_000);
     const chunks: Uint8Array[] = [];
     for await (const chunk of ranged.stream as unknown as AsyncIterable<Uint8Array>) chunks.push(chunk);
-    expect(Buffer.concat(chunks)).toEqual(blob.subarray(1_000_000));
+    expect(Buffer.concat(chunks).equals(blob.subarray(1_000_000))).toBe(true);
+  });
+});
+
+describe("openArchiveInPlace of a compressed archive", () => {
+  it("verifies every blob in its one pass; with keepCorrupt a corrupt large blob is one failed item of verify", async () => {
+    const rootfs = randomBytes(5 * 1024 * 1024);
+    const written = await writeOciLayout(join(work, "gz", "onmetal"), {
+      manifests: [makeBootImage({ dialect: "onmetal", tag: "v1", kernel: { bytes: "kernel" }, initrd: { bytes: "initrd" }, rootfs: { bytes: rootfs } })],
+    });
+    const rootfsLayer = written.manifests[0]!.layers.find((layer) => layer.size === rootfs.byteLength)!;
+    const archive = join(work, "good.oci.tar.gz");
+    await exec("tar", ["-czf", archive, "-C", join(work, "gz"), "onmetal"]);
+    const good = await verifyLayoutStore(await openArchiveInPlace(archive, { keepCorrupt: true }));
+    expect(good.ok).toBe(true);
+    expect(good.items).toHaveLength(5);
+
+    const damaged = Buffer.from(rootfs);
+    damaged[4_000_000] = (damaged[4_000_000] ?? 0) ^ 0xff;
+    await writeFile(join(work, "gz", "onmetal", "blobs", "sha256", rootfsLayer.digest.slice("sha256:".length)), damaged);
+    const bad = join(work, "bad.oci.tar.gz");
+    await exec("tar", ["-czf", bad, "-C", join(work, "gz"), "onmetal"]);
+    await expect(openArchiveInPlace(bad)).rejects.toMatchObject({ code: "INTEGRITY", message: expect.stringContaining("content hashes to") });
+    const report = await verifyLayoutStore(await openArchiveInPlace(bad, { keepCorrupt: true }));
+    expect(report.items.filter((item) => !item.ok).map((item) => item.name)).toEqual([rootfsLayer.digest]);
+    expect(report.items.filter((item) => item.ok)).toHaveLength(4);
   });
 });

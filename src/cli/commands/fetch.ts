@@ -87,7 +87,7 @@ export function fetchCommand(context: CliContext) {
         };
         let report;
         try {
-          report = await fetchBootImage(source.store, source.reference, outputDir ?? "", fetchOptions);
+          report = await fetchBootImage(source.store, source.reference, resolvePath(context, options.output), fetchOptions);
         } finally {
           progress?.stop();
         }
