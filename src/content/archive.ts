@@ -103,7 +103,7 @@ export async function* readOciArchive(path: string, options: ArchiveReadOptions 
   }
 }
 
-export type Accepted =
+type Accepted =
   | { kind: "skip" }
   | { kind: "blob"; path: string; descriptor: Descriptor }
   | { kind: "index" | "layout"; path: string; maxBytes: number };

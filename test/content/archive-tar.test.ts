@@ -1,15 +1,17 @@
 import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import tarStream from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { spoolInto } from "../../src/content/archive-placement.ts";
 import { openArchiveInPlace } from "../../src/content/archive-store.ts";
 import { scanTar, type TarEntry } from "../../src/content/archive-tar.ts";
 import { readVerified } from "../../src/content/verify.ts";
 import { toDigest } from "../../src/oci/digest.ts";
+import { fetchBootImage } from "../../src/ops/fetch.ts";
 import { verifyLayoutStore } from "../../src/ops/verify.ts";
 import { makeBootImage, writeOciLayout } from "../harness/images.ts";
 
@@ -141,5 +143,32 @@ describe("openArchiveInPlace of a compressed archive", () => {
     const report = await verifyLayoutStore(await openArchiveInPlace(bad, { keepCorrupt: true }));
     expect(report.items.filter((item) => !item.ok).map((item) => item.name)).toEqual([rootfsLayer.digest]);
     expect(report.items.filter((item) => item.ok)).toHaveLength(4);
+  });
+});
+
+describe("fetch from a compressed archive spooled into the output folder", () => {
+  it("needs the archive no more after its one pass: large blobs are renamed from the spool, nothing else is left", async () => {
+    const rootfs = randomBytes(6 * 1024 * 1024);
+    await writeOciLayout(join(work, "spool", "onmetal"), {
+      manifests: [makeBootImage({ dialect: "onmetal", tag: "v1", kernel: { bytes: randomBytes(5 * 1024 * 1024) }, initrd: { bytes: "initrd" }, rootfs: { bytes: rootfs }, commandLine: "console=ttyS0" })],
+    });
+    const archive = join(work, "spool.oci.tar.gz");
+    await exec("tar", ["-czf", archive, "-C", join(work, "spool"), "onmetal"]);
+    const out = join(work, "spool-out");
+    const placement = spoolInto(out);
+    const store = await openArchiveInPlace(archive, { placement });
+    expect((await readdir(out)).filter((name) => name.startsWith(".ociboot-"))).toHaveLength(2);
+    // Any read of the archive from here on would fail: the files must come from the spool.
+    await rm(archive);
+    const report = await fetchBootImage(store, "v1", out);
+    await placement.close();
+    expect(report.files.map((file) => file.status)).toEqual(["downloaded", "downloaded", "downloaded", "written"]);
+    expect((await readFile(join(out, "rootfs"))).equals(rootfs)).toBe(true);
+    expect((await readdir(out)).filter((name) => name.startsWith(".ociboot-") || name.endsWith(".partial"))).toEqual([]);
+    // A store that dropped its large blobs reads them again from the archive, which is gone now.
+    await exec("tar", ["-czf", archive, "-C", join(work, "spool"), "onmetal"]);
+    const dropped = await openArchiveInPlace(archive);
+    await rm(archive);
+    await expect(fetchBootImage(dropped, "v1", join(work, "spool-out-2"))).rejects.toMatchObject({ code: "NOT_FOUND" });
   });
 });
