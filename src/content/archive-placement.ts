@@ -4,6 +4,7 @@ import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseDigest } from "../oci/digest.ts";
 import { openBlobWriter } from "./blob-writer.ts";
+import { countingStage } from "./counting.ts";
 import { errorMessage } from "./fs-util.ts";
 import { ingest, type IngestCheck } from "./ingest.ts";
 import type { ReadableStore, WritableStore } from "./store.ts";
@@ -106,15 +107,30 @@ export function spoolInto(directory: string, wanted?: (descriptor: Descriptor) =
   };
 }
 
+/** What {@link pushInto} tells a progress display about each blob it sends (none for blobs the store has). */
+export interface PushReport {
+  started?(descriptor: Descriptor): void;
+  bytes?(descriptor: Descriptor, done: number): void;
+  pushed?(descriptor: Descriptor): void;
+}
+
 /**
  * Pushes each large blob straight into the destination store (a layout or a registry): both can
  * hold a blob before the manifest that names it, and nothing there is visible until the manifest
  * or index.json is written. The store verifies the blob again as it lands.
  */
-export function pushInto(store: WritableStore & ReadableStore): BlobPlacement {
+export function pushInto(store: WritableStore & ReadableStore, report: PushReport = {}): BlobPlacement {
   return {
     async place(descriptor, content, signal) {
-      await store.push(descriptor, content, signal ? { signal } : {});
+      if (await store.exists(descriptor)) {
+        // The reader still verifies what it skips.
+        await content.cancel();
+        return { kind: "store", store };
+      }
+      report.started?.(descriptor);
+      const counted = report.bytes ? content.pipeThrough(countingStage((done) => report.bytes?.(descriptor, done))) : content;
+      await store.push(descriptor, counted, signal ? { signal } : {});
+      report.pushed?.(descriptor);
       return { kind: "store", store };
     },
     close: async () => undefined,

@@ -11,7 +11,7 @@ import { OcibootError } from "../../errors.ts";
 import { formatCopyReport } from "./copy-output.ts";
 import { transferLog } from "./transfer-log.ts";
 import { keyOption, loadKeys, trustFor } from "../keys.ts";
-import { pushInto } from "../../content/archive-placement.ts";
+import { type PushReport, pushInto } from "../../content/archive-placement.ts";
 import type { ReadableStore, WritableStore } from "../../content/store.ts";
 import { verifyStoredImageSignature } from "../../ops/signature.ts";
 
@@ -67,16 +67,28 @@ export function copyCommand(context: CliContext) {
         withReferrers: options.withReferrers === true,
         ...log.hooks,
       };
-      // A compressed archive's large blobs go straight into a layout or registry destination;
-      // with --key, only once the signature verified (docs/archives.md).
+      // A compressed archive's large blobs go straight into a layout or registry destination as it
+      // is read, shown and counted as the copy's own; with --key, only once the signature verified (docs/archives.md).
+      const pushed = { count: 0, bytes: 0 };
+      const { onPlanned, onBytes, onCopied } = log.hooks;
+      const report: PushReport = {
+        started: (blob) => onPlanned?.([blob]),
+        bytes: (blob, done) => onBytes?.(blob, done),
+        pushed: (blob) => {
+          pushed.count++;
+          pushed.bytes += blob.size;
+          onCopied?.(blob);
+        },
+      };
       const openCopySource = (target: (ReadableStore & WritableStore) | undefined) =>
         openSource(sourceText, global, context, {
-          ...(target ? { archiveBlobs: pushInto(target) } : {}),
+          ...(target ? { archiveBlobs: pushInto(target, report) } : {}),
           ...(target && trust ? { beforePlacing: (store: ReadableStore, reference: string) => verifyStoredImageSignature(store, reference, trust, context.signal) } : {}),
         });
       let result;
       try {
         result = await destination.copyFrom(openCopySource, copyOptions);
+        result = { ...result, copied: { count: result.copied.count + pushed.count, bytes: result.copied.bytes + pushed.bytes } };
       } finally {
         log.stop();
       }
