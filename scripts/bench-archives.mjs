@@ -5,11 +5,12 @@
 //   import of .tar.xz (WebAssembly)   against  xz -d < A | tar -x
 //   import of .tar.gz / .tar          against  gzip -d < A | tar -x  /  tar -x < A
 //   fetch oci-archive:A.tar.xz        against  xz -d < A | tar -x
+//   fetch from a registry (same image, docker-registry on loopback), against the same baseline
 // Not a test: it prints figures (median seconds of --runs, peak RSS by GNU time, ratio).
 //
 //   npm run bench -- --archives [--size 300M] [--runs 3] [--level 1] [--dir DIR] [--ociboot BIN]
 //
-// Needs dist/ociboot (`npm run build`), xz, gzip, GNU tar, /usr/bin/time.
+// Needs dist/ociboot (`npm run build`), xz, gzip, GNU tar, /usr/bin/time, docker-registry.
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm, stat } from "node:fs/promises";
@@ -20,11 +21,15 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const TAG = "bench.local/boot:archive";
 
-/** Runs the archive benchmark with the arguments after `--archives`; resolves to the exit code. */
-export async function benchArchives(argv) {
+/**
+ * Runs the archive benchmark with the arguments after `--archives`; resolves to the exit code.
+ * `startRegistry(directory)` (bench.mjs's) gives `{ host }` of a running docker-registry.
+ */
+export async function benchArchives(argv, { startRegistry }) {
   const options = parseArguments(argv);
   const ociboot = options.binary ?? join(root, "dist", "ociboot");
   const work = await mkdtemp(join(options.dir ?? tmpdir(), "ociboot-bench-archives-"));
+  let registry;
   try {
     const store = join(work, "store");
     await makeContent(work, options.size);
@@ -35,6 +40,10 @@ export async function benchArchives(argv) {
     const folder = join(work, "layout");
     await mkdir(folder);
     await run("tar", ["-xf", plain, "-C", folder]);
+    // The same image in a registry, for fetch from an archive against fetch from a registry.
+    registry = await startRegistry(join(work, "registry"));
+    const published = `${registry.host}/bench/boot:archive`;
+    await run(ociboot, ["-q", "--store-path", store, "copy", `oci:${store}:${TAG}`, published]);
     const xzArchive = join(work, "A.tar.xz");
     const gzArchive = join(work, "A.tar.gz");
     const level = String(options.level);
@@ -72,6 +81,12 @@ export async function benchArchives(argv) {
         baseline: ["sh", "-c", `xz -d < "$0" | tar -x -C "$1"`, xzArchive, out],
         label: "xz -d | tar -x",
       },
+      {
+        name: "fetch from registry",
+        ours: [ociboot, "-q", "fetch", published, "-o", out],
+        baseline: ["sh", "-c", `xz -d < "$0" | tar -x -C "$1"`, xzArchive, out],
+        label: "xz -d | tar -x",
+      },
     ];
     console.log(`content: ${formatSize(await folderBytes(folder))} layout, ${options.runs} runs each, median; ratio = ociboot / baseline`);
     console.log(`${"row".padEnd(28)} ${"ociboot".padStart(9)} ${"RSS".padStart(7)}   ${"baseline".padEnd(22)} ${"seconds".padStart(8)} ${"ratio".padStart(6)}`);
@@ -94,6 +109,7 @@ export async function benchArchives(argv) {
     console.log(`load average after: ${loadavg().map((value) => value.toFixed(2)).join(" ")}`);
     return 0;
   } finally {
+    await registry?.stop();
     await rm(work, { recursive: true, force: true });
   }
 }

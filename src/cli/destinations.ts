@@ -1,5 +1,5 @@
 import { OciLayoutStore } from "../content/layout.ts";
-import type { ReadableStore } from "../content/store.ts";
+import type { ReadableStore, WritableStore } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import { DEFAULT_TAG } from "../oci/reference.ts";
 import { copyImage, type CopyImageOptions, type CopyImageResult } from "../ops/copy-image.ts";
@@ -8,11 +8,32 @@ import type { CliContext } from "./context.ts";
 import type { GlobalOptions } from "./global-options.ts";
 import { resolvePath } from "./paths.ts";
 import { withRepository } from "./commands/registry-access.ts";
-import { parseLocation } from "./sources.ts";
+import { type OpenedSource, parseLocation } from "./sources.ts";
+
+/**
+ * Opens the copy's source once the destination is open: given the store that can take blobs ahead
+ * of their manifest (a layout or registry; undefined for an archive being written), so that a
+ * compressed archive source can push its large blobs straight into it (docs/archives.md).
+ */
+export type SourceOpener = (target: (ReadableStore & WritableStore) | undefined) => Promise<OpenedSource>;
 
 /** Where `copy` writes, as written on the command line: it takes an image from a source store. */
 export interface Destination {
-  copyFrom(source: ReadableStore, reference: string, options: CopyImageOptions): Promise<CopyImageResult>;
+  copyFrom(openSource: SourceOpener, options: CopyImageOptions): Promise<CopyImageResult>;
+}
+
+/** Opens the source, runs the copy from it, and closes the source again. */
+async function fromSource(
+  openSource: SourceOpener,
+  target: (ReadableStore & WritableStore) | undefined,
+  copy: (source: OpenedSource) => Promise<CopyImageResult>,
+): Promise<CopyImageResult> {
+  const source = await openSource(target);
+  try {
+    return await copy(source);
+  } finally {
+    await source.close();
+  }
 }
 
 /**
@@ -29,24 +50,30 @@ export function openDestination(text: string, global: GlobalOptions, context: Cl
   switch (location.kind) {
     case "archive":
       return {
-        copyFrom: (source, reference, copyOptions) =>
-          exportArchive(source, reference, resolvePath(context, location.path), {
-            ...named(copyOptions, location.reference),
-            ...(options.archiveFolder !== undefined ? { folder: options.archiveFolder } : {}),
-            ...(options.level !== undefined ? { level: options.level } : {}),
-          }),
+        copyFrom: (openSource, copyOptions) =>
+          fromSource(openSource, undefined, (source) =>
+            exportArchive(source.store, source.reference, resolvePath(context, location.path), {
+              ...named(copyOptions, location.reference),
+              ...(options.archiveFolder !== undefined ? { folder: options.archiveFolder } : {}),
+              ...(options.level !== undefined ? { level: options.level } : {}),
+            }),
+          ),
       };
     case "layout":
       return {
-        copyFrom: (source, reference, copyOptions) =>
-          copyImage(source, reference, new OciLayoutStore(resolvePath(context, location.path)), named(copyOptions, location.reference)),
+        copyFrom: (openSource, copyOptions) => {
+          const target = new OciLayoutStore(resolvePath(context, location.path));
+          return fromSource(openSource, target, (source) => copyImage(source.store, source.reference, target, named(copyOptions, location.reference)));
+        },
       };
     case "registry":
       return {
-        copyFrom: (source, reference, copyOptions) =>
+        copyFrom: (openSource, copyOptions) =>
           withRepository(location.reference, global, context, (repository, target) => {
             const tag = target.tag ?? (target.digest === undefined ? DEFAULT_TAG : undefined);
-            return copyImage(source, reference, repository, { ...named(copyOptions, tag), ...(target.digest !== undefined ? { targetDigest: target.digest } : {}) });
+            return fromSource(openSource, repository, (source) =>
+              copyImage(source.store, source.reference, repository, { ...named(copyOptions, tag), ...(target.digest !== undefined ? { targetDigest: target.digest } : {}) }),
+            );
           }),
       };
   }

@@ -1,17 +1,16 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { join } from "node:path";
 import process from "node:process";
+import type { BlobPlacement } from "../content/archive-placement.ts";
+import { type ArchiveStore, openArchiveInPlace } from "../content/archive-store.ts";
 import { OciLayoutStore } from "../content/layout.ts";
 import { isWritableStore, type ReadableStore, type Store } from "../content/store.ts";
 import { OcibootError } from "../errors.ts";
 import type { Platform } from "../oci/descriptor.ts";
 import { platformFromNode } from "../oci/platform.ts";
-import { importArchive } from "../ops/import.ts";
-import { onlyImageIn } from "../ops/only-image.ts";
+import { type IndexedStore, onlyImageIn } from "../ops/only-image.ts";
 import { DEFAULT_TAG, parseReference } from "../oci/reference.ts";
 import type { CliContext } from "./context.ts";
 import type { GlobalOptions } from "./global-options.ts";
-import { resolvePath, temporaryBase } from "./paths.ts";
+import { resolvePath } from "./paths.ts";
 import { loadRegistryClient } from "./registry-loader.ts";
 import { registryOptionsFrom } from "./registry-options.ts";
 
@@ -71,8 +70,22 @@ export interface OpenedStore {
   close(): Promise<void>;
 }
 
+/**
+ * How an archive source is read (docs/archives.md, "Reading archives in place"): where the large
+ * blobs of a compressed archive go during its one pass, and what must hold before any goes there.
+ */
+export interface ArchiveSourceOptions {
+  /** Default: verified and dropped (read again from the archive if ever needed). */
+  archiveBlobs?: BlobPlacement;
+  /**
+   * A check on the archive's metadata (a signature, with --key) that must pass before any blob is
+   * placed: a compressed archive is then read twice, first with every blob dropped.
+   */
+  beforePlacing?: (store: ArchiveStore, reference: string) => Promise<unknown>;
+}
+
 /** Opens the store a location names, without choosing an image in it (for listing its tags). */
-export async function openStore(text: string, global: GlobalOptions, context: CliContext): Promise<OpenedStore> {
+export async function openStore(text: string, global: GlobalOptions, context: CliContext, options: ArchiveSourceOptions = {}): Promise<OpenedStore> {
   const location = parseLocation(text);
   switch (location.kind) {
     case "layout": {
@@ -81,7 +94,7 @@ export async function openStore(text: string, global: GlobalOptions, context: Cl
       return { store, location, reference: location.reference, close: async () => undefined };
     }
     case "archive": {
-      const { store, close } = await openArchive(location.path, context);
+      const { store, close } = await openArchive(location.path, context, { placement: options.archiveBlobs });
       return { store, location, reference: location.reference, close };
     }
     case "registry": {
@@ -99,23 +112,32 @@ export async function openStore(text: string, global: GlobalOptions, context: Cl
 }
 
 /** Opens the store a location names, with the image to use in it: the REF given, `latest`, or a store's only image. */
-export async function openSource(text: string, global: GlobalOptions, context: CliContext): Promise<OpenedSource> {
-  const opened = await openStore(text, global, context);
+export async function openSource(text: string, global: GlobalOptions, context: CliContext, options: ArchiveSourceOptions = {}): Promise<OpenedSource> {
+  const { beforePlacing, ...placing } = options;
+  const gated = beforePlacing !== undefined && parseLocation(text).kind === "archive";
+  // Nothing is placed before the check passed: the first read drops every blob.
+  const opened = await openStore(text, global, context, gated ? {} : placing);
+  let reference: string;
   try {
-    const { store, close } = opened;
-    if (opened.reference !== undefined) return { store, reference: opened.reference, close };
     // A registry reference without tag or digest means `latest`; a layout or archive, its only image.
-    return { store, reference: store instanceof OciLayoutStore ? await onlyImageIn(store, text) : DEFAULT_TAG, close };
+    reference = opened.reference ?? (hasIndex(opened.store) ? await onlyImageIn(opened.store, text) : DEFAULT_TAG);
+    if (gated) await beforePlacing(opened.store as ArchiveStore, reference);
   } catch (error) {
     await opened.close();
+    await placing.archiveBlobs?.close();
     throw error;
   }
+  if (!gated) return { store: opened.store, reference, close: opened.close };
+  await opened.close();
+  const reopened = await openStore(text, global, context, placing);
+  return { store: reopened.store, reference, close: reopened.close };
 }
 
-/**
- * Opens a store to write into, with the image to attach to: a registry or a layout. An archive is
- * read-only (it is read into a temporary store that goes away).
- */
+function hasIndex(store: ReadableStore): store is ReadableStore & IndexedStore {
+  return typeof (store as Partial<IndexedStore>).entries === "function" && typeof (store as Partial<IndexedStore>).readBlob === "function";
+}
+
+/** Opens a store to write into, with the image to attach to: a registry or a layout. An archive is read-only. */
 export async function openWritableSource(text: string, global: GlobalOptions, context: CliContext, action = "write to"): Promise<OpenedSource & { store: Store }> {
   if (parseLocation(text).kind === "archive") {
     throw new OcibootError("USAGE", `Cannot ${action} ${text}: an archive is read-only; import it into a store first`);
@@ -130,7 +152,7 @@ export async function openWritableSource(text: string, global: GlobalOptions, co
 }
 
 /** A whole store, or one image in a store. */
-export type OpenedStoreOrImage = ({ store: OciLayoutStore; reference?: undefined } | { store: ReadableStore; reference: string }) & { close(): Promise<void> };
+export type OpenedStoreOrImage = ({ store: OciLayoutStore | ArchiveStore; reference?: undefined } | { store: ReadableStore; reference: string }) & { close(): Promise<void> };
 
 /**
  * A layout or archive named without REF opens as the whole store (`verify oci:DIR` checks every
@@ -141,35 +163,35 @@ export async function openStoreOrImage(text: string, global: GlobalOptions, cont
   if (location.kind === "layout" && location.reference === undefined) {
     return { store: new OciLayoutStore(resolvePath(context, location.path)), close: async () => undefined };
   }
-  if (location.kind === "archive" && location.reference === undefined) {
-    // Reading the archive verifies every blob in it.
-    return openArchive(location.path, context);
-  }
+  if (location.kind === "archive" && location.reference === undefined) return openArchive(location.path, context);
   return openSource(text, global, context);
 }
 
 /**
- * An archive is read in one streaming pass into a temporary store (every blob verified on the
- * way in), which is removed again on close. `$OCIBOOT_TMPDIR` or `$TMPDIR` says where it goes.
+ * An archive, read in place (docs/archives.md, "Reading archives in place"): a plain `.tar` by
+ * offset, a compressed one in one pass whose large blobs go where `placement` puts them (default:
+ * verified and dropped). Closing removes what the placement left and did not hand on.
  */
-export async function openArchive(path: string, context: CliContext): Promise<{ store: OciLayoutStore; close(): Promise<void> }> {
-  const temporary = await temporaryArchiveStore(path, context);
+export async function openArchive(
+  path: string,
+  context: CliContext,
+  options: { placement?: BlobPlacement | undefined; keepCorrupt?: boolean } = {},
+): Promise<{ store: ArchiveStore; close(): Promise<void> }> {
+  const { placement } = options;
+  const close = async () => {
+    await placement?.close();
+  };
   try {
-    await importArchive(temporary.store, resolvePath(context, path));
-    return temporary;
+    const store = await openArchiveInPlace(resolvePath(context, path), {
+      signal: context.signal,
+      ...(placement ? { placement } : {}),
+      ...(options.keepCorrupt === true ? { keepCorrupt: true } : {}),
+    });
+    return { store, close };
   } catch (error) {
-    await temporary.close();
+    await close();
     throw error;
   }
-}
-
-/** An empty temporary store for reading an archive into; messages name the archive, not the temporary folder. */
-export async function temporaryArchiveStore(path: string, context: CliContext): Promise<{ store: OciLayoutStore; close(): Promise<void> }> {
-  const directory = await mkdtemp(join(temporaryBase(context), "ociboot-archive-"));
-  return {
-    store: new OciLayoutStore(directory, { description: `oci-archive:${resolvePath(context, path)}` }),
-    close: () => rm(directory, { recursive: true, force: true }),
-  };
 }
 
 /**

@@ -6,7 +6,7 @@ import type { Descriptor } from "../oci/descriptor.ts";
 import { parseDigest } from "../oci/digest.ts";
 import { Limits } from "../oci/mediatypes.ts";
 import { type DecompressOptions, openDecompressed, truncatedOrCorrupt } from "./decompress.ts";
-import { LAYOUT_NAMES } from "./layout-index.ts";
+import { checkLayoutFile, LAYOUT_NAMES, type LayoutIndex, parseLayoutIndex } from "./layout-index.ts";
 import { ContentVerifier } from "./verify.ts";
 
 /**
@@ -108,8 +108,18 @@ type Accepted =
   | { kind: "blob"; path: string; descriptor: Descriptor }
   | { kind: "index" | "layout"; path: string; maxBytes: number };
 
-/** The rules every tar header must pass, with the state they need (top folder, counts, duplicates). */
-class ArchivePolicy {
+/** What {@link ArchivePolicy} needs of a tar header, from tar-stream or from the seeking scan (archive-tar.ts). */
+export interface TarHeaderFields {
+  name: string;
+  type?: string | null;
+  size?: number;
+}
+
+/**
+ * The rules every tar header must pass, with the state they need (top folder, counts, duplicates):
+ * one set of rules for the streaming reader and the reader by offset.
+ */
+export class ArchivePolicy {
   readonly #archive: string;
   readonly #maxIndexBytes: number;
   readonly #maxEntries: number;
@@ -123,7 +133,7 @@ class ArchivePolicy {
     this.#maxEntries = options.maxEntries ?? 100_000;
   }
 
-  accept(header: tarStream.Header): Accepted {
+  accept(header: TarHeaderFields): Accepted {
     if (++this.#entries > this.#maxEntries) throw this.#unsafe(`more than ${this.#maxEntries} entries`);
     const name = header.name;
     if (name.length > MAX_PATH_LENGTH) throw this.#unsafe(`an entry name is longer than ${MAX_PATH_LENGTH} characters`);
@@ -173,6 +183,19 @@ class ArchivePolicy {
   #unsafe(reason: string): OcibootError {
     return new OcibootError("UNSAFE_CONTENT", `Cannot import ${this.#archive}: ${reason}`);
   }
+}
+
+/**
+ * The index.json of an archive, once its `oci-layout` passed the one check (layout-index.ts):
+ * NOT_FOUND when the archive holds neither file, INVALID_MANIFEST without index.json.
+ */
+export function archiveLayoutIndex(archive: string, files: { layout?: Uint8Array | undefined; index?: Uint8Array | undefined }, action: "import" | "read"): LayoutIndex {
+  if (!files.layout && !files.index) {
+    throw new OcibootError("NOT_FOUND", `Cannot ${action} ${archive}: it holds no OCI image layout (no oci-layout, no index.json)`);
+  }
+  checkLayoutFile(files.layout, `${archive}: oci-layout`);
+  if (!files.index) throw new OcibootError("INVALID_MANIFEST", `Cannot ${action} ${archive}: no index.json; not an OCI image layout archive`);
+  return parseLayoutIndex(files.index, `${archive}: index.json`);
 }
 
 /** Path components of a tar name, refusing absolute paths, `..`, empty and odd components. */

@@ -80,7 +80,8 @@ export async function openDecompressed(path: string, options: DecompressOptions 
   return { stream: cap(wasm), compression, decoder: "wasm" };
 }
 
-async function sniff(path: string): Promise<{ compression: Compression; size: number }> {
+/** The compression of a file by its magic bytes, and its size; NOT_FOUND when it does not exist. */
+export async function sniff(path: string): Promise<{ compression: Compression; size: number }> {
   let handle;
   try {
     handle = await open(path, "r");

@@ -75,16 +75,20 @@ export async function commitFile(temporary: string, finalPath: string): Promise<
 
 const READ_CHUNK_BYTES = 1024 * 1024;
 
-/** A pull-driven stream of a file's bytes from `offset`; the file is opened at once, so a missing file fails here. */
-export async function fileReadableStream(path: string, offset = 0): Promise<ReadableStream<Uint8Array>> {
+/**
+ * A pull-driven stream of a file's bytes from `offset` (at most `length` of them: a range of an
+ * archive); the file is opened at once, so a missing file fails here.
+ */
+export async function fileReadableStream(path: string, offset = 0, length = Number.POSITIVE_INFINITY): Promise<ReadableStream<Uint8Array>> {
   const handle = await open(path, "r");
   let position = offset;
+  const end = offset + length;
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
         try {
-          const buffer = new Uint8Array(READ_CHUNK_BYTES);
-          const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, position);
+          const buffer = new Uint8Array(Math.min(READ_CHUNK_BYTES, end - position));
+          const { bytesRead } = buffer.byteLength === 0 ? { bytesRead: 0 } : await handle.read(buffer, 0, buffer.byteLength, position);
           if (bytesRead === 0) {
             await handle.close();
             controller.close();

@@ -31,6 +31,7 @@ import {
   withUntaggedEntry,
 } from "./layout-index.ts";
 import { type BlobWriter, type BlobWriterOptions, openBlobWriter } from "./blob-writer.ts";
+import { referrersAmong } from "./index-referrers.ts";
 import { ingest, type IngestCheck } from "./ingest.ts";
 import { withFileLock } from "./lock.ts";
 import type { FetchedContent, FetchOptions, Ingester, PushOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
@@ -40,8 +41,6 @@ import { ContentVerifier, readVerified } from "./verify.ts";
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;
 /** ociboot's own bookkeeping inside a layout: lock file and temp files (same file system, so rename works). */
 const PRIVATE_DIRECTORY = ".ociboot";
-/** Manifests one referrers scan reads at most (each bounded to 4 MiB), so a huge store cannot make it unbounded. */
-const MAX_REFERRER_SCAN = 10_000;
 
 /** One blob file found in the store. */
 export interface StoredBlob {
@@ -196,21 +195,10 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
    * manifest is read, bounded and verified; entries whose blob is missing are skipped.
    */
   async referrers(subject: Descriptor, artifactType?: string): Promise<Descriptor[]> {
-    const scanned = new Set<string>();
-    const found: Descriptor[] = [];
-    for (const entry of await this.entries()) {
-      if (scanned.has(entry.digest) || !(isManifestMediaType(entry.mediaType) || isIndexMediaType(entry.mediaType))) continue;
-      scanned.add(entry.digest);
-      if (scanned.size > MAX_REFERRER_SCAN) {
-        throw new OcibootError("UNSUPPORTED", `Cannot list referrers of ${subject.digest} in ${this.description}: more than ${MAX_REFERRER_SCAN} manifests to scan`);
-      }
-      if (!(await this.exists(entry))) continue;
-      const parsed = parseManifest(await this.readBlob(entry), entry.mediaType);
-      if (subjectOf(parsed)?.digest !== subject.digest) continue;
-      const referrer = referrerDescriptorOf({ mediaType: parsed.mediaType, digest: entry.digest, size: entry.size }, parsed);
-      if (artifactType === undefined || referrer.artifactType === artifactType) found.push(referrer);
-    }
-    return found;
+    return referrersAmong(await this.entries(), subject, artifactType, {
+      description: this.description,
+      read: async (entry) => ((await this.exists(entry)) ? this.readBlob(entry) : undefined),
+    });
   }
 
   /**

@@ -91,6 +91,15 @@ export interface Ingester {
   ingest(content: ReadableStream<Uint8Array>, mediaType: string, options?: { signal?: AbortSignal }): Promise<Descriptor>;
 }
 
+/**
+ * Optional power: handing over a blob's verified file by rename instead of a copy — an archive read
+ * in place spools large blobs into the destination folder (docs/archives.md). The receiver checks
+ * the file again; false means the blob is to be fetched as usual.
+ */
+export interface FileLender {
+  lendFile(descriptor: Descriptor, path: string): Promise<boolean>;
+}
+
 export type Store = ReadableStore & WritableStore;
 
 export function isTagLister(store: object): store is TagLister {
@@ -103,6 +112,10 @@ export function isDirectRequester(store: object): store is DirectRequester {
 
 export function isReferrerLister(store: object): store is ReferrerLister {
   return typeof (store as Partial<ReferrerLister>).referrers === "function";
+}
+
+export function isFileLender(store: object): store is FileLender {
+  return typeof (store as Partial<FileLender>).lendFile === "function";
 }
 
 export function isIngester(store: object): store is Ingester {

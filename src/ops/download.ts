@@ -3,7 +3,7 @@ import { createReadStream } from "node:fs";
 import { rm, stat } from "node:fs/promises";
 import { commitFile, errorCode, errorMessage } from "../content/fs-util.ts";
 import { ingest, type IngestSink } from "../content/ingest.ts";
-import type { FetchedContent, FetchOptions, ReadableStore } from "../content/store.ts";
+import { type FetchedContent, type FetchOptions, isFileLender, type ReadableStore } from "../content/store.ts";
 import { ContentVerifier } from "../content/verify.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import { RetryChain } from "../retry.ts";
@@ -50,6 +50,15 @@ export async function downloadBlob(
     return { status: "existing", transferred: 0 };
   }
   const partialPath = `${finalPath}.partial`;
+  if (isFileLender(store) && (await store.lendFile(descriptor, partialPath))) {
+    // The source spooled this blob beside the destination (an archive read in place): checked again, then committed.
+    if (await fileMatches(partialPath, descriptor, options.signal)) {
+      await commitFile(partialPath, finalPath);
+      options.onProgress?.({ done: descriptor.size, total: descriptor.size });
+      return { status: "downloaded", transferred: descriptor.size };
+    }
+    await rm(partialPath, { force: true });
+  }
   // One chain for the blob: the HTTP layer's retries and the resumes after a cut share its attempts.
   const chain = new RetryChain(options.attempts !== undefined ? { attempts: options.attempts } : {});
   let allowResume = true;

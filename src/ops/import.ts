@@ -1,5 +1,5 @@
-import { type ArchiveReadOptions, readOciArchive } from "../content/archive.ts";
-import { checkLayoutFile, mergeIndexEntries, parseLayoutIndex } from "../content/layout-index.ts";
+import { archiveLayoutIndex, type ArchiveReadOptions, readOciArchive } from "../content/archive.ts";
+import { mergeIndexEntries } from "../content/layout-index.ts";
 import type { OciLayoutStore } from "../content/layout.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
@@ -17,12 +17,6 @@ export interface ImportResult {
 /** Options for {@link importArchive}. */
 export interface ImportOptions extends ArchiveReadOptions {
   signal?: AbortSignal;
-  /**
-   * Called for each blob whose content does not match its name, instead of failing: the rest of
-   * the archive is still read and index.json still merged, and checking that every image is
-   * complete is left to the caller (verify reports each item; a real import must not set this).
-   */
-  onCorruptBlob?: (descriptor: Descriptor, error: OcibootError) => void;
 }
 
 /**
@@ -41,13 +35,7 @@ export async function importArchive(store: OciLayoutStore, archivePath: string, 
     // Leaving the loop closes the archive (and its xz); blobs already stored stay for the next try.
     signal?.throwIfAborted();
     if (entry.kind === "blob") {
-      try {
-        await store.push(entry.descriptor, entry.content, signal === undefined ? {} : { signal });
-      } catch (error) {
-        if (!options.onCorruptBlob || !isOcibootError(error, "INTEGRITY")) throw error;
-        options.onCorruptBlob(entry.descriptor, error);
-        continue;
-      }
+      await store.push(entry.descriptor, entry.content, signal === undefined ? {} : { signal });
       blobs++;
       bytes += entry.descriptor.size;
     } else if (entry.kind === "index") {
@@ -56,14 +44,9 @@ export async function importArchive(store: OciLayoutStore, archivePath: string, 
       layoutBytes = entry.bytes;
     }
   }
-  if (!layoutBytes && !indexBytes) {
-    throw new OcibootError("NOT_FOUND", `Cannot import ${archivePath}: it holds no OCI image layout (no oci-layout, no index.json)`);
-  }
-  checkLayoutFile(layoutBytes, `${archivePath}: oci-layout`);
-  if (!indexBytes) throw new OcibootError("INVALID_MANIFEST", `Cannot import ${archivePath}: no index.json; not an OCI image layout archive`);
-  const index = parseLayoutIndex(indexBytes, `${archivePath}: index.json`);
+  const index = archiveLayoutIndex(archivePath, { layout: layoutBytes, index: indexBytes }, "import");
   if (index.manifests.length === 0) throw new OcibootError("NOT_FOUND", `Cannot import ${archivePath}: its index.json lists no image`);
-  if (!options.onCorruptBlob) await checkComplete(store, index.manifests, archivePath);
+  await checkComplete(store, index.manifests, archivePath);
   await store.updateIndex((entries) => mergeIndexEntries(entries, index.manifests), signal === undefined ? {} : { signal });
   return { images: index.manifests, blobs, bytes };
 }

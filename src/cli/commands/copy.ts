@@ -11,6 +11,9 @@ import { OcibootError } from "../../errors.ts";
 import { formatCopyReport } from "./copy-output.ts";
 import { transferLog } from "./transfer-log.ts";
 import { loadTrust, trustFor, withTrustOptions } from "../keys.ts";
+import { type PushReport, pushInto } from "../../content/archive-placement.ts";
+import type { ReadableStore, WritableStore } from "../../content/store.ts";
+import { verifyStoredImageSignature } from "../../ops/signature.ts";
 
 /** `ociboot copy SRC DST`: an image between registries, OCI layouts and OCI archives, in any direction. */
 export function copyCommand(context: CliContext) {
@@ -54,25 +57,40 @@ export function copyCommand(context: CliContext) {
         ...(options.compressionLevel !== undefined ? { level: options.compressionLevel } : {}),
       });
       const trustAnchors = await loadTrust(options, context);
+      const trust = trustAnchors ? trustFor(trustAnchors, sourceText) : undefined;
       const log = transferLog(context, "copied", global.quiet);
       const copyOptions: CopyImageOptions = {
-        ...(trustAnchors ? { trust: trustFor(trustAnchors, sourceText) } : {}),
+        ...(trust ? { trust } : {}),
         signal: context.signal,
         ...(options.platform !== undefined ? { platforms: options.platform.map(parsePlatform) } : {}),
         withReferrers: options.withReferrers === true,
         ...log.hooks,
       };
-      const source = await openSource(sourceText, global, context);
+      // A compressed archive's large blobs go straight into a layout or registry destination as it
+      // is read, shown and counted as the copy's own; with --key, only once the signature verified (docs/archives.md).
+      const pushed = { count: 0, bytes: 0 };
+      const { onPlanned, onBytes, onCopied } = log.hooks;
+      const report: PushReport = {
+        started: (blob) => onPlanned?.([blob]),
+        bytes: (blob, done) => onBytes?.(blob, done),
+        pushed: (blob) => {
+          pushed.count++;
+          pushed.bytes += blob.size;
+          onCopied?.(blob);
+        },
+      };
+      const openCopySource = (target: (ReadableStore & WritableStore) | undefined) =>
+        openSource(sourceText, global, context, {
+          ...(target ? { archiveBlobs: pushInto(target, report) } : {}),
+          ...(target && trust ? { beforePlacing: (store: ReadableStore, reference: string) => verifyStoredImageSignature(store, reference, trust, context.signal) } : {}),
+        });
+      let result;
       try {
-        let result;
-        try {
-          result = await destination.copyFrom(source.store, source.reference, copyOptions);
-        } finally {
-          log.stop();
-        }
-        if (options.json === true || !global.quiet) context.stdout.write(formatCopyReport({ ...result, source: sourceText, destination: destinationText }, { json: options.json === true }));
+        result = await destination.copyFrom(openCopySource, copyOptions);
+        result = { ...result, copied: { count: result.copied.count + pushed.count, bytes: result.copied.bytes + pushed.bytes } };
       } finally {
-        await source.close();
+        log.stop();
       }
+      if (options.json === true || !global.quiet) context.stdout.write(formatCopyReport({ ...result, source: sourceText, destination: destinationText }, { json: options.json === true }));
     });
 }

@@ -10,6 +10,9 @@ import { globalOptions } from "../global-options.ts";
 import { resolvePath } from "../paths.ts";
 import { createFetchProgress } from "../progress.ts";
 import { openSource } from "../sources.ts";
+import { spoolInto } from "../../content/archive-placement.ts";
+import type { ReadableStore } from "../../content/store.ts";
+import { verifyStoredManifestSignature } from "../../ops/signature.ts";
 import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
 import { formatFetchReport, formatReferrerFilesReport } from "./fetch-output.ts";
 import { loadTrust, trustFor, withTrustOptions } from "../keys.ts";
@@ -50,9 +53,16 @@ export function fetchCommand(context: CliContext) {
         throw new OcibootError("USAGE", "Cannot write a binary file to a terminal: redirect standard output (-o - > vmlinuz) or use -o DIR");
       }
       const trustAnchors = await loadTrust(options, context);
-      const source = await openSource(ref, global, context);
+      const selection = selectionFrom(options);
+      const outputDir = options.output === "-" ? undefined : resolvePath(context, options.output);
+      // From a compressed archive, large blobs are spooled into the output folder itself (docs/archives.md).
+      const archiveBlobs = outputDir === undefined ? {} : { archiveBlobs: spoolInto(outputDir) };
+      const source = await openSource(ref, global, context, {
+        ...archiveBlobs,
+        // With --key nothing may appear in the folder before the signature verified.
+        ...(trustAnchors && outputDir !== undefined ? { beforePlacing: (store: ReadableStore, reference: string) => verifyStoredManifestSignature(store, reference, selection, trustFor(trustAnchors, ref), context.signal) } : {}),
+      });
       try {
-        const selection = selectionFrom(options);
         if (options.output === "-") {
           if (!roles || roles.length !== 1) {
             throw new OcibootError("USAGE", "Cannot write to stdout: name exactly one --role (e.g. --role kernel)");

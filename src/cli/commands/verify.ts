@@ -11,7 +11,6 @@ import {
   readSavedFetch,
   type SavedFetch,
   savedFetchMatches,
-  verifyArchiveFile,
   verifyDirectory,
   verifyImage,
   verifyLayoutStore,
@@ -24,7 +23,7 @@ import { globalOptions } from "../global-options.ts";
 import { loadTrust, signerLabel, trustFor, withTrustOptions } from "../keys.ts";
 import { resolvePath } from "../paths.ts";
 import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
-import { type Location, openSource, parseLocation, temporaryArchiveStore } from "../sources.ts";
+import { type Location, openArchive, openSource, parseLocation } from "../sources.ts";
 
 /** `ociboot verify`: exit 0 only if everything matches what was published. */
 export function verifyCommand(context: CliContext) {
@@ -78,9 +77,10 @@ export function verifyCommand(context: CliContext) {
         } else if (location.kind === "layout" && location.reference === undefined && directory === undefined) {
           report = await verifyLayoutStore(new OciLayoutStore(resolvePath(context, location.path)), context.signal);
         } else if (location.kind === "archive" && location.reference === undefined && directory === undefined) {
-          const archive = await temporaryArchiveStore(location.path, context);
+          // A corrupt blob is one failed item among the others, not the end of the report.
+          const archive = await openArchive(location.path, context, { keepCorrupt: true });
           try {
-            report = await verifyArchiveFile(archive.store, resolvePath(context, location.path), context.signal);
+            report = await verifyLayoutStore(archive.store, context.signal);
           } finally {
             await archive.close();
           }
