@@ -1,29 +1,17 @@
 import { Command } from "@commander-js/extra-typings";
 import { OciLayoutStore } from "../../content/layout.ts";
-import { isOcibootError, OcibootError } from "../../errors.ts";
-import type { Digest } from "../../oci/digest.ts";
+import { OcibootError } from "../../errors.ts";
 import { parseReference } from "../../oci/reference.ts";
-import { type VerifiedSigner, verifyStoredImageSignature, verifyStoredManifestSignature } from "../../ops/signature.ts";
-import { verifySignedFolder } from "../../ops/verify-signed.ts";
-import {
-  canVerifyOffline,
-  type DirectoryCheckOptions,
-  readSavedFetch,
-  type SavedFetch,
-  savedFetchMatches,
-  verifyDirectory,
-  verifyImage,
-  verifyLayoutStore,
-  verifySavedDirectory,
-  type VerifyReport,
-} from "../../ops/verify.ts";
+import type { VerifiedSigner } from "../../ops/signature.ts";
+import type { DirectoryCheckOptions, VerifyReport, WholeStore } from "../../ops/verify.ts";
+import { type VerifyRequest, verifyRequested, type VerifySource } from "../../ops/verify-request.ts";
 import type { CliContext } from "../context.ts";
 import { examples } from "../examples.ts";
 import { globalOptions } from "../global-options.ts";
 import { loadTrust, signerLabel, trustFor, withTrustOptions } from "../keys.ts";
 import { resolvePath } from "../paths.ts";
 import { flavorOption, nameOption, parseNames, parseRoles, platformOption, roleOption, selectionFrom } from "../boot-file-options.ts";
-import { type Location, openArchive, openSource, parseLocation } from "../sources.ts";
+import { openArchive, openSource, parseLocation } from "../sources.ts";
 
 /** `ociboot verify`: exit 0 only if everything matches what was published. */
 export function verifyCommand(context: CliContext) {
@@ -47,84 +35,39 @@ export function verifyCommand(context: CliContext) {
     )
     .action(async (sourceText, options, command) => {
       const global = globalOptions(command as never, context);
-      const trustAnchors = await loadTrust(options, context);
-      const directory = options.dir === undefined ? undefined : resolvePath(context, options.dir);
+      const anchors = await loadTrust(options, context);
       const check: DirectoryCheckOptions = { fileNames: parseNames(options.name), signal: context.signal };
       if (options.role) check.roles = parseRoles(options.role);
-      const what = sourceText ?? options.dir ?? "";
-      const pinned = sourceText === undefined ? undefined : pinnedDigestOf(parseLocation(sourceText));
-      if (directory !== undefined && trustAnchors && (sourceText === undefined || pinned !== undefined)) {
-        // Offline, signature included: the folder's own manifest.json and saved signature material (docs/trust.md).
-        const { signer, ...report } = await verifySignedFolder(directory, { trust: trustAnchors, ...(pinned !== undefined ? { pinned } : {}), ...check });
-        finish(context, report, options, global.quiet, what, [signer]);
-        return;
-      }
-      let report: VerifyReport;
-      let signers: VerifiedSigner[] | undefined;
-      if (sourceText === undefined) {
-        if (directory === undefined) {
-          throw new OcibootError("USAGE", "Cannot verify: name an image (REF, oci:DIR, oci-archive:FILE) or a folder fetch wrote (--dir DIR)");
-        }
-        report = await verifySavedDirectory(await readSavedFetch(directory), check);
-      } else {
-        const location = parseLocation(sourceText);
-        if (trustAnchors && location.kind !== "registry" && location.reference === undefined && directory === undefined) {
-          throw new OcibootError("USAGE", `Cannot verify a signature for all of ${sourceText}: name the image, ${sourceText}:REF`);
-        }
-        const saved = directory === undefined ? undefined : await pinnedSavedFetch(location, directory, check);
-        if (saved) {
-          report = await verifySavedDirectory(saved, check);
-        } else if (location.kind === "layout" && location.reference === undefined && directory === undefined) {
-          report = await verifyLayoutStore(new OciLayoutStore(resolvePath(context, location.path)), context.signal);
-        } else if (location.kind === "archive" && location.reference === undefined && directory === undefined) {
-          // A corrupt blob is one failed item among the others, not the end of the report.
-          const archive = await openArchive(location.path, context, { keepCorrupt: true });
-          try {
-            report = await verifyLayoutStore(archive.store, context.signal);
-          } finally {
-            await archive.close();
-          }
-        } else {
-          const source = await openSource(sourceText, global, context);
-          try {
-            const trust = trustAnchors ? trustFor(trustAnchors, sourceText) : undefined;
-            if (directory === undefined) {
-              // The graph checked is the one whose signature verified (by digest), not a second answer to the tag.
-              const trusted = trust ? await verifyStoredImageSignature(source.store, source.reference, trust, context.signal) : undefined;
-              signers = trusted?.signers;
-              report = await verifyImage(source.store, trusted?.root.digest ?? source.reference, context.signal);
-            } else {
-              const selection = selectionFrom(options);
-              const trusted = trust ? await verifyStoredManifestSignature(source.store, source.reference, selection, trust, context.signal) : undefined;
-              if (trusted) signers = [trusted.signer];
-              report = await verifyDirectory(source.store, source.reference, directory, { ...selection, ...(await withRecordedNames(directory, check)) });
-              if (trusted && report.digest !== trusted.digest) {
-                throw new OcibootError("SIGNATURE", `Cannot verify ${sourceText}: it resolved to ${trusted.digest}, whose signature verified, then to ${report.digest}`);
-              }
-            }
-          } finally {
-            await source.close();
-          }
-        }
-      }
-      finish(context, report, options, global.quiet, what, signers);
+      const request: VerifyRequest = {
+        check,
+        selection: selectionFrom(options),
+        openImage: () => openSource(sourceText ?? "", global, context),
+        openWholeStore: () => openWholeStore(sourceText ?? "", context),
+        signal: context.signal,
+      };
+      if (sourceText !== undefined) request.source = verifySourceOf(sourceText);
+      if (options.dir !== undefined) request.directory = resolvePath(context, options.dir);
+      if (anchors) request.trust = { anchors, ...(sourceText !== undefined ? { forSource: trustFor(anchors, sourceText) } : {}) };
+      const { report, signers } = await verifyRequested(request);
+      finish(context, report, options, global.quiet, sourceText ?? options.dir ?? "", signers);
     });
 }
 
-/** The digest a registry reference pins (`host/repo@sha256:…`), if any. */
-function pinnedDigestOf(location: Location): Digest | undefined {
-  return location.kind === "registry" ? parseReference(location.reference).digest : undefined;
+/** What the source text names, for the operation to choose its check. */
+function verifySourceOf(text: string): VerifySource {
+  const location = parseLocation(text);
+  if (location.kind !== "registry") return { kind: location.kind, text, whole: location.reference === undefined };
+  const pinned = parseReference(location.reference).digest;
+  return pinned === undefined ? { kind: "registry", text } : { kind: "registry", text, pinned };
 }
 
-/**
- * A pinned registry reference (`REF@sha256:…`) whose digest is the folder's own manifest.json: the pin
- * already proves the manifest, so the folder is checked without the registry (which may be down).
- */
-async function pinnedSavedFetch(location: Location, directory: string, check: DirectoryCheckOptions): Promise<SavedFetch | undefined> {
-  const pin = pinnedDigestOf(location);
-  if (pin === undefined) return undefined;
-  const saved = await savedFetchIn(directory);
-  return saved && savedFetchMatches(saved, pin) && canVerifyOffline(saved, check) ? saved : undefined;
+/** A layout or archive named without REF, as the whole store: every image and blob in it. */
+async function openWholeStore(text: string, context: CliContext): Promise<{ store: WholeStore; close(): Promise<void> }> {
+  const location = parseLocation(text);
+  if (location.kind === "layout") return { store: new OciLayoutStore(resolvePath(context, location.path)), close: async () => undefined };
+  // A corrupt blob is one failed item among the others, not the end of the report.
+  if (location.kind !== "archive") throw new OcibootError("USAGE", `Cannot verify all of ${text}: it is not a store`);
+  return openArchive(location.path, context, { keepCorrupt: true });
 }
 
 /** Prints the report and fails when any item failed; with --json a failed run prints one document, the error, which carries the report. */
@@ -147,24 +90,7 @@ function finish(
   }
 }
 
-/** The names and roles fetch recorded in the folder, under those given on the command line. */
-async function withRecordedNames(directory: string, check: DirectoryCheckOptions): Promise<DirectoryCheckOptions> {
-  const saved = await savedFetchIn(directory);
-  const record = saved?.record;
-  if (!record) return check;
-  const merged: DirectoryCheckOptions = { ...check, fileNames: { ...record.fileNames, ...check.fileNames } };
-  const roles = check.roles ?? record.roles;
-  if (roles) merged.roles = roles;
-  return merged;
-}
 
-/** What fetch saved in the folder, or undefined for a folder without manifest.json. */
-function savedFetchIn(directory: string): Promise<SavedFetch | undefined> {
-  return readSavedFetch(directory).catch((error: unknown) => {
-    if (isOcibootError(error, "NOT_FOUND")) return undefined;
-    throw error;
-  });
-}
 
 function formatVerifyReport(report: VerifyReport, json: boolean, quiet: boolean, signers: readonly VerifiedSigner[] | undefined): string {
   if (json) return `${JSON.stringify(signers ? { ...report, signers } : report, null, 2)}\n`;
