@@ -91,6 +91,15 @@ export interface Ingester {
   ingest(content: ReadableStream<Uint8Array>, mediaType: string, options?: { signal?: AbortSignal }): Promise<Descriptor>;
 }
 
+/**
+ * Optional power: a manifest or index whose bytes the store already checked against the digest when
+ * they arrived (a registry hashes a manifest to learn its digest), handed out without a second hash.
+ */
+export interface VerifiedManifestReader {
+  /** The exact bytes of `descriptor`; INTEGRITY when they do not match its digest or size. */
+  readVerifiedManifest(descriptor: Descriptor, options?: { signal?: AbortSignal }): Promise<Uint8Array>;
+}
+
 export type Store = ReadableStore & WritableStore;
 
 export function isTagLister(store: object): store is TagLister {
@@ -103,6 +112,10 @@ export function isDirectRequester(store: object): store is DirectRequester {
 
 export function isReferrerLister(store: object): store is ReferrerLister {
   return typeof (store as Partial<ReferrerLister>).referrers === "function";
+}
+
+export function isVerifiedManifestReader(store: object): store is VerifiedManifestReader {
+  return typeof (store as Partial<VerifiedManifestReader>).readVerifiedManifest === "function";
 }
 
 export function isIngester(store: object): store is Ingester {
