@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdir, readdir, rename, stat, unlink, utimes } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
@@ -33,13 +33,33 @@ import {
 import { type BlobWriter, type BlobWriterOptions, openBlobWriter } from "./blob-writer.ts";
 import { ingest, type IngestCheck } from "./ingest.ts";
 import { withFileLock } from "./lock.ts";
-import type { FetchedContent, FetchOptions, Ingester, PushOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
+import { ingestThroughPartial, type PartialIngestOptions } from "./partial-file.ts";
+import type {
+  FetchedContent,
+  FetchOptions,
+  Ingester,
+  OpenAt,
+  PushFromOptions,
+  PushOptions,
+  ReadableStore,
+  ReferrerLister,
+  ResumingWriter,
+  TagLister,
+  WritableStore,
+} from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
 
 /** index.json of a store with thousands of tags stays far below this. */
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;
 /** ociboot's own bookkeeping inside a layout: lock file and temp files (same file system, so rename works). */
 const PRIVATE_DIRECTORY = ".ociboot";
+/** Per-digest partial blob files (`<alg>-<hex>`) and their locks (`<alg>-<hex>.lock`), kept across runs. */
+const PARTIAL_DIRECTORY = "partial";
+/**
+ * A second pull of a blob that another one is storing waits for it rather than fetching it twice:
+ * as long as the holder lives (a dead holder's lock is broken at once, see lock.ts), or until Ctrl-C.
+ */
+const PARTIAL_LOCK_WAIT_MS = Number.POSITIVE_INFINITY;
 /** Manifests one referrers scan reads at most (each bounded to 4 MiB), so a huge store cannot make it unbounded. */
 const MAX_REFERRER_SCAN = 10_000;
 
@@ -69,7 +89,7 @@ export interface LayoutStoreOptions {
  * A manifest with a `subject` gets an untagged entry when pushed, as `oras attach --oci-layout`
  * writes it: that keeps it listed among the referrers of its subject and safe from `prune`.
  */
-export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, Ingester, ReferrerLister {
+export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, Ingester, ReferrerLister, ResumingWriter {
   readonly root: string;
   readonly description: string;
   readonly #lockTimeoutMs: number;
@@ -139,17 +159,97 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
    */
   async push(descriptor: Descriptor, content: ReadableStream<Uint8Array>, options: PushOptions = {}): Promise<void> {
     const finalPath = this.blobPath(descriptor.digest);
-    if (await this.exists(descriptor)) {
+    if (await this.#holds(descriptor)) {
       await content.cancel().catch(() => undefined);
-      // A fresh mtime tells a concurrent `prune` that this blob is about to be referenced.
-      const now = new Date();
-      await utimes(finalPath, now, now).catch(() => undefined);
     } else {
       const writing: WriteSettings = { expectedBytes: descriptor.size };
       if (options.chunks) writing.chunks = options.chunks;
       await this.#store(content, new ContentVerifier(descriptor), writing, options.signal, () => finalPath);
     }
     if (isManifestMediaType(descriptor.mediaType) || isIndexMediaType(descriptor.mediaType)) await this.#listIfReferrer(descriptor);
+  }
+
+  /**
+   * Stores a blob through its own partial file, `.ociboot/partial/<alg>-<hex>`, which outlives a cut
+   * and a killed process: the next call (this run's retry or the next run) hashes the bytes kept
+   * there again and opens the source only from where they end (docs/ingest.md). A lock per digest,
+   * held across processes, keeps two pulls of one blob from writing the same file: the second
+   * waits, then finds the blob stored. Nothing reaches `blobs/` before size and digest match.
+   */
+  async pushFrom(descriptor: Descriptor, open: OpenAt, options: PushFromOptions = {}): Promise<void> {
+    if (!(await this.#holds(descriptor))) {
+      await this.#ensureLayout();
+      const partialPath = this.#partialPath(descriptor.digest);
+      await withFileLock(
+        `${partialPath}.lock`,
+        async () => {
+          // Another process may have stored it while this one waited for the lock.
+          if (await this.#holds(descriptor)) return;
+          const partialOptions: PartialIngestOptions = {};
+          if (options.signal) partialOptions.signal = options.signal;
+          const { onBytes } = options;
+          if (onBytes) partialOptions.onProgress = ({ done }) => onBytes(done);
+          await ingestThroughPartial(descriptor, partialPath, open, () => this.#commitTemporary(partialPath, this.blobPath(descriptor.digest)), partialOptions);
+        },
+        { timeoutMs: PARTIAL_LOCK_WAIT_MS, ...(options.signal ? { signal: options.signal } : {}) },
+      );
+    }
+    if (isManifestMediaType(descriptor.mediaType) || isIndexMediaType(descriptor.mediaType)) await this.#listIfReferrer(descriptor);
+  }
+
+  /** The partial files that runs left (see {@link pushFrom}), with their age. */
+  async *partials(): AsyncIterable<StoredBlob> {
+    const directory = join(this.root, PRIVATE_DIRECTORY, PARTIAL_DIRECTORY);
+    const names = await readdir(directory).catch((error: unknown) => {
+      if (errorCode(error) === "ENOENT") return [] as string[];
+      throw new OcibootError("LOCAL_IO", `Cannot list ${directory}: ${errorMessage(error)}`, { cause: error });
+    });
+    for (const name of names) {
+      const digest = name.replace("-", ":");
+      if (!isDigest(digest) || name !== this.#partialName(digest)) continue;
+      const info = await stat(join(directory, name)).catch(() => undefined);
+      if (info?.isFile()) yield { digest, size: info.size, modifiedMs: info.mtimeMs };
+    }
+  }
+
+  /**
+   * Removes the partial file of `digest` unless a live process is writing it (its lock is held) or
+   * it was written to after `modifiedBeforeMs`. True when it is gone.
+   */
+  async removePartial(digest: string, modifiedBeforeMs: number): Promise<boolean> {
+    const partialPath = this.#partialPath(digest);
+    try {
+      return await withFileLock(
+        `${partialPath}.lock`,
+        async () => {
+          const info = await stat(partialPath).catch(() => undefined);
+          if (info === undefined || info.mtimeMs >= modifiedBeforeMs) return false;
+          await rm(partialPath, { force: true });
+          return true;
+        },
+        { timeoutMs: 0 },
+      );
+    } catch (error) {
+      if (error instanceof OcibootError && error.code === "LOCKED") return false;
+      throw error;
+    }
+  }
+
+  /** True when the blob is stored; its fresh mtime then tells a concurrent `prune` that it is about to be referenced. */
+  async #holds(descriptor: Descriptor): Promise<boolean> {
+    if (!(await this.exists(descriptor))) return false;
+    const now = new Date();
+    await utimes(this.blobPath(descriptor.digest), now, now).catch(() => undefined);
+    return true;
+  }
+
+  #partialName(digest: string): string {
+    const { algorithm, hex } = parseDigest(digest);
+    return `${algorithm}-${hex}`;
+  }
+
+  #partialPath(digest: string): string {
+    return join(this.root, PRIVATE_DIRECTORY, PARTIAL_DIRECTORY, this.#partialName(digest));
   }
 
   /**
@@ -370,6 +470,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     }
     await mkdir(join(this.root, "blobs", "sha256"), { recursive: true });
     await mkdir(this.#temporaryDirectory(), { recursive: true });
+    await mkdir(join(this.root, PRIVATE_DIRECTORY, PARTIAL_DIRECTORY), { recursive: true });
   }
 
   #temporaryDirectory(): string {

@@ -91,6 +91,24 @@ export interface Ingester {
   ingest(content: ReadableStream<Uint8Array>, mediaType: string, options?: { signal?: AbortSignal }): Promise<Descriptor>;
 }
 
+/** Opens a blob's content from a byte offset; the source may answer from 0 instead (`FetchedContent.offset`). */
+export type OpenAt = (offset: number) => Promise<FetchedContent>;
+
+/**
+ * Optional power: storing a blob that the store opens itself, from the byte its own partial copy
+ * reached, so that a copy cut by an error or a killed process continues from the bytes the store
+ * kept (a layout's per-digest partial files) instead of starting over.
+ */
+export interface ResumingWriter {
+  pushFrom(descriptor: Descriptor, open: OpenAt, options?: PushFromOptions): Promise<void>;
+}
+
+export interface PushFromOptions {
+  signal?: AbortSignal;
+  /** Bytes of the blob in place so far: from the kept prefix on, from 0 again when the blob starts over. */
+  onBytes?: (done: number) => void;
+}
+
 /**
  * Optional power: a manifest or index whose bytes the store already checked against the digest when
  * they arrived (a registry hashes a manifest to learn its digest), handed out without a second hash.
@@ -112,6 +130,10 @@ export function isDirectRequester(store: object): store is DirectRequester {
 
 export function isReferrerLister(store: object): store is ReferrerLister {
   return typeof (store as Partial<ReferrerLister>).referrers === "function";
+}
+
+export function isResumingWriter(store: object): store is ResumingWriter {
+  return typeof (store as Partial<ResumingWriter>).pushFrom === "function";
 }
 
 export function isVerifiedManifestReader(store: object): store is VerifiedManifestReader {
