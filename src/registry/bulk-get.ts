@@ -1,5 +1,5 @@
 import { isIP, connect as netConnect, type OnReadOpts, type Socket } from "node:net";
-import { type ConnectionOptions, connect as tlsConnect, TLSSocket } from "node:tls";
+import { type ConnectionOptions, connect as tlsConnect } from "node:tls";
 import { AlignedBlockPool, DIRECT_IO_ALIGNMENT } from "../aligned-blocks.ts";
 
 /** Large body blocks: the file is written from them in few large writes. */
@@ -134,6 +134,7 @@ export class BulkConnection {
   readonly #scratch = new Uint8Array(16 * 1024);
   #lent: Uint8Array | undefined;
   #lentTo: ConnectionOwner | undefined;
+  readonly #connectEvent: "connect" | "secureConnect";
 
   constructor(url: URL, tls: BulkGetRequest["tls"]) {
     this.origin = url.origin;
@@ -162,8 +163,9 @@ export class BulkConnection {
     if (isIP(host) === 0) tlsOptions.servername = host;
     const socket = url.protocol === "https:" ? tlsConnect(tlsOptions) : netConnect({ host, port, onread });
     this.socket = socket;
+    this.#connectEvent = url.protocol === "https:" ? "secureConnect" : "connect";
     socket.setNoDelay(true);
-    socket.once(url.protocol === "https:" ? "secureConnect" : "connect", () => {
+    socket.once(this.#connectEvent, () => {
       this.#connected = true;
     });
     socket.on("error", (error) => (this.#owner ? this.#owner.failed(error) : this.destroy()));
@@ -179,7 +181,7 @@ export class BulkConnection {
   /** Runs `send` once the connection is up (at once for a reused one). */
   whenConnected(send: () => void): void {
     if (this.#connected) send();
-    else this.socket.once(this.socket instanceof TLSSocket ? "secureConnect" : "connect", send);
+    else this.socket.once(this.#connectEvent, send);
   }
 
   attach(owner: ConnectionOwner, bodyTimeoutMs: number): void {
