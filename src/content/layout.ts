@@ -53,8 +53,11 @@ import { ContentVerifier, readVerified } from "./verify.ts";
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;
 /** ociboot's own bookkeeping inside a layout: lock file and temp files (same file system, so rename works). */
 const PRIVATE_DIRECTORY = ".ociboot";
-/** Per-digest partial blob files (`<alg>-<hex>`) and their locks (`<alg>-<hex>.lock`), kept across runs. */
-const PARTIAL_DIRECTORY = "partial";
+/**
+ * Per-digest partial blob files (`partial-<alg>-<hex>`) and their locks (`….lock`), kept across runs
+ * among the temporary files: a store tarred with one left behind still reads as a layout.
+ */
+const PARTIAL_PREFIX = "partial-";
 /**
  * A second pull of a blob that another one is storing waits for it rather than fetching it twice:
  * as long as the holder lives (a dead holder's lock is broken at once, see lock.ts), or until Ctrl-C.
@@ -68,6 +71,11 @@ export interface StoredBlob {
   digest: Digest;
   size: number;
   modifiedMs: number;
+}
+
+/** A partial blob file a pull or copy left (see `OciLayoutStore.pushFrom`); `file` is false for a lock left alone. */
+export interface StoredPartial extends StoredBlob {
+  file: boolean;
 }
 
 /** Options for opening a layout. */
@@ -170,14 +178,17 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
   }
 
   /**
-   * Stores a blob through its own partial file, `.ociboot/partial/<alg>-<hex>`, which outlives a cut
+   * Stores a blob through its own partial file, `.ociboot/tmp/partial-<alg>-<hex>`, which outlives a cut
    * and a killed process: the next call (this run's retry or the next run) hashes the bytes kept
    * there again and opens the source only from where they end (docs/ingest.md). A lock per digest,
    * held across processes, keeps two pulls of one blob from writing the same file: the second
    * waits, then finds the blob stored. Nothing reaches `blobs/` before size and digest match.
    */
   async pushFrom(descriptor: Descriptor, open: OpenAt, options: PushFromOptions = {}): Promise<void> {
-    if (!(await this.#holds(descriptor))) {
+    if (await this.#holds(descriptor)) {
+      // A run killed between storing a blob and unlocking it left its lock (and no use for a partial file).
+      if (await exists(`${this.#partialPath(descriptor.digest)}.lock`)) await this.removePartial(descriptor.digest, Number.POSITIVE_INFINITY);
+    } else {
       await this.#ensureLayout();
       const partialPath = this.#partialPath(descriptor.digest);
       await withFileLock(
@@ -197,24 +208,34 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     if (isManifestMediaType(descriptor.mediaType) || isIndexMediaType(descriptor.mediaType)) await this.#listIfReferrer(descriptor);
   }
 
-  /** The partial files that runs left (see {@link pushFrom}), with their age. */
-  async *partials(): AsyncIterable<StoredBlob> {
-    const directory = join(this.root, PRIVATE_DIRECTORY, PARTIAL_DIRECTORY);
+  /**
+   * The partial files that runs left (see {@link pushFrom}), with their age; a lock left without
+   * its partial file is listed too (size 0, the lock's age), so that `removePartial` can clear it.
+   */
+  async *partials(): AsyncIterable<StoredPartial> {
+    const directory = this.#temporaryDirectory();
     const names = await readdir(directory).catch((error: unknown) => {
       if (errorCode(error) === "ENOENT") return [] as string[];
       throw new OcibootError("LOCAL_IO", `Cannot list ${directory}: ${errorMessage(error)}`, { cause: error });
     });
+    const digests = new Set<Digest>();
     for (const name of names) {
-      const digest = name.replace("-", ":");
-      if (!isDigest(digest) || name !== this.#partialName(digest)) continue;
-      const info = await stat(join(directory, name)).catch(() => undefined);
-      if (info?.isFile()) yield { digest, size: info.size, modifiedMs: info.mtimeMs };
+      if (!name.startsWith(PARTIAL_PREFIX)) continue;
+      const digest = name.slice(PARTIAL_PREFIX.length).replace(/\.lock$/, "").replace("-", ":");
+      if (isDigest(digest) && (name === this.#partialName(digest) || name === `${this.#partialName(digest)}.lock`)) digests.add(digest);
+    }
+    for (const digest of digests) {
+      const path = this.#partialPath(digest);
+      const partial = await stat(path).catch(() => undefined);
+      const info = partial ?? (await stat(`${path}.lock`).catch(() => undefined));
+      if (info?.isFile()) yield { digest, size: partial?.size ?? 0, modifiedMs: info.mtimeMs, file: partial !== undefined };
     }
   }
 
   /**
    * Removes the partial file of `digest` unless a live process is writing it (its lock is held) or
-   * it was written to after `modifiedBeforeMs`. True when it is gone.
+   * it was written to after `modifiedBeforeMs`. True when it is gone. A lock whose holder died is
+   * cleared on the way, partial file or not.
    */
   async removePartial(digest: string, modifiedBeforeMs: number): Promise<boolean> {
     const partialPath = this.#partialPath(digest);
@@ -245,11 +266,11 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
 
   #partialName(digest: string): string {
     const { algorithm, hex } = parseDigest(digest);
-    return `${algorithm}-${hex}`;
+    return `${PARTIAL_PREFIX}${algorithm}-${hex}`;
   }
 
   #partialPath(digest: string): string {
-    return join(this.root, PRIVATE_DIRECTORY, PARTIAL_DIRECTORY, this.#partialName(digest));
+    return join(this.#temporaryDirectory(), this.#partialName(digest));
   }
 
   /**
@@ -470,7 +491,6 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     }
     await mkdir(join(this.root, "blobs", "sha256"), { recursive: true });
     await mkdir(this.#temporaryDirectory(), { recursive: true });
-    await mkdir(join(this.root, PRIVATE_DIRECTORY, PARTIAL_DIRECTORY), { recursive: true });
   }
 
   #temporaryDirectory(): string {
@@ -527,6 +547,10 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     }
     await syncDirectory(join(finalPath, ".."));
   }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined)) !== undefined;
 }
 
 function checkRefName(reference: string): void {

@@ -52,7 +52,8 @@ export async function pruneStore(store: OciLayoutStore, options: PruneOptions = 
     }
     for await (const partial of store.partials()) {
       if (now - partial.modifiedMs < graceMs) continue;
-      if (options.dryRun || (await store.removePartial(partial.digest, now - graceMs))) result.removedPartials.push(partial);
+      const removed = options.dryRun ? partial.file : await store.removePartial(partial.digest, now - graceMs);
+      if (removed) result.removedPartials.push({ digest: partial.digest, size: partial.size, modifiedMs: partial.modifiedMs });
     }
     return result;
   });

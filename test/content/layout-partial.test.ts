@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { spawnSync } from "node:child_process";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { OciLayoutStore } from "../../src/content/layout.ts";
@@ -51,14 +52,14 @@ describe("a layout store's per-digest partial files", () => {
   beforeEach(async () => {
     root = await mkdtemp(join(tmpdir(), "ociboot-layout-partial-"));
     store = new OciLayoutStore(root);
-    partial = join(root, ".ociboot", "partial", `sha256-${DESCRIPTOR.digest.slice(7)}`);
+    partial = join(root, ".ociboot", "tmp", `partial-sha256-${DESCRIPTOR.digest.slice(7)}`);
   });
   afterEach(async () => {
     await rm(root, { recursive: true, force: true });
   });
 
   async function leavePartial(bytes: Uint8Array): Promise<void> {
-    await mkdir(join(root, ".ociboot", "partial"), { recursive: true });
+    await mkdir(join(root, ".ociboot", "tmp"), { recursive: true });
     await writeFile(partial, bytes);
   }
 
@@ -125,5 +126,22 @@ describe("a layout store's per-digest partial files", () => {
     const pruned = await pruneStore(store, { graceMs: 60_000 });
     expect(pruned.removedPartials).toMatchObject([{ digest: DESCRIPTOR.digest, size: 10 * 1024 }]);
     expect(existsSync(partial)).toBe(false);
+  });
+
+  it("a lock a killed run left is cleared by the next push of that blob, and by prune", async () => {
+    // The pid of a process that has exited: the lock's holder is gone.
+    const dead = spawnSync("true").pid;
+    const deadLock = JSON.stringify({ pid: dead, host: hostname(), token: "left-by-a-killed-run" });
+    await store.pushFrom(DESCRIPTOR, source().open);
+    await writeFile(`${partial}.lock`, deadLock);
+    const again = source();
+    await store.pushFrom(DESCRIPTOR, again.open);
+    expect(again.offsets).toEqual([]);
+    expect(existsSync(`${partial}.lock`)).toBe(false);
+
+    await writeFile(`${partial}.lock`, deadLock);
+    const pruned = await pruneStore(store, { graceMs: 0 });
+    expect(pruned.removedPartials).toEqual([]);
+    expect(existsSync(`${partial}.lock`)).toBe(false);
   });
 });
