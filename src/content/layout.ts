@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdir, readdir, rename, stat, unlink, utimes } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat, unlink, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
@@ -34,19 +34,47 @@ import { type BlobWriter, type BlobWriterOptions, openBlobWriter } from "./blob-
 import { referrersAmong } from "./index-referrers.ts";
 import { ingest, type IngestCheck } from "./ingest.ts";
 import { withFileLock } from "./lock.ts";
-import type { FetchedContent, FetchOptions, Ingester, PushOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
+import { ingestThroughPartial, type PartialIngestOptions } from "./partial-file.ts";
+import type {
+  FetchedContent,
+  FetchOptions,
+  Ingester,
+  OpenAt,
+  PushFromOptions,
+  PushOptions,
+  ReadableStore,
+  ReferrerLister,
+  ResumingWriter,
+  TagLister,
+  WritableStore,
+} from "./store.ts";
 import { ContentVerifier, readVerified } from "./verify.ts";
 
 /** index.json of a store with thousands of tags stays far below this. */
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;
 /** ociboot's own bookkeeping inside a layout: lock file and temp files (same file system, so rename works). */
 const PRIVATE_DIRECTORY = ".ociboot";
+/**
+ * Per-digest partial blob files (`partial-<alg>-<hex>`) and their locks (`….lock`), kept across runs
+ * among the temporary files: a store tarred with one left behind still reads as a layout.
+ */
+const PARTIAL_PREFIX = "partial-";
+/**
+ * A second pull of a blob that another one is storing waits for it rather than fetching it twice:
+ * as long as the holder lives (a dead holder's lock is broken at once, see lock.ts), or until Ctrl-C.
+ */
+const PARTIAL_LOCK_WAIT_MS = Number.POSITIVE_INFINITY;
 
 /** One blob file found in the store. */
 export interface StoredBlob {
   digest: Digest;
   size: number;
   modifiedMs: number;
+}
+
+/** A partial blob file a pull or copy left (see `OciLayoutStore.pushFrom`); `file` is false for a lock left alone. */
+export interface StoredPartial extends StoredBlob {
+  file: boolean;
 }
 
 /** Options for opening a layout. */
@@ -68,7 +96,7 @@ export interface LayoutStoreOptions {
  * A manifest with a `subject` gets an untagged entry when pushed, as `oras attach --oci-layout`
  * writes it: that keeps it listed among the referrers of its subject and safe from `prune`.
  */
-export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, Ingester, ReferrerLister {
+export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, Ingester, ReferrerLister, ResumingWriter {
   readonly root: string;
   readonly description: string;
   readonly #lockTimeoutMs: number;
@@ -138,17 +166,110 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
    */
   async push(descriptor: Descriptor, content: ReadableStream<Uint8Array>, options: PushOptions = {}): Promise<void> {
     const finalPath = this.blobPath(descriptor.digest);
-    if (await this.exists(descriptor)) {
+    if (await this.#holds(descriptor)) {
       await content.cancel().catch(() => undefined);
-      // A fresh mtime tells a concurrent `prune` that this blob is about to be referenced.
-      const now = new Date();
-      await utimes(finalPath, now, now).catch(() => undefined);
     } else {
       const writing: WriteSettings = { expectedBytes: descriptor.size };
       if (options.chunks) writing.chunks = options.chunks;
       await this.#store(content, new ContentVerifier(descriptor), writing, options.signal, () => finalPath);
     }
     if (isManifestMediaType(descriptor.mediaType) || isIndexMediaType(descriptor.mediaType)) await this.#listIfReferrer(descriptor);
+  }
+
+  /**
+   * Stores a blob through its own partial file, `.ociboot/tmp/partial-<alg>-<hex>`, which outlives a cut
+   * and a killed process: the next call (this run's retry or the next run) hashes the bytes kept
+   * there again and opens the source only from where they end (docs/ingest.md). A lock per digest,
+   * held across processes, keeps two pulls of one blob from writing the same file: the second
+   * waits, then finds the blob stored. Nothing reaches `blobs/` before size and digest match.
+   */
+  async pushFrom(descriptor: Descriptor, open: OpenAt, options: PushFromOptions = {}): Promise<void> {
+    if (await this.#holds(descriptor)) {
+      // A run killed between storing a blob and unlocking it left its lock (and no use for a partial file).
+      if (await exists(`${this.#partialPath(descriptor.digest)}.lock`)) await this.removePartial(descriptor.digest, Number.POSITIVE_INFINITY);
+    } else {
+      await this.#ensureLayout();
+      const partialPath = this.#partialPath(descriptor.digest);
+      await withFileLock(
+        `${partialPath}.lock`,
+        async () => {
+          // Another process may have stored it while this one waited for the lock.
+          if (await this.#holds(descriptor)) return;
+          const partialOptions: PartialIngestOptions = {};
+          if (options.signal) partialOptions.signal = options.signal;
+          const { onBytes } = options;
+          if (onBytes) partialOptions.onProgress = ({ done }) => onBytes(done);
+          await ingestThroughPartial(descriptor, partialPath, open, () => this.#commitTemporary(partialPath, this.blobPath(descriptor.digest)), partialOptions);
+        },
+        { timeoutMs: PARTIAL_LOCK_WAIT_MS, ...(options.signal ? { signal: options.signal } : {}) },
+      );
+    }
+    if (isManifestMediaType(descriptor.mediaType) || isIndexMediaType(descriptor.mediaType)) await this.#listIfReferrer(descriptor);
+  }
+
+  /**
+   * The partial files that runs left (see {@link pushFrom}), with their age; a lock left without
+   * its partial file is listed too (size 0, the lock's age), so that `removePartial` can clear it.
+   */
+  async *partials(): AsyncIterable<StoredPartial> {
+    const directory = this.#temporaryDirectory();
+    const names = await readdir(directory).catch((error: unknown) => {
+      if (errorCode(error) === "ENOENT") return [] as string[];
+      throw new OcibootError("LOCAL_IO", `Cannot list ${directory}: ${errorMessage(error)}`, { cause: error });
+    });
+    const digests = new Set<Digest>();
+    for (const name of names) {
+      if (!name.startsWith(PARTIAL_PREFIX)) continue;
+      const digest = name.slice(PARTIAL_PREFIX.length).replace(/\.lock$/, "").replace("-", ":");
+      if (isDigest(digest) && (name === this.#partialName(digest) || name === `${this.#partialName(digest)}.lock`)) digests.add(digest);
+    }
+    for (const digest of digests) {
+      const path = this.#partialPath(digest);
+      const partial = await stat(path).catch(() => undefined);
+      const info = partial ?? (await stat(`${path}.lock`).catch(() => undefined));
+      if (info?.isFile()) yield { digest, size: partial?.size ?? 0, modifiedMs: info.mtimeMs, file: partial !== undefined };
+    }
+  }
+
+  /**
+   * Removes the partial file of `digest` unless a live process is writing it (its lock is held) or
+   * it was written to after `modifiedBeforeMs`. True when it is gone. A lock whose holder died is
+   * cleared on the way, partial file or not.
+   */
+  async removePartial(digest: string, modifiedBeforeMs: number): Promise<boolean> {
+    const partialPath = this.#partialPath(digest);
+    try {
+      return await withFileLock(
+        `${partialPath}.lock`,
+        async () => {
+          const info = await stat(partialPath).catch(() => undefined);
+          if (info === undefined || info.mtimeMs >= modifiedBeforeMs) return false;
+          await rm(partialPath, { force: true });
+          return true;
+        },
+        { timeoutMs: 0 },
+      );
+    } catch (error) {
+      if (error instanceof OcibootError && error.code === "LOCKED") return false;
+      throw error;
+    }
+  }
+
+  /** True when the blob is stored; its fresh mtime then tells a concurrent `prune` that it is about to be referenced. */
+  async #holds(descriptor: Descriptor): Promise<boolean> {
+    if (!(await this.exists(descriptor))) return false;
+    const now = new Date();
+    await utimes(this.blobPath(descriptor.digest), now, now).catch(() => undefined);
+    return true;
+  }
+
+  #partialName(digest: string): string {
+    const { algorithm, hex } = parseDigest(digest);
+    return `${PARTIAL_PREFIX}${algorithm}-${hex}`;
+  }
+
+  #partialPath(digest: string): string {
+    return join(this.#temporaryDirectory(), this.#partialName(digest));
   }
 
   /**
@@ -414,6 +535,10 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     }
     await syncDirectory(join(finalPath, ".."));
   }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined)) !== undefined;
 }
 
 function checkRefName(reference: string): void {

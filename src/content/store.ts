@@ -100,6 +100,33 @@ export interface FileLender {
   lendFile(descriptor: Descriptor, path: string): Promise<boolean>;
 }
 
+/** Opens a blob's content from a byte offset; the source may answer from 0 instead (`FetchedContent.offset`). */
+export type OpenAt = (offset: number) => Promise<FetchedContent>;
+
+/**
+ * Optional power: storing a blob that the store opens itself, from the byte its own partial copy
+ * reached, so that a copy cut by an error or a killed process continues from the bytes the store
+ * kept (a layout's per-digest partial files) instead of starting over.
+ */
+export interface ResumingWriter {
+  pushFrom(descriptor: Descriptor, open: OpenAt, options?: PushFromOptions): Promise<void>;
+}
+
+export interface PushFromOptions {
+  signal?: AbortSignal;
+  /** Bytes of the blob in place so far: from the kept prefix on, from 0 again when the blob starts over. */
+  onBytes?: (done: number) => void;
+}
+
+/**
+ * Optional power: a manifest or index whose bytes the store already checked against the digest when
+ * they arrived (a registry hashes a manifest to learn its digest), handed out without a second hash.
+ */
+export interface VerifiedManifestReader {
+  /** The exact bytes of `descriptor`; INTEGRITY when they do not match its digest or size. */
+  readVerifiedManifest(descriptor: Descriptor, options?: { signal?: AbortSignal }): Promise<Uint8Array>;
+}
+
 export type Store = ReadableStore & WritableStore;
 
 export function isTagLister(store: object): store is TagLister {
@@ -116,6 +143,14 @@ export function isReferrerLister(store: object): store is ReferrerLister {
 
 export function isFileLender(store: object): store is FileLender {
   return typeof (store as Partial<FileLender>).lendFile === "function";
+}
+
+export function isResumingWriter(store: object): store is ResumingWriter {
+  return typeof (store as Partial<ResumingWriter>).pushFrom === "function";
+}
+
+export function isVerifiedManifestReader(store: object): store is VerifiedManifestReader {
+  return typeof (store as Partial<VerifiedManifestReader>).readVerifiedManifest === "function";
 }
 
 export function isIngester(store: object): store is Ingester {

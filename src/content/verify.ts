@@ -68,6 +68,13 @@ export function verifyContent(descriptor: Descriptor): TransformStream<Uint8Arra
   });
 }
 
+/** Refuses, before any byte is read, a small blob (manifest, config) that says it is larger than `maxBytes`. */
+export function checkReadLimit(descriptor: Descriptor, maxBytes: number): void {
+  if (descriptor.size > maxBytes) {
+    throw new OcibootError("UNSAFE_CONTENT", `Cannot read ${descriptor.digest}: ${descriptor.size} bytes is more than the ${maxBytes}-byte limit`);
+  }
+}
+
 /**
  * Reads a whole small blob (manifest, config) into memory, verified and bounded by `maxBytes`,
  * so that a hostile store cannot make us buffer more than the cap.
@@ -77,12 +84,11 @@ export async function readVerified(
   descriptor: Descriptor,
   maxBytes: number,
 ): Promise<Uint8Array> {
-  if (descriptor.size > maxBytes) {
+  try {
+    checkReadLimit(descriptor, maxBytes);
+  } catch (error) {
     await stream.cancel().catch(() => undefined);
-    throw new OcibootError(
-      "UNSAFE_CONTENT",
-      `Cannot read ${descriptor.digest}: ${descriptor.size} bytes is more than the ${maxBytes}-byte limit`,
-    );
+    throw error;
   }
   const verifier = new ContentVerifier(descriptor);
   const buffer = new Uint8Array(descriptor.size);

@@ -1,5 +1,5 @@
 import { countingStage } from "../content/counting.ts";
-import type { PushOptions, ReadableStore, WritableStore } from "../content/store.ts";
+import { isResumingWriter, type PushFromOptions, type PushOptions, type ReadableStore, type WritableStore } from "../content/store.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { walkGraph } from "./graph-walk.ts";
 import { runBounded } from "./pool.ts";
@@ -66,6 +66,15 @@ async function copyBlob(source: ReadableStore, target: WritableStore, blob: Desc
   });
   for (;;) {
     try {
+      if (isResumingWriter(target)) {
+        // The target keeps what it received across attempts and runs, and asks only for the rest.
+        const pushOptions: PushFromOptions = signal ? { signal } : {};
+        const { onBytes } = options;
+        if (onBytes) pushOptions.onBytes = (done) => onBytes(blob, done);
+        const open = (offset: number) => fetchContinuing(source, blob, { ...(offset > 0 ? { offset } : {}), retryChain: chain, ...(signal ? { signal } : {}) });
+        await target.pushFrom(blob, open, pushOptions);
+        return;
+      }
       // A transfer cut midway continues from the byte reached, whatever the target (content/ingest.ts verifies the whole).
       const content = await fetchContinuing(source, blob, signal ? { signal, retryChain: chain } : { retryChain: chain });
       // The source's chunk memory goes back to it once stored; aligned chunks are stored as they are.

@@ -1,5 +1,5 @@
-import type { ReadableStore } from "../content/store.ts";
-import { readVerified } from "../content/verify.ts";
+import { isVerifiedManifestReader, type ReadableStore } from "../content/store.ts";
+import { checkReadLimit, readVerified } from "../content/verify.ts";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import { subjectOf } from "../oci/artifact.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
@@ -102,8 +102,12 @@ export async function walkGraph(store: ReadableStore, roots: Descriptor | readon
   }
 }
 
-/** Reads a manifest or index blob, bounded and verified. */
+/** Reads a manifest or index blob, bounded and verified (hashed once: by the store that can, else here). */
 export async function readManifestBytes(store: ReadableStore, descriptor: Descriptor, signal?: AbortSignal): Promise<Uint8Array> {
+  if (isVerifiedManifestReader(store)) {
+    checkReadLimit(descriptor, Limits.manifestBytes);
+    return store.readVerifiedManifest(descriptor, signal ? { signal } : {});
+  }
   const content = await store.fetch(descriptor, signal ? { signal } : {});
   return readVerified(content.stream, descriptor, Limits.manifestBytes);
 }

@@ -209,7 +209,7 @@ export class RegistryClient {
     const headers: Record<string, string> = {};
     if (wantRange) headers["range"] = `bytes=${requestedOffset}-`;
     const scopes = [repositoryScope(repository, ["pull"])];
-    // Large blobs are worth a connection of their own with block reads (see bulkGet).
+    // Large blobs are worth block reads of their own (see bulkGet).
     const bulk = descriptor.size >= BULK_MIN_BYTES;
     let response = await this.#send({ method: "GET", url: this.#url(repository, "blobs", descriptor.digest), headers, bulk, ...chainedSignalOf(options) }, scopes);
     let offset = 0;

@@ -1,5 +1,15 @@
 import { OcibootError } from "../errors.ts";
-import type { DirectRequest, DirectRequester, FetchedContent, FetchOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "../content/store.ts";
+import type {
+  DirectRequest,
+  DirectRequester,
+  FetchedContent,
+  FetchOptions,
+  ReadableStore,
+  ReferrerLister,
+  TagLister,
+  VerifiedManifestReader,
+  WritableStore,
+} from "../content/store.ts";
 import { readVerified } from "../content/verify.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { type Digest, isDigest, parseDigest } from "../oci/digest.ts";
@@ -102,7 +112,7 @@ const MANIFEST_CACHE_ENTRIES = 64;
  * A repository of a registry as a content store: resolve, fetch (mirrors first), exists, push,
  * tag, tag listing and referrers (API or the `sha256-<hex>` fallback tag).
  */
-export class RegistryRepository implements ReadableStore, WritableStore, TagLister, ReferrerLister, DirectRequester {
+export class RegistryRepository implements ReadableStore, WritableStore, TagLister, ReferrerLister, DirectRequester, VerifiedManifestReader {
   readonly registry: string;
   readonly repository: string;
   readonly description: string;
@@ -145,6 +155,20 @@ export class RegistryRepository implements ReadableStore, WritableStore, TagList
     );
     this.#remember(fetched);
     return fetched;
+  }
+
+  /**
+   * A manifest's bytes as `fetchManifest` checked them: every cached or fetched manifest is named
+   * by the digest its bytes hash to, so a match of digest and size needs no second hash.
+   */
+  async readVerifiedManifest(descriptor: Descriptor, options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+    const { descriptor: fetched, bytes } = await this.fetchManifest(descriptor.digest, options);
+    if (fetched.digest !== descriptor.digest || bytes.byteLength !== descriptor.size) {
+      throw new OcibootError("INTEGRITY", `Cannot accept ${descriptor.digest}: received ${bytes.byteLength} of ${descriptor.size} bytes`, {
+        details: { digest: descriptor.digest, expectedSize: descriptor.size, receivedSize: bytes.byteLength },
+      });
+    }
+    return bytes;
   }
 
   /** Opens content: manifests from the digest-checked cache or registry, blobs as a stream (mirrors first). */

@@ -4,7 +4,7 @@ import type { Dispatcher } from "undici";
 import { OcibootError } from "../errors.ts";
 import { DEFAULT_RETRY_POLICY, isRetryableStatus, parseRetryAfter, RetryChain, type RetryPolicy, sleep, type Sleep } from "../retry.ts";
 import { Limits } from "../oci/mediatypes.ts";
-import { bulkGet, type BulkGetResponse } from "./bulk-get.ts";
+import { BulkConnectionPool, bulkGet, type BulkGetResponse } from "./bulk-get.ts";
 import { Agent, EnvHttpProxyAgent } from "./undici-core.ts";
 
 /** Bodies a request may carry. Strings and byte arrays can be sent again (retries, redirects); streams only once. */
@@ -126,6 +126,8 @@ export class Transport {
   readonly #now: () => number;
   /** `OCIBOOT_BULK_GET=0` sends every request through undici: a way around a bulk-GET problem in the field. */
   readonly #bulkEnabled: boolean;
+  /** Connections the bulk GETs of this transport share (keep-alive), per origin. */
+  #bulkConnections = new BulkConnectionPool();
   #direct: Dispatcher | undefined;
   #proxied: Dispatcher | undefined;
   #warned = false;
@@ -181,6 +183,8 @@ export class Transport {
 
   /** Closes idle connections; pending requests finish first. */
   async close(): Promise<void> {
+    this.#bulkConnections.close();
+    this.#bulkConnections = new BulkConnectionPool();
     await Promise.all([this.#direct?.close(), this.#proxied?.close()]);
     this.#direct = undefined;
     this.#proxied = undefined;
@@ -297,6 +301,7 @@ export class Transport {
         ...(signal !== undefined ? { signal } : {}),
         headersTimeoutMs: this.#options.headersTimeoutMs ?? 60_000,
         bodyTimeoutMs: this.#options.bodyTimeoutMs ?? 120_000,
+        pool: this.#bulkConnections,
       });
     } catch (error) {
       if (signal?.aborted) throw signal.reason ?? error;
@@ -307,7 +312,7 @@ export class Transport {
       this.debug(`HTTP ${what}: body not framed by Content-Length; asking again through undici`);
       return undefined;
     }
-    this.debug(`HTTP ${what} -> ${response.status} (${this.#now() - started} ms, bulk)`);
+    this.debug(`HTTP ${what} -> ${response.status} (${this.#now() - started} ms, bulk, ${this.#bulkConnections.opened} connection${this.#bulkConnections.opened === 1 ? "" : "s"} opened so far)`);
     const raw = response.body;
     const body: ResponseBody = {
       [Symbol.asyncIterator]: () => iterateMappingErrors(raw, what),

@@ -22,6 +22,8 @@ export interface RelayedRequest {
   status: number;
   /** The fault applied, if any. */
   fault: Fault["kind"] | undefined;
+  /** The client's port: equal ports mean one (keep-alive) connection. */
+  remotePort: number;
 }
 
 export type Fault =
@@ -46,6 +48,8 @@ export interface RecordingProxy {
   host: string;
   url: string;
   requests: RelayedRequest[];
+  /** TCP connections the relay accepted from clients so far. */
+  readonly connections: number;
   /** Adds a fault for upcoming requests. */
   inject(rule: FaultRule): void;
   stop(): Promise<void>;
@@ -72,7 +76,7 @@ export async function startRecordingProxy(target: { url: string; caFile?: string
     const method = clientRequest.method ?? "GET";
     const path = clientRequest.url ?? "/";
     const fault = takeFault(method, path);
-    const record: RelayedRequest = { method, path, headers: { ...clientRequest.headers }, status: 0, fault: fault?.kind };
+    const record: RelayedRequest = { method, path, headers: { ...clientRequest.headers }, status: 0, fault: fault?.kind, remotePort: clientRequest.socket.remotePort ?? 0 };
     requests.push(record);
 
     if (fault?.kind === "respond") {
@@ -134,7 +138,9 @@ export async function startRecordingProxy(target: { url: string; caFile?: string
   };
 
   const server = createServer(handle);
+  let connections = 0;
   server.on("connection", (socket) => {
+    connections++;
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
   });
@@ -149,6 +155,9 @@ export async function startRecordingProxy(target: { url: string; caFile?: string
     host,
     url: `http://${host}`,
     requests,
+    get connections() {
+      return connections;
+    },
     inject(rule) {
       rules.push({ ...rule, remaining: rule.times ?? 1 });
     },

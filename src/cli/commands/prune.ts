@@ -12,8 +12,8 @@ import { openLocalStore } from "./store-output.ts";
 export function pruneCommand(context: CliContext) {
   return new Command("prune")
     .alias("gc")
-    .description("remove blobs that no entry of the local store reaches")
-    .addOption(new Option("--grace <seconds>", "keep unreferenced blobs younger than this (another process may be about to tag them)").default("600"))
+    .description("remove blobs that no entry of the local store reaches, and abandoned partial downloads")
+    .addOption(new Option("--grace <seconds>", "keep unreferenced blobs and partial downloads younger than this (another process may be about to tag or resume them)").default("600"))
     .option("--dry-run", "only report what would be removed")
     .option("--json", JSON_HELP)
     .addHelpText("after", examples(["ociboot --store-path ./onmetal prune --dry-run", "ociboot prune --grace 0"]))
@@ -26,12 +26,18 @@ export function pruneCommand(context: CliContext) {
       const result = await pruneStore(openLocalStore(global, context), { graceMs: graceSeconds * 1000, dryRun: options.dryRun === true });
       const verb = options.dryRun ? "Would remove" : "Removed";
       let text = `${verb} ${result.removed.length} blob${result.removed.length === 1 ? "" : "s"} (${formatBytes(result.removedBytes)})`;
+      if (result.removedPartials.length > 0) {
+        const partialBytes = result.removedPartials.reduce((sum, partial) => sum + partial.size, 0);
+        text += `, ${result.removedPartials.length} abandoned partial download${result.removedPartials.length === 1 ? "" : "s"} (${formatBytes(partialBytes)})`;
+      }
       if (result.keptRecent > 0) text += `; kept ${result.keptRecent} unreferenced blob${result.keptRecent === 1 ? "" : "s"} younger than ${graceSeconds}s`;
       printResult(context, options, `${text}\n`, {
         dryRun: options.dryRun === true,
         removed: result.removed.length,
         removedBytes: result.removedBytes,
         keptRecent: result.keptRecent,
+        removedPartials: result.removedPartials.length,
+        removedPartialBytes: result.removedPartials.reduce((sum, partial) => sum + partial.size, 0),
       }, global.quiet);
     });
 }
