@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { type FileHandle, mkdir, open, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { OcibootError } from "../errors.ts";
+import { noteFreshBuffer } from "./young-garbage.ts";
 
 /** The `code` of a Node system error (`ENOENT`, `EEXIST`, …), if any. */
 export function errorCode(error: unknown): string | undefined {
@@ -84,6 +85,7 @@ export async function fileReadableStream(path: string, offset = 0): Promise<Read
       async pull(controller) {
         try {
           const buffer = new Uint8Array(READ_CHUNK_BYTES);
+          noteFreshBuffer(buffer.byteLength);
           const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, position);
           if (bytesRead === 0) {
             await handle.close();
