@@ -34,7 +34,7 @@ import { type BlobWriter, type BlobWriterOptions, openBlobWriter } from "./blob-
 import { ingest, type IngestCheck } from "./ingest.ts";
 import { withFileLock } from "./lock.ts";
 import type { FetchedContent, FetchOptions, Ingester, PushOptions, ReadableStore, ReferrerLister, TagLister, WritableStore } from "./store.ts";
-import { ContentVerifier, readVerified } from "./verify.ts";
+import { checkFor, readVerified } from "./verify.ts";
 
 /** index.json of a store with thousands of tags stays far below this. */
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;
@@ -147,7 +147,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     } else {
       const writing: WriteSettings = { expectedBytes: descriptor.size };
       if (options.chunks) writing.chunks = options.chunks;
-      await this.#store(content, new ContentVerifier(descriptor), writing, options.signal, () => finalPath);
+      await this.#store(content, checkFor(content, descriptor), writing, options.signal, () => finalPath);
     }
     if (isManifestMediaType(descriptor.mediaType) || isIndexMediaType(descriptor.mediaType)) await this.#listIfReferrer(descriptor);
   }
