@@ -17,7 +17,7 @@ import { runInNewContext } from "node:vm";
  * carries (Node and Deno alike); where it cannot be had, nothing is done and V8's own limit
  * applies, as before.
  */
-const COLLECT_EVERY_BYTES = 8 * 1024 * 1024;
+const COLLECT_EVERY_BYTES = 4 * 1024 * 1024;
 
 type Collector = (options: { type: "minor" }) => void;
 
