@@ -1,6 +1,7 @@
 import { Readable as NodeReadable, type Readable, type Writable } from "node:stream";
 import { createGunzip, createGzip } from "node:zlib";
 import type tarStream from "tar-stream";
+import { noteFreshBuffer } from "./young-garbage.ts";
 
 /**
  * A Web Stream writing into a Node stream, one chunk at a time: each write waits until the
@@ -48,7 +49,8 @@ function iteratorPuller(output: AsyncIterable<Uint8Array>): () => Promise<Uint8A
  * stream pushed. Neither the stream's async iterator (`read()` joins whatever is buffered into a
  * new buffer) nor `Readable.toWeb` (copies every chunk) is used: each copy is garbage the size of
  * the data, which on a 300 MiB archive kept tens of MB of dead buffers waiting for the collector
- * (docs/archives.md). The stream is paused after each chunk, so at most one is held here.
+ * (docs/archives.md). The stream is paused after each chunk, so at most one is held here. Every
+ * chunk is a fresh buffer (zlib's output, a pipe read) and counted as such (young-garbage.ts).
  */
 export function chunkPuller(source: Readable): () => Promise<Uint8Array | undefined> {
   const queue: Uint8Array[] = [];
@@ -61,6 +63,7 @@ export function chunkPuller(source: Readable): () => Promise<Uint8Array | undefi
     waiting?.();
   };
   source.on("data", (chunk: Uint8Array) => {
+    noteFreshBuffer(chunk.byteLength);
     queue.push(chunk);
     source.pause();
     settle();
@@ -111,8 +114,9 @@ export function gzipStage(level?: number): GzipStage {
 /**
  * zlib inflates on a worker thread and stops after each output chunk until the main thread has
  * taken it: with zlib's 16 KiB default, a 300 MiB `.tar.gz` took 19 000 such round trips and the
- * decoder idled whenever the main thread was hashing or writing. 128 KiB: median 2.01 s against
- * 2.30 s (64 KiB 2.29 s, 256 KiB 2.09 s), same peak RSS (docs/archives.md).
+ * decoder idled whenever the main thread was hashing or writing. With 128 KiB chunks the import
+ * took 1.35–1.47 s instead of 2.39–2.62 s (gzip -d | tar -x: 1.91–2.28 s), same peak RSS
+ * (docs/archives.md).
  */
 const GUNZIP_CHUNK_BYTES = 128 * 1024;
 
