@@ -5,7 +5,6 @@ import { errorCode, errorMessage, fileReadableStream } from "./fs-util.ts";
 import { countingStage } from "./counting.ts";
 import { gunzipStream } from "./node-web-streams.ts";
 import { startFilterProgram, startXz } from "./xz-process.ts";
-import { keepYoungGenerationSmall } from "./young-garbage.ts";
 
 /** How `.xz` is decoded: the system `xz` when present (fast), else WebAssembly (no native addon). */
 export type XzDecoder = "auto" | "system" | "wasm";
@@ -54,7 +53,6 @@ const RATIO_FLOOR_BYTES = 256 * 1024 * 1024;
  */
 export async function openDecompressed(path: string, options: DecompressOptions = {}): Promise<DecompressedFile> {
   const { compression, size } = await sniff(path);
-  keepYoungGenerationSmall();
   const maxBytes = options.maxBytes ?? 64 * 1024 ** 3;
   const maxRatio = options.maxRatio ?? 200;
   const cap = (stream: ReadableStream<Uint8Array>) => namingTheFile(stream.pipeThrough(capOutput(path, size, maxBytes, maxRatio)), path);

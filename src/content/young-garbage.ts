@@ -5,7 +5,8 @@ import { runInNewContext } from "node:vm";
  * Keeping dead read buffers from piling up while a large file streams through (docs/archives.md,
  * "Peak memory").
  *
- * Every chunk read from a file is a fresh ArrayBuffer that is dead a moment later, but V8 frees
+ * Every chunk read from a file or a decoder (zlib, a pipe from xz) is a fresh ArrayBuffer that is
+ * dead a moment later, but V8 frees
  * such buffers only when it collects its young generation, and a stream that allocates little
  * else gives it no reason to: it waits until 32 MiB of them have accumulated (a limit built into
  * V8, the same whatever `--max-semi-space-size` says). Reading a 300 MiB `.tar` thus held about
@@ -24,7 +25,7 @@ type Collector = (options: { type: "minor" }) => void;
 let collector: Collector | null | undefined;
 let freshBytes = 0;
 
-/** Notes `bytes` of freshly allocated buffer that will be garbage soon (a chunk read from a file). */
+/** Notes `bytes` of freshly allocated buffer that will be garbage soon (a chunk read from a file or a decoder). */
 export function noteFreshBuffer(bytes: number): void {
   freshBytes += bytes;
   if (freshBytes < COLLECT_EVERY_BYTES) return;
@@ -33,25 +34,7 @@ export function noteFreshBuffer(bytes: number): void {
   collector?.({ type: "minor" });
 }
 
-let youngGenerationFixed = false;
-
-/**
- * Keeps V8's young generation at the size start-up gave it (4 MB here) instead of letting it
- * double under a long stream's allocations, which only ever hold a few chunks alive at a time:
- * measured 5–6 MB less peak RSS on archive imports, no slower (docs/archives.md).
- */
-export function keepYoungGenerationSmall(): void {
-  if (youngGenerationFixed) return;
-  youngGenerationFixed = true;
-  try {
-    setFlagsFromString("--semi-space-growth-factor=1");
-  } catch {
-    // A runtime without V8 flags: its own sizing applies.
-  }
-}
-
 function loadCollector(): Collector | null {
-  keepYoungGenerationSmall();
   try {
     setFlagsFromString("--expose-gc");
     const gc: unknown = runInNewContext("gc");
