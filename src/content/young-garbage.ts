@@ -7,9 +7,9 @@ import { runInNewContext } from "node:vm";
  *
  * Every chunk read from a file or a decoder (zlib, a pipe from xz) is a fresh ArrayBuffer that is
  * dead a moment later, but V8 frees such buffers only when it collects its young generation, and
- * a stream that allocates little else gives it no reason to: it waits until 32 MiB of them have accumulated (a limit built into
- * V8, the same whatever `--max-semi-space-size` says). Reading a 300 MiB `.tar` thus held about
- * 31 MB of dead buffers at its peak. Asking for a young-generation collection every
+ * a stream that allocates little else gives it no reason to: it waits until 32 MiB of them have
+ * accumulated (a limit built into V8, the same whatever `--max-semi-space-size` says). Reading a
+ * 300 MiB `.tar` thus held about 31 MB of dead buffers at its peak. Asking for a young-generation collection every
  * {@link COLLECT_EVERY_BYTES} of fresh buffers caps that at a few MB; each collection takes well
  * under a millisecond, because almost nothing in the young generation is alive.
  *
