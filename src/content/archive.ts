@@ -7,7 +7,7 @@ import { parseDigest } from "../oci/digest.ts";
 import { Limits } from "../oci/mediatypes.ts";
 import { type DecompressOptions, openDecompressed, truncatedOrCorrupt } from "./decompress.ts";
 import { checkLayoutFile, LAYOUT_NAMES, type LayoutIndex, parseLayoutIndex } from "./layout-index.ts";
-import { ContentVerifier } from "./verify.ts";
+import { ContentVerifier, verifiedAtSource } from "./verify.ts";
 
 /**
  * One accepted entry of an OCI layout archive. A blob's `content` is verified against the digest
@@ -85,7 +85,8 @@ export async function* readOciArchive(path: string, options: ArchiveReadOptions 
         },
         { highWaterMark: 0 },
       );
-      yield { kind: "blob", path: accepted.path, descriptor: accepted.descriptor, content };
+      // The content checks itself, so a store taking it need not hash the bytes again.
+      yield { kind: "blob", path: accepted.path, descriptor: accepted.descriptor, content: verifiedAtSource(content, accepted.descriptor) };
       if (!finished) {
         // The consumer stopped early (it had the blob already): the rest must still pass the check.
         for (let next = await iterator.next(); !next.done; next = await iterator.next()) {

@@ -1,10 +1,10 @@
 import { open } from "node:fs/promises";
-import { Writable } from "node:stream";
+import type { Writable } from "node:stream";
 import { OcibootError } from "../errors.ts";
 import { errorCode, errorMessage, fileReadableStream } from "./fs-util.ts";
 import { countingStage } from "./counting.ts";
-import { gunzipStage } from "./node-web-streams.ts";
-import { startFilterProgram, startXz, type XzProcess } from "./xz-process.ts";
+import { gunzipStream } from "./node-web-streams.ts";
+import { startFilterProgram, startXz } from "./xz-process.ts";
 
 /** How `.xz` is decoded: the system `xz` when present (fast), else WebAssembly (no native addon). */
 export type XzDecoder = "auto" | "system" | "wasm";
@@ -57,26 +57,27 @@ export async function openDecompressed(path: string, options: DecompressOptions 
   const maxRatio = options.maxRatio ?? 200;
   const cap = (stream: ReadableStream<Uint8Array>) => namingTheFile(stream.pipeThrough(capOutput(path, size, maxBytes, maxRatio)), path);
   const { onRead } = options;
-  const file = async () => {
+  const counted = onRead ? (done: number) => onRead(done, size) : undefined;
+  if (compression === "none") {
     const stream = await fileReadableStream(path);
-    return onRead ? stream.pipeThrough(countingStage((done) => onRead(done, size))) : stream;
-  };
-  // Only a counted read needs the bytes to pass through ociboot; otherwise the decoder opens the file.
-  const input = onRead ? await file() : undefined;
-  if (compression === "none") return { stream: cap(input ?? (await file())), compression, decoder: "none" };
-  if (compression === "gzip") {
-    return { stream: cap((input ?? (await file())).pipeThrough(gunzipStage())), compression, decoder: "zlib" };
+    return { stream: cap(counted ? stream.pipeThrough(countingStage(counted)) : stream), compression, decoder: "none" };
   }
-  if (compression === "zstd") return { stream: cap(await systemZstd(path, input)), compression, decoder: "zstd" };
+  if (compression === "gzip") {
+    const gunzip = gunzipStream();
+    feedFile(path, gunzip.input, counted);
+    return { stream: cap(gunzip.output), compression, decoder: "zlib" };
+  }
+  if (compression === "zstd") return { stream: cap(await systemZstd(path, counted)), compression, decoder: "zstd" };
   const choice = options.xz ?? "auto";
   if (choice !== "wasm") {
-    const system = await systemXz(path, input);
+    const system = await systemXz(path, counted);
     if (system) return { stream: cap(system), compression, decoder: "xz" };
     if (choice === "system") throw new OcibootError("UNSUPPORTED", `Cannot decompress ${path}: no xz program found`);
   }
   // A CommonJS package: Deno sees only its default export, and loading it lazily keeps start-up fast.
   const { XzReadableStream } = (await import("xz-decompress")).default;
-  const wasm = new XzReadableStream(input ?? (await file())) as ReadableStream<Uint8Array>;
+  const file = await fileReadableStream(path);
+  const wasm = new XzReadableStream(counted ? file.pipeThrough(countingStage(counted)) : file) as ReadableStream<Uint8Array>;
   return { stream: cap(wasm), compression, decoder: "wasm" };
 }
 
@@ -100,14 +101,16 @@ export async function sniff(path: string): Promise<{ compression: Compression; s
   }
 }
 
-/** `xz -dc FILE` (or of `input`, through its stdin) as a stream, or undefined when there is no `xz` to run. */
-async function systemXz(path: string, input: ReadableStream<Uint8Array> | undefined): Promise<ReadableStream<Uint8Array> | undefined> {
-  const xz = await startXz(["--decompress", "--stdout", ...(input ? [] : ["--", path])], {
-    pipeInput: input !== undefined,
+/**
+ * `xz -dc FILE` as a stream, or undefined when there is no `xz` to run. Only a counted read
+ * (progress) feeds the file through ociboot; otherwise xz opens it itself.
+ */
+async function systemXz(path: string, counted: ((done: number) => void) | undefined): Promise<ReadableStream<Uint8Array> | undefined> {
+  const xz = await startXz(["--decompress", "--stdout", ...(counted ? [] : ["--", path])], {
+    pipeInput: counted !== undefined,
     failure: (detail) => truncatedOrCorrupt(path, new Error(detail), detail),
   });
-  // Without xz, `input` is left for the WebAssembly decoder.
-  if (xz !== undefined) feed(xz, input);
+  if (xz?.input) feedDecoder(path, xz.input, counted);
   return xz?.output;
 }
 
@@ -144,28 +147,66 @@ export function truncatedOrCorrupt(path: string, cause: unknown, detail?: string
   return new OcibootError("INTEGRITY", `Cannot read archive ${path}: it is truncated or corrupt${detail ? ` (${detail})` : ""}`, { cause });
 }
 
-/** Pipes `input` into a decoder's stdin; a decoder that stops early ends the read (its own exit status tells why). */
-function feed(decoder: XzProcess, input: ReadableStream<Uint8Array> | undefined): void {
-  if (input === undefined || decoder.input === undefined) return;
-  decoder.input.on("error", () => undefined);
-  input.pipeTo(Writable.toWeb(decoder.input) as WritableStream<Uint8Array>).catch(() => undefined);
+/** Feeds the file into a decoder's stdin; a decoder that stops early ends the feeding (its own exit status tells why). */
+function feedDecoder(path: string, stdin: Writable, counted: ((done: number) => void) | undefined): void {
+  stdin.on("error", () => undefined);
+  feedFile(path, stdin, counted);
 }
 
 /**
  * `zstd -dc FILE` as a stream. There is no fallback in process (no zstd decoder without a native
  * addon is well kept enough), so a missing program is refused with the way out named.
  */
-async function systemZstd(path: string, input: ReadableStream<Uint8Array> | undefined): Promise<ReadableStream<Uint8Array>> {
-  const zstd = await startFilterProgram("zstd", ["--decompress", "--stdout", "--quiet", ...(input ? [] : ["--", path])], {
-    pipeInput: input !== undefined,
+async function systemZstd(path: string, counted: ((done: number) => void) | undefined): Promise<ReadableStream<Uint8Array>> {
+  const zstd = await startFilterProgram("zstd", ["--decompress", "--stdout", "--quiet", ...(counted ? [] : ["--", path])], {
+    pipeInput: counted !== undefined,
     failure: (detail) => truncatedOrCorrupt(path, new Error(detail), detail),
   });
-  if (zstd !== undefined) feed(zstd, input);
   if (zstd === undefined) {
-    await input?.cancel();
     throw new OcibootError("UNSUPPORTED", `Cannot read ${path}: it is zstd-compressed and needs the zstd program, which is not installed`);
   }
+  if (zstd.input) feedDecoder(path, zstd.input, counted);
   return zstd.output;
+}
+
+/** Bytes read per call by {@link feedFile}; two such buffers are all it holds. */
+const FEED_CHUNK_BYTES = 256 * 1024;
+
+/**
+ * Writes a file into a Node writable (zlib, a decoder's stdin) through two buffers used in turn:
+ * one is read into while the other is being written, and a buffer is filled again only once the
+ * write of its bytes has called back (zlib has consumed them, the pipe has taken them). Reading
+ * into a fresh buffer each time left every one as garbage for V8 to find later, tens of MB at the
+ * peak of a `.tar.gz` import (docs/archives.md). A failed read destroys `into` with the error, so
+ * its reader fails; a failed write (the decoder stopped or was stopped) ends the feeding.
+ */
+function feedFile(path: string, into: Writable, counted: ((done: number) => void) | undefined): void {
+  const write = (chunk: Uint8Array) => new Promise<void>((resolve, reject) => into.write(chunk, (error) => (error ? reject(error) : resolve())));
+  const run = async () => {
+    const handle = await open(path, "r");
+    try {
+      const buffers = [new Uint8Array(FEED_CHUNK_BYTES), new Uint8Array(FEED_CHUNK_BYTES)];
+      let writing: Promise<void> = Promise.resolve();
+      let position = 0;
+      for (let turn = 0; ; turn ^= 1) {
+        const buffer = buffers[turn] as Uint8Array;
+        const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, position);
+        await writing;
+        if (bytesRead === 0) break;
+        position += bytesRead;
+        writing = write(buffer.subarray(0, bytesRead));
+        // Awaited before this buffer's next turn; a failure meanwhile must not count as unhandled.
+        writing.catch(() => undefined);
+        counted?.(position);
+      }
+      into.end();
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  };
+  run().catch((error: unknown) => {
+    if (!into.destroyed) into.destroy(error instanceof Error ? error : new Error(String(error)));
+  });
 }
 
 function capOutput(path: string, compressedSize: number, maxBytes: number, maxRatio: number): TransformStream<Uint8Array, Uint8Array> {

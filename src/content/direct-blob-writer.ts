@@ -8,6 +8,12 @@ import { dropWritten, errorCode, errorMessage, writeError, writeFully } from "./
 /** One direct write: aligned chunks gathered, or one staging buffer. */
 const DIRECT_WRITE_BYTES = 2 * 1024 * 1024;
 /**
+ * Staging buffers, for sources whose chunks are not aligned (archives, local files), are smaller
+ * than the largest write: three of them (two in flight, one filling) are held for the whole blob.
+ * 1 MiB each measured as fast as 2 MiB on a 300 MiB import and holds 3 MB less (docs/archives.md).
+ */
+const STAGING_BLOCK_BYTES = 1024 * 1024;
+/**
  * Direct writes in flight at once. Two keep the device busy while the next one is issued (1 GiB
  * from a local registry: 1.07 s against 1.21 s with one, medians of six, same run); three gained
  * nothing more.
@@ -88,7 +94,7 @@ export class DirectBlobWriter implements BlobWriter {
   }
 
   #currentStagingBuffer(): Uint8Array {
-    this.#staging ??= new AlignedBlockPool(DIRECT_WRITE_BYTES, 3);
+    this.#staging ??= new AlignedBlockPool(STAGING_BLOCK_BYTES, 3);
     this.#stagingBuffer ??= this.#staging.take();
     return this.#stagingBuffer;
   }

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { type FileHandle, mkdir, open, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { OcibootError } from "../errors.ts";
+import { noteFreshBuffer } from "./young-garbage.ts";
 
 /** The `code` of a Node system error (`ENOENT`, `EEXIST`, …), if any. */
 export function errorCode(error: unknown): string | undefined {
@@ -88,6 +89,7 @@ export async function fileReadableStream(path: string, offset = 0, length = Numb
       async pull(controller) {
         try {
           const buffer = new Uint8Array(Math.min(READ_CHUNK_BYTES, end - position));
+          noteFreshBuffer(buffer.byteLength);
           const { bytesRead } = buffer.byteLength === 0 ? { bytesRead: 0 } : await handle.read(buffer, 0, buffer.byteLength, position);
           if (bytesRead === 0) {
             await handle.close();

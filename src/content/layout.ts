@@ -48,7 +48,7 @@ import type {
   TagLister,
   WritableStore,
 } from "./store.ts";
-import { ContentVerifier, readVerified } from "./verify.ts";
+import { checkFor, readVerified } from "./verify.ts";
 
 /** index.json of a store with thousands of tags stays far below this. */
 const MAX_INDEX_BYTES = 16 * 1024 * 1024;
@@ -171,7 +171,7 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     } else {
       const writing: WriteSettings = { expectedBytes: descriptor.size };
       if (options.chunks) writing.chunks = options.chunks;
-      await this.#store(content, new ContentVerifier(descriptor), writing, options.signal, () => finalPath);
+      await this.#store(content, checkFor(content, descriptor), writing, options.signal, () => finalPath);
     }
     if (isManifestMediaType(descriptor.mediaType) || isIndexMediaType(descriptor.mediaType)) await this.#listIfReferrer(descriptor);
   }

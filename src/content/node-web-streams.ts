@@ -1,6 +1,7 @@
-import type { Readable, Writable } from "node:stream";
+import { Readable as NodeReadable, type Readable, type Writable } from "node:stream";
 import { createGunzip, createGzip } from "node:zlib";
 import type tarStream from "tar-stream";
+import { noteFreshBuffer } from "./young-garbage.ts";
 
 /**
  * A Web Stream writing into a Node stream, one chunk at a time: each write waits until the
@@ -15,20 +16,82 @@ export function writableInto(input: Writable, stop: () => void): WritableStream<
   });
 }
 
-/** A Web Stream reading a Node (or streamx) readable only as fast as it is consumed. */
+/**
+ * A Web Stream reading a Node (or streamx) readable only as fast as it is consumed. A Node
+ * readable is read chunk by chunk as it pushed them ({@link chunkPuller}); a streamx one (tar-stream's
+ * pack) through its async iterator, which also hands chunks on as they are.
+ */
 export function readableFrom(output: Readable | AsyncIterable<Uint8Array>, stop: (reason?: unknown) => void): ReadableStream<Uint8Array> {
-  const iterator = (output as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+  const next = output instanceof NodeReadable ? chunkPuller(output) : iteratorPuller(output);
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        const next = await iterator.next();
-        if (next.done) controller.close();
-        else controller.enqueue(next.value);
+        const chunk = await next();
+        if (chunk === undefined) controller.close();
+        else controller.enqueue(chunk);
       },
       cancel: stop,
     },
     { highWaterMark: 0 },
   );
+}
+
+function iteratorPuller(output: AsyncIterable<Uint8Array>): () => Promise<Uint8Array | undefined> {
+  const iterator = output[Symbol.asyncIterator]();
+  return async () => {
+    const next = await iterator.next();
+    return next.done ? undefined : next.value;
+  };
+}
+
+/**
+ * The chunks of a Node readable, one per call (undefined at its end), each the very buffer the
+ * stream pushed. Neither the stream's async iterator (`read()` joins whatever is buffered into a
+ * new buffer) nor `Readable.toWeb` (copies every chunk) is used: each copy is garbage the size of
+ * the data, which on a 300 MiB archive kept tens of MB of dead buffers waiting for the collector
+ * (docs/archives.md). The stream is paused after each chunk, so at most one is held here. Every
+ * chunk is a fresh buffer (zlib's output, a pipe read) and counted as such (young-garbage.ts).
+ */
+export function chunkPuller(source: Readable): () => Promise<Uint8Array | undefined> {
+  const queue: Uint8Array[] = [];
+  let ended = false;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const settle = () => {
+    const waiting = wake;
+    wake = undefined;
+    waiting?.();
+  };
+  source.on("data", (chunk: Uint8Array) => {
+    noteFreshBuffer(chunk.byteLength);
+    queue.push(chunk);
+    source.pause();
+    settle();
+  });
+  source.once("end", () => {
+    ended = true;
+    settle();
+  });
+  source.once("error", (error: unknown) => {
+    failure ??= error;
+    settle();
+  });
+  source.once("close", () => {
+    if (!ended) failure ??= new Error("the stream closed before its end");
+    settle();
+  });
+  source.pause();
+  return async () => {
+    for (;;) {
+      const chunk = queue.shift();
+      if (chunk !== undefined) return chunk;
+      if (failure !== undefined) throw failure;
+      if (ended) return undefined;
+      const arrived = new Promise<void>((resolve) => (wake = resolve));
+      source.resume();
+      await arrived;
+    }
+  };
 }
 
 /** A gzip stage and a way to stop it. */
@@ -49,14 +112,23 @@ export function gzipStage(level?: number): GzipStage {
 }
 
 /**
- * gunzip through node:zlib, each chunk awaited, for the same reason as {@link gzipStage}:
- * DecompressionStream on Node 20 let a 300 MiB `.tar.gz` import peak at 252 MB of RSS
- * (docs/archives.md); this keeps to the pace of the consumer.
+ * zlib inflates on a worker thread and stops after each output chunk until the main thread has
+ * taken it: with zlib's 16 KiB default, a 300 MiB `.tar.gz` took 19 000 such round trips and the
+ * decoder idled whenever the main thread was hashing or writing. With 128 KiB chunks the import
+ * took 1.35–1.47 s instead of 2.39–2.62 s (gzip -d | tar -x: 1.91–2.28 s), same peak RSS
+ * (docs/archives.md).
  */
-export function gunzipStage(): TransformStream<Uint8Array, Uint8Array> {
-  const gunzip = createGunzip();
-  const stop = () => gunzip.destroy();
-  return { writable: writableInto(gunzip, stop), readable: readableFrom(gunzip, stop) };
+const GUNZIP_CHUNK_BYTES = 128 * 1024;
+
+/**
+ * gunzip through node:zlib: bytes written into `input` (each write's callback says zlib is done
+ * with that chunk), the decompressed bytes pulled from `output` only as fast as they are consumed.
+ * Not DecompressionStream, for the same reason as {@link gzipStage}: on Node 20 it let a 300 MiB
+ * `.tar.gz` import peak at 252 MB of RSS (docs/archives.md).
+ */
+export function gunzipStream(): { input: Writable; output: ReadableStream<Uint8Array> } {
+  const gunzip = createGunzip({ chunkSize: GUNZIP_CHUNK_BYTES });
+  return { input: gunzip, output: readableFrom(gunzip, () => gunzip.destroy()) };
 }
 
 /** The bytes a tar-stream pack produces, pulled as the consumer takes them. */

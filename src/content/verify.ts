@@ -2,6 +2,7 @@ import { createHash, type Hash } from "node:crypto";
 import { OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { parseDigest } from "../oci/digest.ts";
+import type { IngestCheck } from "./ingest.ts";
 
 /**
  * Incremental check of one blob against its descriptor: counts bytes, hashes them, refuses the
@@ -26,24 +27,14 @@ export class ContentVerifier {
   /** Feeds a chunk; throws INTEGRITY as soon as the content is longer than declared. */
   update(chunk: Uint8Array): void {
     this.#received += chunk.byteLength;
-    if (this.#received > this.#descriptor.size) {
-      throw new OcibootError(
-        "INTEGRITY",
-        `Cannot accept ${this.#descriptor.digest}: more than the declared ${this.#descriptor.size} bytes received`,
-        { details: { digest: this.#descriptor.digest, expectedSize: this.#descriptor.size } },
-      );
-    }
+    if (this.#received > this.#descriptor.size) throw tooLong(this.#descriptor);
     this.#hash.update(chunk);
   }
 
   /** Checks size and digest once all content was fed; throws INTEGRITY on any mismatch. */
   finish(): void {
     const { digest, size } = this.#descriptor;
-    if (this.#received !== size) {
-      throw new OcibootError("INTEGRITY", `Cannot accept ${digest}: received ${this.#received} of ${size} bytes`, {
-        details: { digest, expectedSize: size, receivedSize: this.#received },
-      });
-    }
+    if (this.#received !== size) throw tooShort(this.#descriptor, this.#received);
     const { algorithm, hex } = parseDigest(digest);
     const actual = this.#hash.digest("hex");
     if (actual !== hex) {
@@ -52,6 +43,58 @@ export class ContentVerifier {
       });
     }
   }
+}
+
+/**
+ * Streams that check their own bytes against a descriptor as they are read, by the digest and
+ * size they were marked with: such a stream errors with INTEGRITY (before it ends, and before
+ * any byte past the size is handed on) when its content does not match.
+ */
+const selfVerifying = new WeakMap<ReadableStream<Uint8Array>, Pick<Descriptor, "digest" | "size">>();
+
+/**
+ * Marks `stream` as checking itself against `descriptor` (see {@link checkFor}). Only a source
+ * that runs a {@link ContentVerifier} over exactly the bytes it hands on, and errors before its
+ * end on a mismatch, may say so.
+ */
+export function verifiedAtSource(stream: ReadableStream<Uint8Array>, descriptor: Descriptor): ReadableStream<Uint8Array> {
+  selfVerifying.set(stream, { digest: descriptor.digest, size: descriptor.size });
+  return stream;
+}
+
+/**
+ * The check an ingest of `content` as `descriptor` needs: a {@link ContentVerifier}, unless the
+ * stream already verifies itself against the same digest and size. Then the digest is not
+ * computed a second time (on an import of a 300 MiB archive, 0.2 s of CPU: half of ociboot's own
+ * work, docs/archives.md) and only the size is counted again: the stream's own error, which
+ * comes before its end, still stops the ingest before anything is committed.
+ */
+export function checkFor(content: ReadableStream<Uint8Array>, descriptor: Descriptor): IngestCheck {
+  const marked = selfVerifying.get(content);
+  if (marked === undefined || marked.digest !== descriptor.digest || marked.size !== descriptor.size) return new ContentVerifier(descriptor);
+  let received = 0;
+  return {
+    update(chunk) {
+      received += chunk.byteLength;
+      if (received > descriptor.size) throw tooLong(descriptor);
+    },
+    finish() {
+      if (received !== descriptor.size) throw tooShort(descriptor, received);
+    },
+  };
+}
+
+function tooLong(descriptor: Descriptor): OcibootError {
+  return new OcibootError("INTEGRITY", `Cannot accept ${descriptor.digest}: more than the declared ${descriptor.size} bytes received`, {
+    details: { digest: descriptor.digest, expectedSize: descriptor.size },
+  });
+}
+
+function tooShort(descriptor: Descriptor, received: number): OcibootError {
+  const { digest, size } = descriptor;
+  return new OcibootError("INTEGRITY", `Cannot accept ${digest}: received ${received} of ${size} bytes`, {
+    details: { digest, expectedSize: size, receivedSize: received },
+  });
 }
 
 /** A stream stage that passes bytes through unchanged and errors unless they match the descriptor. */

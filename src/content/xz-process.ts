@@ -1,6 +1,7 @@
 import { type ChildProcessByStdio, spawn } from "node:child_process";
-import { Readable, type Writable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import type { OcibootError } from "../errors.ts";
+import { chunkPuller } from "./node-web-streams.ts";
 
 /** A running system `xz` (or `zstd`): its stdin (when piped) and its stdout as a stream. */
 export interface XzProcess {
@@ -51,12 +52,12 @@ export async function startFilterProgram(program: "xz" | "zstd", args: readonly 
     if (errorText.length < 4096) errorText += text;
   });
   const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
-  const reader = (Readable.toWeb(child.stdout) as unknown as ReadableStream<Uint8Array>).getReader();
+  const next = chunkPuller(child.stdout);
   const output = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        const { done, value } = await reader.read();
-        if (!done) {
+        const value = await next();
+        if (value !== undefined) {
           controller.enqueue(value);
           return;
         }
@@ -64,9 +65,9 @@ export async function startFilterProgram(program: "xz" | "zstd", args: readonly 
         if (code === 0) controller.close();
         else controller.error(options.failure(errorText.trim() || `exit ${code}`));
       },
-      async cancel(reason) {
+      cancel() {
         child.kill();
-        await reader.cancel(reason).catch(() => undefined);
+        child.stdout.destroy();
       },
     },
     { highWaterMark: 0 },
