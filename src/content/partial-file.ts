@@ -1,5 +1,4 @@
-import { createReadStream } from "node:fs";
-import { rm, stat } from "node:fs/promises";
+import { open, rm, stat } from "node:fs/promises";
 import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { type BlobWriter, type BlobWriterOptions, openBlobWriter, resumablePrefixLength } from "./blob-writer.ts";
@@ -133,8 +132,21 @@ async function verifierForPrefix(
 export async function hashFile(path: string, hash: { update(chunk: Uint8Array): unknown }, length: number, signal: AbortSignal | undefined): Promise<void> {
   if (length === 0) return;
   try {
-    const stream = createReadStream(path, { start: 0, end: length - 1, highWaterMark: READ_CHUNK_BYTES, ...(signal ? { signal } : {}) });
-    for await (const chunk of stream) hash.update(chunk as Uint8Array);
+    // One buffer, reused: the hash copies what it is given, and a fresh buffer per chunk would
+    // pile up as garbage across a large file (docs/archives.md, "Peak memory and time of import").
+    const handle = await open(path, "r");
+    try {
+      const buffer = new Uint8Array(Math.min(READ_CHUNK_BYTES, length));
+      for (let position = 0; position < length; ) {
+        signal?.throwIfAborted();
+        const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.byteLength, length - position), position);
+        if (bytesRead === 0) break;
+        hash.update(buffer.subarray(0, bytesRead));
+        position += bytesRead;
+      }
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
     if (error instanceof OcibootError) throw error;
     throw new OcibootError("LOCAL_IO", `Cannot read ${path}: ${errorMessage(error)}`, { cause: error });

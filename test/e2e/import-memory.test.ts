@@ -54,7 +54,7 @@ async function peakMemoryOf(args: readonly string[]): Promise<Peak> {
   return { code, stderr, totalBytes: totalKiB * 1024, anonBytes: anonKiB * 1024 };
 }
 
-describe("import keeps its memory bounded whatever the archive size (built binary)", () => {
+describe("import and fetch from an archive keep their memory bounded whatever the archive size (built binary)", () => {
   let work: string;
   let rootfs: RandomFile;
 
@@ -83,6 +83,17 @@ describe("import keeps its memory bounded whatever the archive size (built binar
       expect(result.anonBytes).toBeLessThan(ANON_LIMIT_BYTES);
       expect(result.totalBytes).toBeLessThan(TOTAL_LIMIT_BYTES);
       await rm(store, { recursive: true, force: true });
+    }, 120_000);
+
+    it(`and so does fetch from ${name}, read in place and checked again once spooled`, async () => {
+      const output = join(work, `fetched-${name}`);
+      const result = await peakMemoryOf(["fetch", `oci-archive:${join(work, name)}`, "-o", output, "--quiet"]);
+      expect(result.code, result.stderr).toBe(0);
+      expect((await stat(join(output, "rootfs"))).size).toBe(ROOTFS_BYTES);
+      expect(result.anonBytes).toBeGreaterThan(0);
+      expect(result.anonBytes).toBeLessThan(ANON_LIMIT_BYTES);
+      expect(result.totalBytes).toBeLessThan(TOTAL_LIMIT_BYTES);
+      await rm(output, { recursive: true, force: true });
     }, 120_000);
   }
 });
