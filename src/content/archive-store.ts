@@ -10,6 +10,7 @@ import { scanTar } from "./archive-tar.ts";
 import { sniff } from "./decompress.ts";
 import { errorCode, errorMessage, fileReadableStream } from "./fs-util.ts";
 import { referrersAmong } from "./index-referrers.ts";
+import { passingThrough } from "./node-web-streams.ts";
 import { type LayoutIndex, refNameOf, taggedEntry, withoutRefName } from "./layout-index.ts";
 import type { FetchedContent, FetchOptions, ReadableStore, ReferrerLister, TagLister } from "./store.ts";
 import { readVerified } from "./verify.ts";
@@ -271,48 +272,13 @@ export class ArchiveStore implements ReadableStore, TagLister, ReferrerLister {
           await entry.content.cancel();
           continue;
         }
-        return closingWith(entry.content, () => entries.return(undefined));
+        return passingThrough(entry.content, { finally: () => entries.return(undefined) });
       }
     } catch (error) {
       await entries.return(undefined);
       throw error;
     }
   }
-}
-
-/** `content`, with `close` called once it ended, failed or was cancelled. */
-function closingWith(content: ReadableStream<Uint8Array>, close: () => Promise<unknown>): ReadableStream<Uint8Array> {
-  const reader = content.getReader();
-  let closed = false;
-  const closeOnce = async () => {
-    if (closed) return;
-    closed = true;
-    await close().catch(() => undefined);
-  };
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        let next: Awaited<ReturnType<typeof reader.read>>;
-        try {
-          next = await reader.read();
-        } catch (error) {
-          await closeOnce();
-          throw error;
-        }
-        if (next.done) {
-          await closeOnce();
-          controller.close();
-        } else {
-          controller.enqueue(next.value);
-        }
-      },
-      async cancel(reason) {
-        await reader.cancel(reason).catch(() => undefined);
-        await closeOnce();
-      },
-    },
-    { highWaterMark: 0 },
-  );
 }
 
 async function readRange(path: string, offset: number, length: number): Promise<Uint8Array> {

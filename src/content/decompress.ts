@@ -3,7 +3,7 @@ import type { Writable } from "node:stream";
 import { OcibootError } from "../errors.ts";
 import { errorCode, errorMessage, fileReadableStream } from "./fs-util.ts";
 import { countingStage } from "./counting.ts";
-import { gunzipStream } from "./node-web-streams.ts";
+import { gunzipStream, passingThrough } from "./node-web-streams.ts";
 import { startFilterProgram, startXz } from "./xz-process.ts";
 
 /** How `.xz` is decoded: the system `xz` when present (fast), else WebAssembly (no native addon). */
@@ -118,28 +118,10 @@ async function systemXz(path: string, counted: ((done: number) => void) | undefi
  * Passes the stream through, turning a decoder's own failure (zlib's "unexpected end of file",
  * the WebAssembly xz decoder's "get_next_output failed with error code 8") into an INTEGRITY error
  * that names the file: the user needs to hear that this archive is cut or damaged, not a decoder's
- * internals, nor the temporary store it was being read into.
+ * internals.
  */
 function namingTheFile(stream: ReadableStream<Uint8Array>, path: string): ReadableStream<Uint8Array> {
-  const reader = stream.getReader();
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        let next: Awaited<ReturnType<typeof reader.read>>;
-        try {
-          next = await reader.read();
-        } catch (error) {
-          throw error instanceof OcibootError ? error : truncatedOrCorrupt(path, error);
-        }
-        if (next.done) controller.close();
-        else controller.enqueue(next.value);
-      },
-      cancel(reason) {
-        return reader.cancel(reason);
-      },
-    },
-    { highWaterMark: 0 },
-  );
+  return passingThrough(stream, { failed: (error) => (error instanceof OcibootError ? error : truncatedOrCorrupt(path, error)) });
 }
 
 /** The error for an archive whose bytes end early or do not decode. */

@@ -175,3 +175,50 @@ export function startTarEntry(pack: tarStream.Pack, header: TarEntryHeader): { s
   sink?.on("error", () => undefined);
   return { sink: sink as TarEntrySink, written };
 }
+
+/** What {@link passingThrough} does besides handing the chunks on. */
+export interface PassThroughHooks {
+  /** The source failed: the error to raise instead (default: the same one). */
+  failed?(error: unknown): unknown;
+  /** Called once when the source ended, failed or was cancelled (its own failure is ignored). */
+  finally?(): Promise<unknown>;
+}
+
+/**
+ * The stream's chunks, one pull at a time (no buffering ahead), with a say in how it fails and a
+ * hook for when it is over: naming an archive in a decoder's error, closing what fed the stream.
+ */
+export function passingThrough(stream: ReadableStream<Uint8Array>, hooks: PassThroughHooks): ReadableStream<Uint8Array> {
+  const reader = stream.getReader();
+  let over = false;
+  const finish = async () => {
+    if (over) return;
+    over = true;
+    await hooks.finally?.().catch(() => undefined);
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let next: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          next = await reader.read();
+        } catch (error) {
+          await finish();
+          throw hooks.failed ? hooks.failed(error) : error;
+        }
+        if (next.done) {
+          await finish();
+          controller.close();
+        } else {
+          controller.enqueue(next.value);
+        }
+      },
+      async cancel(reason) {
+        // The consumer wants no more: how the source takes that does not matter to it.
+        await reader.cancel(reason).catch(() => undefined);
+        await finish();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}

@@ -129,33 +129,18 @@ export interface VerifiedManifestReader {
 
 export type Store = ReadableStore & WritableStore;
 
-export function isTagLister(store: object): store is TagLister {
-  return typeof (store as Partial<TagLister>).tags === "function";
+/** A store has an optional power when it has the power's method (the interfaces above). */
+function hasMethod<Power extends object>(method: keyof Power & string) {
+  return (store: object): store is Power => typeof (store as Record<string, unknown>)[method] === "function";
 }
 
-export function isDirectRequester(store: object): store is DirectRequester {
-  return typeof (store as Partial<DirectRequester>).directRequest === "function";
-}
-
-export function isReferrerLister(store: object): store is ReferrerLister {
-  return typeof (store as Partial<ReferrerLister>).referrers === "function";
-}
-
-export function isFileLender(store: object): store is FileLender {
-  return typeof (store as Partial<FileLender>).lendFile === "function";
-}
-
-export function isResumingWriter(store: object): store is ResumingWriter {
-  return typeof (store as Partial<ResumingWriter>).pushFrom === "function";
-}
-
-export function isVerifiedManifestReader(store: object): store is VerifiedManifestReader {
-  return typeof (store as Partial<VerifiedManifestReader>).readVerifiedManifest === "function";
-}
-
-export function isIngester(store: object): store is Ingester {
-  return typeof (store as Partial<Ingester>).ingest === "function";
-}
+export const isTagLister = hasMethod<TagLister>("tags");
+export const isDirectRequester = hasMethod<DirectRequester>("directRequest");
+export const isReferrerLister = hasMethod<ReferrerLister>("referrers");
+export const isFileLender = hasMethod<FileLender>("lendFile");
+export const isResumingWriter = hasMethod<ResumingWriter>("pushFrom");
+export const isVerifiedManifestReader = hasMethod<VerifiedManifestReader>("readVerifiedManifest");
+export const isIngester = hasMethod<Ingester>("ingest");
 
 /** True for a store that can also be written (a registry repository or a layout; not an archive being read). */
 export function isWritableStore(store: object): store is WritableStore {
