@@ -255,6 +255,29 @@ export class OciLayoutStore implements ReadableStore, WritableStore, TagLister, 
     }
   }
 
+  /**
+   * Removes what killed runs left among the temporary files besides partial files and their locks
+   * (see {@link partials}): blob and index.json temporaries, and a lock's scratch copy from a
+   * process killed while taking the lock. Each name is unique to the process that made it, and a
+   * live one keeps writing its file, so only those untouched since `modifiedBeforeMs` go. Returns
+   * their number.
+   */
+  async removeStaleTemporaries(modifiedBeforeMs: number): Promise<number> {
+    const directory = this.#temporaryDirectory();
+    const names = await readdir(directory).catch(() => [] as string[]);
+    let removed = 0;
+    for (const name of names) {
+      const isPartialOrLock = name.startsWith(PARTIAL_PREFIX) && (!name.includes(".lock.") || !name.endsWith(".new"));
+      if (isPartialOrLock) continue;
+      const path = join(directory, name);
+      const info = await stat(path).catch(() => undefined);
+      if (!info?.isFile() || info.mtimeMs >= modifiedBeforeMs) continue;
+      await rm(path, { force: true });
+      removed++;
+    }
+    return removed;
+  }
+
   /** True when the blob is stored; its fresh mtime then tells a concurrent `prune` that it is about to be referenced. */
   async #holds(descriptor: Descriptor): Promise<boolean> {
     if (!(await this.exists(descriptor))) return false;

@@ -22,6 +22,8 @@ export interface PruneResult {
   removedBytes: number;
   /** Partial blob files a cut or killed pull or copy left, not written to for the grace period, that no live process holds. */
   removedPartials: StoredBlob[];
+  /** Temporary files killed runs left in the store (not counted by a dry run). */
+  removedTemporaryFiles: number;
   /** Unreferenced blobs left alone because they are younger than the grace period. */
   keptRecent: number;
 }
@@ -30,7 +32,8 @@ export interface PruneResult {
  * Removes every blob that no index.json entry reaches (through indexes, manifests, configs,
  * layers and subjects), holding the index lock so no tag appears meanwhile, and the abandoned
  * partial files of cut transfers: those not written to for the grace period whose lock no live
- * process holds (a pull in progress keeps its own). An entry whose manifest
+ * process holds (a pull in progress keeps its own), and other temporary files that killed runs
+ * left. An entry whose manifest
  * is missing reaches nothing; a manifest that is corrupt or nested too deep aborts the prune before
  * anything is removed, so a blob is never lost to a walk that could not finish.
  */
@@ -39,7 +42,7 @@ export async function pruneStore(store: OciLayoutStore, options: PruneOptions = 
   return store.withIndexLock(async (entries) => {
     const reachable = await reachableDigests(store, entries);
     const now = options.now ?? Date.now();
-    const result: PruneResult = { removed: [], removedBytes: 0, removedPartials: [], keptRecent: 0 };
+    const result: PruneResult = { removed: [], removedBytes: 0, removedPartials: [], removedTemporaryFiles: 0, keptRecent: 0 };
     for await (const blob of store.blobs()) {
       if (reachable.has(blob.digest)) continue;
       if (now - blob.modifiedMs < graceMs) {
@@ -55,6 +58,7 @@ export async function pruneStore(store: OciLayoutStore, options: PruneOptions = 
       const removed = options.dryRun ? partial.file : await store.removePartial(partial.digest, now - graceMs);
       if (removed) result.removedPartials.push({ digest: partial.digest, size: partial.size, modifiedMs: partial.modifiedMs });
     }
+    if (!options.dryRun) result.removedTemporaryFiles = await store.removeStaleTemporaries(now - graceMs);
     return result;
   });
 }

@@ -144,4 +144,26 @@ describe("a layout store's per-digest partial files", () => {
     expect(pruned.removedPartials).toEqual([]);
     expect(existsSync(`${partial}.lock`)).toBe(false);
   });
+
+  it("prune removes the temporary files killed runs left (a lock's scratch copy, a blob temporary) once older than the grace period, and keeps partial files' locks to their own rule", async () => {
+    await store.pushFrom(DESCRIPTOR, source().open);
+    const temporary = join(store.root, ".ociboot", "tmp");
+    const scratch = join(temporary, `${partial.split("/").at(-1)}.lock.0b7c6d2e-1f3a-4b5c-9d8e-7f6a5b4c3d2e.new`);
+    const blobTemporary = join(temporary, "blob-12345-abcdef");
+    await writeFile(scratch, "{}");
+    await writeFile(blobTemporary, "half a blob");
+    const young = await pruneStore(store, { graceMs: 60_000 });
+    expect(young.removedTemporaryFiles).toBe(0);
+    expect(existsSync(scratch) && existsSync(blobTemporary)).toBe(true);
+    const old = new Date(Date.now() - 120_000);
+    await utimes(scratch, old, old);
+    await utimes(blobTemporary, old, old);
+    const dry = await pruneStore(store, { graceMs: 60_000, dryRun: true });
+    expect(existsSync(scratch) && existsSync(blobTemporary)).toBe(true);
+    expect(dry.removed).toEqual([]);
+    const pruned = await pruneStore(store, { graceMs: 60_000 });
+    expect(pruned.removedTemporaryFiles).toBe(2);
+    expect(existsSync(scratch) || existsSync(blobTemporary)).toBe(false);
+    await expectStored();
+  });
 });

@@ -30,6 +30,9 @@ export function pruneCommand(context: CliContext) {
         const partialBytes = result.removedPartials.reduce((sum, partial) => sum + partial.size, 0);
         text += `, ${result.removedPartials.length} abandoned partial download${result.removedPartials.length === 1 ? "" : "s"} (${formatBytes(partialBytes)})`;
       }
+      if (result.removedTemporaryFiles > 0) {
+        text += `, ${result.removedTemporaryFiles} temporary file${result.removedTemporaryFiles === 1 ? "" : "s"} left by killed runs`;
+      }
       if (result.keptRecent > 0) text += `; kept ${result.keptRecent} unreferenced blob${result.keptRecent === 1 ? "" : "s"} younger than ${graceSeconds}s`;
       printResult(context, options, `${text}\n`, {
         dryRun: options.dryRun === true,
@@ -38,6 +41,7 @@ export function pruneCommand(context: CliContext) {
         keptRecent: result.keptRecent,
         removedPartials: result.removedPartials.length,
         removedPartialBytes: result.removedPartials.reduce((sum, partial) => sum + partial.size, 0),
+        removedTemporaryFiles: result.removedTemporaryFiles,
       }, global.quiet);
     });
 }
