@@ -6,8 +6,9 @@ import { parseDigest } from "../oci/digest.ts";
 import { openBlobWriter } from "./blob-writer.ts";
 import { countingStage } from "./counting.ts";
 import { errorMessage } from "./fs-util.ts";
-import { ingest, type IngestCheck } from "./ingest.ts";
+import { ingest } from "./ingest.ts";
 import type { ReadableStore, WritableStore } from "./store.ts";
+import { checkFor, withVerificationOf } from "./verify.ts";
 
 /** Where one blob of an archive is once the archive is open (see archive-store.ts). */
 export type BlobPlace =
@@ -84,7 +85,7 @@ export function spoolInto(directory: string, wanted?: (descriptor: Descriptor) =
       }
       spooled.add(path);
       const opened = writer;
-      await ingest(content, passedBytes(), {
+      await ingest(content, checkFor(content, descriptor), {
         write: (chunk) => opened.add(chunk),
         commit: async () => {
           await opened.finish();
@@ -128,16 +129,11 @@ export function pushInto(store: WritableStore & ReadableStore, report: PushRepor
         return { kind: "store", store };
       }
       report.started?.(descriptor);
-      const counted = report.bytes ? content.pipeThrough(countingStage((done) => report.bytes?.(descriptor, done))) : content;
+      const counted = report.bytes ? withVerificationOf(content.pipeThrough(countingStage((done) => report.bytes?.(descriptor, done))), content) : content;
       await store.push(descriptor, counted, signal ? { signal } : {});
       report.pushed?.(descriptor);
       return { kind: "store", store };
     },
     close: async () => undefined,
   };
-}
-
-/** The archive reader checks each blob's digest already; the ingest path only counts here. */
-function passedBytes(): IngestCheck {
-  return { update: () => undefined, finish: () => undefined };
 }

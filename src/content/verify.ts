@@ -63,6 +63,16 @@ export function verifiedAtSource(stream: ReadableStream<Uint8Array>, descriptor:
 }
 
 /**
+ * `derived` hands on exactly the bytes of `stream` and errors when it does (a counting stage piped
+ * from it): it checks itself whenever `stream` does, so it carries the same mark.
+ */
+export function withVerificationOf(derived: ReadableStream<Uint8Array>, stream: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const marked = selfVerifying.get(stream);
+  if (marked !== undefined) selfVerifying.set(derived, marked);
+  return derived;
+}
+
+/**
  * The check an ingest of `content` as `descriptor` needs: a {@link ContentVerifier}, unless the
  * stream already verifies itself against the same digest and size. Then the digest is not
  * computed a second time (on an import of a 300 MiB archive, 0.2 s of CPU: half of ociboot's own

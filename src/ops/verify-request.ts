@@ -35,8 +35,8 @@ export interface VerifyRequest {
   check: DirectoryCheckOptions;
   /** Which manifest of an index the folder was fetched from. */
   selection: ManifestSelection;
-  /** The signature required, if any: the anchors, and the options for this source (its name in a store). */
-  trust?: { anchors: TrustAnchors; forSource?: TrustOptions };
+  /** The signature required, if any: the anchors (for a folder's saved material), and the options for the source (its name in a store). */
+  trust?: { anchors: TrustAnchors; forSource: TrustOptions };
   /** Opens the source as one image (store and the reference to resolve in it). */
   openImage(): Promise<{ store: ReadableStore; reference: string; close(): Promise<void> }>;
   /** Opens a layout or archive named without REF as the whole store. */
@@ -89,7 +89,7 @@ export async function verifyRequested(request: VerifyRequest): Promise<VerifyOut
   const image = await request.openImage();
   try {
     const { store, reference } = image;
-    const sourceTrust = trust ? (trust.forSource ?? trust.anchors) : undefined;
+    const sourceTrust = trust?.forSource;
     if (directory === undefined) {
       // The graph checked is the one whose signature verified (by digest), not a second answer to the tag.
       const trusted = sourceTrust ? await verifyStoredImageSignature(store, reference, sourceTrust, signal) : undefined;

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { OciLayoutStore } from "../../src/content/layout.ts";
-import { checkFor, ContentVerifier, verifiedAtSource } from "../../src/content/verify.ts";
+import { checkFor, ContentVerifier, verifiedAtSource, withVerificationOf } from "../../src/content/verify.ts";
 import { isOcibootError } from "../../src/errors.ts";
 import type { Descriptor } from "../../src/oci/descriptor.ts";
 import { sha256Digest } from "../../src/oci/digest.ts";
@@ -61,6 +61,18 @@ describe("checkFor", () => {
     const shorter = checkFor(verifiedAtSource(new Blob([right]).stream(), descriptor), descriptor);
     shorter.update(right.subarray(1));
     expect(() => shorter.finish()).toThrow(/received 28 of 29 bytes/);
+  });
+
+  it("a stream piped from a self-verifying one carries its mark; one piped from an unmarked stream does not", () => {
+    const descriptor = describeBytes(right);
+    const marked = verifiedAtSource(new Blob([wrong]).stream(), descriptor);
+    const counted = checkFor(withVerificationOf(marked.pipeThrough(new TransformStream()), marked), descriptor);
+    counted.update(wrong);
+    expect(() => counted.finish()).not.toThrow();
+    const plain = new Blob([wrong]).stream();
+    const hashed = checkFor(withVerificationOf(plain.pipeThrough(new TransformStream()), plain), descriptor);
+    hashed.update(wrong);
+    expect(() => hashed.finish()).toThrow(/content hashes to/);
   });
 
   it("hashes a stream marked for another digest", () => {

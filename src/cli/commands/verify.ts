@@ -47,7 +47,7 @@ export function verifyCommand(context: CliContext) {
       };
       if (sourceText !== undefined) request.source = verifySourceOf(sourceText);
       if (options.dir !== undefined) request.directory = resolvePath(context, options.dir);
-      if (anchors) request.trust = { anchors, ...(sourceText !== undefined ? { forSource: trustFor(anchors, sourceText) } : {}) };
+      if (anchors) request.trust = { anchors, forSource: sourceText === undefined ? anchors : trustFor(anchors, sourceText) };
       const { report, signers } = await verifyRequested(request);
       finish(context, report, options, global.quiet, sourceText ?? options.dir ?? "", signers);
     });
