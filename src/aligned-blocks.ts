@@ -51,6 +51,11 @@ export class AlignedBlockPool {
     return block;
   }
 
+  /** True for a block this pool lent and has not taken back (not ordinary memory handed out when the slabs ran out). */
+  lends(block: Uint8Array): boolean {
+    return this.#lent.get(block.buffer)?.has(block.byteOffset - (block.byteOffset % this.blockBytes)) === true;
+  }
+
   /** Takes back the block a chunk lies in; false when the chunk is not from a lent block of this pool. */
   give(chunk: Uint8Array): boolean {
     const offsets = this.#lent.get(chunk.buffer);

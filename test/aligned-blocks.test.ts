@@ -52,3 +52,15 @@ describe("AlignedBlockPool with a consumer that never gives blocks back", () => 
     expect(pool.aligned).toBe(true);
   });
 });
+
+describe("AlignedBlockPool.lends", () => {
+  it("knows its lent blocks until they come back, and not the ordinary memory handed out past its slabs", () => {
+    const pool = new AlignedBlockPool(BLOCK, 1, 1);
+    const block = pool.take();
+    expect(pool.lends(block.subarray(10))).toBe(true);
+    const ordinary = pool.take();
+    expect(pool.lends(ordinary)).toBe(false);
+    pool.give(block);
+    expect(pool.lends(block)).toBe(false);
+  });
+});

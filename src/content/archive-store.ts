@@ -8,7 +8,8 @@ import { type ArchiveEntry, archiveLayoutIndex, ArchivePolicy, type ArchiveReadO
 import { type BlobPlace, type BlobPlacement, dropBlobs } from "./archive-placement.ts";
 import { scanTar } from "./archive-tar.ts";
 import { sniff } from "./decompress.ts";
-import { errorCode, errorMessage, fileReadableStream } from "./fs-util.ts";
+import { readFileRange } from "./file-range.ts";
+import { errorCode, errorMessage } from "./fs-util.ts";
 import { referrersAmong } from "./index-referrers.ts";
 import { passingThrough } from "./node-web-streams.ts";
 import { type LayoutIndex, refNameOf, taggedEntry, withoutRefName } from "./layout-index.ts";
@@ -31,6 +32,8 @@ export interface ArchiveOpenOptions extends ArchiveReadOptions {
    */
   keepCorrupt?: boolean;
   signal?: AbortSignal;
+  /** The verb of messages about the archive as a whole (default `read`). */
+  action?: "import" | "read";
   /** Name for messages (default `oci-archive:PATH`). */
   description?: string;
 }
@@ -56,7 +59,7 @@ export async function openArchiveInPlace(path: string, options: ArchiveOpenOptio
   } else {
     await readCompressed(path, options, blobs, metadata);
   }
-  const index = archiveLayoutIndex(path, metadata, "read");
+  const index = archiveLayoutIndex(path, metadata, options.action ?? "read");
   return new ArchiveStore(path, index, blobs, { description: options.description ?? `oci-archive:${path}`, readOptions: rereadOptionsOf(options) });
 }
 
@@ -180,9 +183,9 @@ export class ArchiveStore implements ReadableStore, TagLister, ReferrerLister {
       case "memory":
         return { stream: new Blob([place.bytes.subarray(offset)]).stream(), offset };
       case "range":
-        return { stream: await this.#file(this.path, place.offset + offset, descriptor.size - offset), offset };
+        return { ...(await this.#file(this.path, place.offset + offset, descriptor.size - offset)), offset };
       case "file":
-        return { stream: await this.#file(place.path, offset, descriptor.size - offset), offset };
+        return { ...(await this.#file(place.path, offset, descriptor.size - offset)), offset };
       case "store":
         return place.store.fetch(descriptor, options);
       case "corrupt":
@@ -246,9 +249,9 @@ export class ArchiveStore implements ReadableStore, TagLister, ReferrerLister {
     return true;
   }
 
-  async #file(path: string, offset: number, length: number): Promise<ReadableStream<Uint8Array>> {
+  async #file(path: string, offset: number, length: number): Promise<FetchedContent> {
     try {
-      return await fileReadableStream(path, offset, length);
+      return await readFileRange(path, offset, length);
     } catch (error) {
       const code = errorCode(error) === "ENOENT" ? "NOT_FOUND" : "LOCAL_IO";
       throw new OcibootError(code, `Cannot read ${this.description}: ${errorMessage(error)}`, { cause: error });

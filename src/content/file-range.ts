@@ -1,0 +1,96 @@
+import { open, type FileHandle } from "node:fs/promises";
+import { AlignedBlockPool, DIRECT_IO_ALIGNMENT } from "../aligned-blocks.ts";
+import type { FetchedContent } from "./store.ts";
+import { noteFreshBuffer } from "./young-garbage.ts";
+
+/** One read; a multiple of a WebAssembly page, so that blocks are page-aligned. */
+const BLOCK_BYTES = 1024 * 1024;
+/** Blocks per slab and slabs per range: 8 MiB at most, whatever the blob's size. */
+const SLAB_BLOCKS = 4;
+const MAX_SLABS = 2;
+/**
+ * Reads ahead of the one the consumer waits for. The reads run on libuv's threads while the
+ * consumer hashes and writes the chunk before, so neither waits for the other; one ahead left
+ * the reader idle half the time on a 300 MiB import, two kept it busy (docs/archives.md).
+ */
+const READS_AHEAD = 2;
+
+/**
+ * A byte range of a file (a blob inside a plain `.tar`, or a spooled blob) as a stream of pooled,
+ * page-aligned blocks read ahead of the consumer. A consumer that gives each chunk back through
+ * `release` once written (a store's push, given the chunks) reuses a few blocks for the whole
+ * range, and can write them with direct I/O as they are; one that does not gets ordinary memory
+ * after the pool's blocks are out. The file is opened at once, so a missing file fails here.
+ */
+export async function readFileRange(path: string, offset: number, length: number): Promise<FetchedContent> {
+  const handle = await open(path, "r");
+  const pool = new AlignedBlockPool(BLOCK_BYTES, SLAB_BLOCKS, MAX_SLABS);
+  const end = offset + length;
+  let nextRead = offset;
+  const pending: Array<Promise<Uint8Array>> = [];
+  const readAhead = () => {
+    while (pending.length <= READS_AHEAD && nextRead < end) {
+      const at = nextRead;
+      const size = Math.min(BLOCK_BYTES, end - at);
+      nextRead += size;
+      const read = readBlock(handle, pool, at, size);
+      // Awaited in order by pull; one that fails before its turn must not count as unhandled.
+      read.catch(() => undefined);
+      pending.push(read);
+    }
+  };
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    // Reads still in flight use the handle: they end (or fail) before it closes.
+    await Promise.allSettled(pending.splice(0));
+    await handle.close().catch(() => undefined);
+  };
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        readAhead();
+        const next = pending.shift();
+        if (next === undefined) {
+          await close();
+          controller.close();
+          return;
+        }
+        let chunk: Uint8Array;
+        try {
+          chunk = await next;
+        } catch (error) {
+          await close();
+          controller.error(error);
+          return;
+        }
+        if (chunk.byteLength > 0) controller.enqueue(chunk);
+        if (chunk.byteLength === 0 || (chunk as ShortRead).short === true) {
+          // The file is shorter than the range (changed under us): the consumer's size check names it.
+          await close();
+          controller.close();
+        }
+      },
+      cancel: close,
+    },
+    { highWaterMark: 0 },
+  );
+  const content: FetchedContent = { stream, offset: 0, release: (chunk) => void pool.give(chunk) };
+  if (pool.aligned) content.alignment = DIRECT_IO_ALIGNMENT;
+  return content;
+}
+
+type ShortRead = Uint8Array & { short?: boolean };
+
+async function readBlock(handle: FileHandle, pool: AlignedBlockPool, position: number, size: number): Promise<Uint8Array> {
+  const block = pool.take();
+  if (!pool.lends(block)) noteFreshBuffer(block.byteLength);
+  let done = 0;
+  while (done < size) {
+    const { bytesRead } = await handle.read(block, done, size - done, position + done);
+    if (bytesRead === 0) return Object.assign(block.subarray(0, done), { short: true });
+    done += bytesRead;
+  }
+  return block.subarray(0, size);
+}
