@@ -21,12 +21,17 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const TAG = "bench.local/boot:archive";
 
+/** The environment every command runs in (bench.mjs's: without NODE_EXTRA_CA_CERTS, docs/performance.md). */
+let commandEnv = process.env;
+
 /**
  * Runs the archive benchmark with the arguments after `--archives`; resolves to the exit code.
- * `startRegistry(directory)` (bench.mjs's) gives `{ host }` of a running docker-registry.
+ * `startRegistry(directory)` (bench.mjs's) gives `{ host }` of a running docker-registry; `env` is
+ * the environment of every contender.
  */
-export async function benchArchives(argv, { startRegistry }) {
+export async function benchArchives(argv, { startRegistry, env }) {
   const options = parseArguments(argv);
+  if (env) commandEnv = env;
   const ociboot = options.binary ?? join(root, "dist", "ociboot");
   const work = await mkdtemp(join(options.dir ?? tmpdir(), "ociboot-bench-archives-"));
   let registry;
@@ -91,6 +96,7 @@ export async function benchArchives(argv, { startRegistry }) {
       },
     ];
     console.log(`content: ${formatSize(await folderBytes(folder))} layout, ${options.runs} runs each, median; ratio = ociboot / baseline`);
+    console.log(`ociboot: ${ociboot}; every command runs without NODE_EXTRA_CA_CERTS (docs/performance.md)`);
     console.log(`${"row".padEnd(28)} ${"ociboot".padStart(9)} ${"RSS".padStart(7)}   ${"baseline".padEnd(22)} ${"seconds".padStart(8)} ${"ratio".padStart(6)}`);
     for (const row of rows) {
       const ours = [];
@@ -167,7 +173,7 @@ async function measure(argv) {
 
 function run(command, args) {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn(command, args, { stdio: ["ignore", "ignore", "pipe"], env: commandEnv });
     let stderr = "";
     child.stderr.on("data", (chunk) => (stderr += chunk));
     child.once("error", (error) => reject(new Error(`Cannot run ${command}: ${error.message}`)));

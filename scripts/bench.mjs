@@ -63,7 +63,7 @@ try {
   if (archivesMode) {
     const { benchArchives } = await import("./bench-archives.mjs");
     // The registry for its "fetch from registry" row is started as this script starts one, and stopped with the rest.
-    process.exitCode = await benchArchives(process.argv.slice(2).filter((argument) => argument !== "--archives"), { startRegistry });
+    process.exitCode = await benchArchives(process.argv.slice(2).filter((argument) => argument !== "--archives"), { startRegistry, env: contenderEnv });
   } else {
     await main();
   }

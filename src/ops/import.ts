@@ -9,6 +9,7 @@ import { isOcibootError, OcibootError } from "../errors.ts";
 import type { Descriptor } from "../oci/descriptor.ts";
 import { toDigest } from "../oci/digest.ts";
 import { walkGraph } from "./graph-walk.ts";
+import { runBounded } from "./pool.ts";
 
 /** What {@link importArchive} brought into the store. */
 export interface ImportResult {
@@ -71,26 +72,42 @@ async function storeInOnePass(store: OciLayoutStore, archivePath: string, option
 }
 
 /**
+ * Blobs of a plain tar stored at once. Each is read from its own offset, so a second keeps the
+ * main thread hashing while the first waits for its final sync and rename (docs/archives.md).
+ */
+const BLOBS_AT_ONCE = 2;
+
+/**
  * The tar's headers are scanned (under the same rules as the one pass), then each blob is read
  * from its offset in pooled blocks, verified by the store as it is written, the blocks reused.
+ * The largest go first, so that the small ones' syncs overlap its hashing.
  */
 async function storeByOffset(store: OciLayoutStore, archivePath: string, options: ImportOptions): Promise<ArchiveRead> {
   const { signal, onRead } = options;
   const archive = await openArchiveInPlace(archivePath, { ...options, action: "import" });
   const total = onRead === undefined ? 0 : (await stat(archivePath)).size;
-  let blobs = 0;
-  let bytes = 0;
-  for await (const { digest, size } of archive.blobs()) {
+  const listed: Descriptor[] = [];
+  for await (const { digest, size } of archive.blobs()) listed.push({ mediaType: "application/octet-stream", digest: toDigest(digest), size });
+  listed.sort((a, b) => b.size - a.size);
+  let read = 0;
+  const counting = (stream: ReadableStream<Uint8Array>) => {
+    if (onRead === undefined) return stream;
+    let seen = 0;
+    return stream.pipeThrough(
+      countingStage((done) => {
+        read += done - seen;
+        seen = done;
+        onRead(read, total);
+      }),
+    );
+  };
+  await runBounded(listed, BLOBS_AT_ONCE, async (descriptor) => {
     signal?.throwIfAborted();
-    const descriptor: Descriptor = { mediaType: "application/octet-stream", digest: toDigest(digest), size };
     const content = await archive.fetch(descriptor);
-    const counted = onRead === undefined ? content.stream : content.stream.pipeThrough(countingStage((done) => onRead(bytes + done, total)));
-    await store.push(descriptor, counted, signal === undefined ? { chunks: content } : { signal, chunks: content });
-    blobs++;
-    bytes += size;
-  }
+    await store.push(descriptor, counting(content.stream), signal === undefined ? { chunks: content } : { signal, chunks: content });
+  });
   onRead?.(total, total);
-  return { manifests: await archive.entries(), blobs, bytes };
+  return { manifests: await archive.entries(), blobs: listed.length, bytes: listed.reduce((sum, blob) => sum + blob.size, 0) };
 }
 
 /** Every blob a manifest or index reaches (its subject too) must now be in the store. */
