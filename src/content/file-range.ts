@@ -5,9 +5,13 @@ import { noteFreshBuffer } from "./young-garbage.ts";
 
 /** One read; a multiple of a WebAssembly page, so that blocks are page-aligned. */
 const BLOCK_BYTES = 1024 * 1024;
-/** Blocks per slab and slabs per range: 8 MiB at most, whatever the blob's size. */
-const SLAB_BLOCKS = 4;
-const MAX_SLABS = 2;
+/**
+ * The pool's blocks: one slab of ten, 10 MiB whatever the blob's size. A store writing with direct
+ * I/O holds at most six (two 2 MiB writes in flight, 2 MiB being gathered) and three more are being
+ * read, so a consumer that gives blocks back never meets ordinary memory, which direct I/O refuses.
+ */
+const SLAB_BLOCKS = 10;
+const MAX_SLABS = 1;
 /**
  * Reads ahead of the one the consumer waits for. The reads run on libuv's threads while the
  * consumer hashes and writes the chunk before, so neither waits for the other; one ahead left
