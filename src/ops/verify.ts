@@ -265,7 +265,11 @@ export async function verifyBlob(store: ReadableStore, descriptor: Descriptor, s
   try {
     const content = await store.fetch(descriptor, signal ? { signal } : {});
     const verifier = new ContentVerifier(descriptor);
-    for await (const chunk of content.stream as unknown as AsyncIterable<Uint8Array>) verifier.update(chunk);
+    for await (const chunk of content.stream as unknown as AsyncIterable<Uint8Array>) {
+      verifier.update(chunk);
+      // Hashed and not kept: pooled memory goes back to the source for its next reads.
+      content.release?.(chunk);
+    }
     verifier.finish();
     return { name: descriptor.digest, digest: descriptor.digest, size: descriptor.size, ok: true };
   } catch (error) {
