@@ -128,7 +128,7 @@ describe("import and fetch from an archive keep their memory bounded whatever th
   // The fallback where no xz program exists. Made at level 0 (a 256 KiB dictionary), so that the
   // decoder's own memory, which holds the dictionary and is as large as xz's would be, stays out of
   // the figure: what is bounded is what ociboot adds around it. Before the decoder's input was read
-  // into reused buffers and its output counted as fresh garbage, these peaked at 56–57 MiB; after,
+  // into reused buffers and its output counted as fresh garbage, these peaked at 55–57 MiB; after,
   // 26–27 MiB, as the other paths.
   it("of a compressible .tar.xz with the WebAssembly decoder", async () => {
     const store = join(work, "store-wasm");
