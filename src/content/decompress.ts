@@ -5,6 +5,7 @@ import { errorCode, errorMessage, fileReadableStream } from "./fs-util.ts";
 import { countingStage } from "./counting.ts";
 import { gunzipStream, passingThrough } from "./node-web-streams.ts";
 import { startFilterProgram, startXz } from "./xz-process.ts";
+import { noteFreshBuffer } from "./young-garbage.ts";
 
 /** How `.xz` is decoded: the system `xz` when present (fast), else WebAssembly (no native addon). */
 export type XzDecoder = "auto" | "system" | "wasm";
@@ -76,9 +77,63 @@ export async function openDecompressed(path: string, options: DecompressOptions 
   }
   // A CommonJS package: Deno sees only its default export, and loading it lazily keeps start-up fast.
   const { XzReadableStream } = (await import("xz-decompress")).default;
-  const file = await fileReadableStream(path);
-  const wasm = new XzReadableStream(counted ? file.pipeThrough(countingStage(counted)) : file) as ReadableStream<Uint8Array>;
-  return { stream: cap(wasm), compression, decoder: "wasm" };
+  const wasm = new XzReadableStream(await reusedBufferStream(path, counted)) as ReadableStream<Uint8Array>;
+  return { stream: cap(wasm.pipeThrough(notingFreshChunks())), compression, decoder: "wasm" };
+}
+
+/**
+ * A file's bytes for the WebAssembly xz decoder, read in turn into the same two buffers. The
+ * decoder copies each chunk into its own memory and asks for the next one only once it has taken
+ * all of the previous one, and this stream reads only when asked (no read-ahead, no stage in
+ * between), so a buffer is refilled two requests after it was handed out. Fresh buffers here
+ * were the larger part of the decoder path's extra memory: on compressible content one input
+ * chunk outlives several young-generation collections while its output is taken, is promoted,
+ * and then waits as garbage for a full collection (docs/archives.md, "The WebAssembly decoder").
+ */
+async function reusedBufferStream(path: string, counted: ((done: number) => void) | undefined): Promise<ReadableStream<Uint8Array>> {
+  const handle = await open(path, "r");
+  const buffers = [new Uint8Array(FEED_CHUNK_BYTES), new Uint8Array(FEED_CHUNK_BYTES)];
+  let turn = 0;
+  let position = 0;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          const buffer = buffers[turn] as Uint8Array;
+          turn ^= 1;
+          const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, position);
+          if (bytesRead === 0) {
+            await handle.close();
+            controller.close();
+            return;
+          }
+          position += bytesRead;
+          controller.enqueue(buffer.subarray(0, bytesRead));
+          counted?.(position);
+        } catch (error) {
+          await handle.close().catch(() => undefined);
+          controller.error(error);
+        }
+      },
+      async cancel() {
+        await handle.close().catch(() => undefined);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/**
+ * Counts the decoder's output chunks as fresh buffers (young-garbage.ts): each is a new copy out
+ * of the decoder's memory, dead once stored.
+ */
+function notingFreshChunks(): TransformStream<Uint8Array, Uint8Array> {
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      noteFreshBuffer(chunk.byteLength);
+      controller.enqueue(chunk);
+    },
+  });
 }
 
 /** The compression of a file by its magic bytes, and its size; NOT_FOUND when it does not exist. */
