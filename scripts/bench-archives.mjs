@@ -8,7 +8,7 @@
 //   fetch from a registry (same image, docker-registry on loopback), against the same baseline
 // Not a test: it prints figures (median seconds of --runs, peak RSS by GNU time, ratio).
 //
-//   npm run bench -- --archives [--size 300M] [--runs 3] [--level 1] [--dir DIR] [--ociboot BIN]
+//   npm run bench -- --archives [--size 300M] [--runs 3] [--level 1] [--dir DIR] [--ociboot BIN] [--only ROW_REGEX]
 //
 // Needs dist/ociboot (`npm run build`), xz, gzip, GNU tar, /usr/bin/time, docker-registry.
 import { spawn } from "node:child_process";
@@ -98,7 +98,7 @@ export async function benchArchives(argv, { startRegistry, env }) {
     console.log(`content: ${formatSize(await folderBytes(folder))} layout, ${options.runs} runs each, median; ratio = ociboot / baseline`);
     console.log(`ociboot: ${ociboot}; every command runs without NODE_EXTRA_CA_CERTS (docs/performance.md)`);
     console.log(`${"row".padEnd(28)} ${"ociboot".padStart(9)} ${"RSS".padStart(7)}   ${"baseline".padEnd(22)} ${"seconds".padStart(8)} ${"ratio".padStart(6)}`);
-    for (const row of rows) {
+    for (const row of rows.filter((candidate) => options.only === undefined || options.only.test(candidate.name))) {
       const ours = [];
       const theirs = [];
       for (let round = 0; round < options.runs; round++) {
@@ -123,7 +123,7 @@ export async function benchArchives(argv, { startRegistry, env }) {
 }
 
 function parseArguments(argv) {
-  const parsed = { size: 300 * 1024 * 1024, runs: 3, level: 1, dir: undefined, binary: undefined };
+  const parsed = { size: 300 * 1024 * 1024, runs: 3, level: 1, dir: undefined, binary: undefined, only: undefined };
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i].split("=", 2);
     const value = () => inline ?? argv[++i] ?? usage(`${flag} needs a value`);
@@ -132,6 +132,7 @@ function parseArguments(argv) {
     else if (flag === "--level") parsed.level = Number(value());
     else if (flag === "--dir") parsed.dir = value();
     else if (flag === "--ociboot") parsed.binary = value();
+    else if (flag === "--only") parsed.only = new RegExp(value());
     else usage(`unknown option ${flag}`);
   }
   if (!Number.isInteger(parsed.runs) || parsed.runs < 1) usage("--runs must be a positive integer");
@@ -141,7 +142,7 @@ function parseArguments(argv) {
 
 function usage(message) {
   if (message) console.error(message);
-  console.error("usage: npm run bench -- --archives [--size 300M] [--runs 3] [--level 1] [--dir TEMP_PARENT] [--ociboot BINARY]");
+  console.error("usage: npm run bench -- --archives [--size 300M] [--runs 3] [--level 1] [--dir TEMP_PARENT] [--ociboot BINARY] [--only ROW_REGEX]");
   process.exit(2);
 }
 
