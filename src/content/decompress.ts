@@ -77,50 +77,10 @@ export async function openDecompressed(path: string, options: DecompressOptions 
   }
   // A CommonJS package: Deno sees only its default export, and loading it lazily keeps start-up fast.
   const { XzReadableStream } = (await import("xz-decompress")).default;
-  const wasm = new XzReadableStream(await reusedBufferStream(path, counted)) as ReadableStream<Uint8Array>;
+  // Two input buffers in turn: a fresh one per chunk outlived collections while its output was
+  // taken, was promoted and waited for a full collection (docs/archives.md, "The WebAssembly decoder").
+  const wasm = new XzReadableStream(await fileReadableStream(path, 0, Number.POSITIVE_INFINITY, { reusedBufferBytes: FEED_CHUNK_BYTES, ...(counted ? { onRead: counted } : {}) })) as ReadableStream<Uint8Array>;
   return { stream: cap(wasm.pipeThrough(notingFreshChunks())), compression, decoder: "wasm" };
-}
-
-/**
- * A file's bytes for the WebAssembly xz decoder, read in turn into the same two buffers. The
- * decoder copies each chunk into its own memory and asks for the next one only once it has taken
- * all of the previous one, and this stream reads only when asked (no read-ahead, no stage in
- * between), so a buffer is refilled two requests after it was handed out. Fresh buffers here
- * were the larger part of the decoder path's extra memory: on compressible content one input
- * chunk outlives several young-generation collections while its output is taken, is promoted,
- * and then waits as garbage for a full collection (docs/archives.md, "The WebAssembly decoder").
- */
-async function reusedBufferStream(path: string, counted: ((done: number) => void) | undefined): Promise<ReadableStream<Uint8Array>> {
-  const handle = await open(path, "r");
-  const buffers = [new Uint8Array(FEED_CHUNK_BYTES), new Uint8Array(FEED_CHUNK_BYTES)];
-  let turn = 0;
-  let position = 0;
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        try {
-          const buffer = buffers[turn] as Uint8Array;
-          turn ^= 1;
-          const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, position);
-          if (bytesRead === 0) {
-            await handle.close();
-            controller.close();
-            return;
-          }
-          position += bytesRead;
-          controller.enqueue(buffer.subarray(0, bytesRead));
-          counted?.(position);
-        } catch (error) {
-          await handle.close().catch(() => undefined);
-          controller.error(error);
-        }
-      },
-      async cancel() {
-        await handle.close().catch(() => undefined);
-      },
-    },
-    { highWaterMark: 0 },
-  );
 }
 
 /**

@@ -76,20 +76,44 @@ export async function commitFile(temporary: string, finalPath: string): Promise<
 
 const READ_CHUNK_BYTES = 1024 * 1024;
 
+/** Options for {@link fileReadableStream}. */
+export interface FileStreamOptions {
+  /**
+   * Read into two buffers of this size in turn instead of a fresh buffer per chunk. Only for a
+   * consumer that takes all of a chunk before it asks for the next, since a buffer is refilled two
+   * requests after it was handed out (the WebAssembly xz decoder, docs/archives.md).
+   */
+  reusedBufferBytes?: number;
+  /** Told the bytes read so far after each chunk. */
+  onRead?: (done: number) => void;
+}
+
 /**
  * A pull-driven stream of a file's bytes from `offset` (at most `length` of them: a range of an
  * archive); the file is opened at once, so a missing file fails here.
  */
-export async function fileReadableStream(path: string, offset = 0, length = Number.POSITIVE_INFINITY): Promise<ReadableStream<Uint8Array>> {
+export async function fileReadableStream(path: string, offset = 0, length = Number.POSITIVE_INFINITY, options: FileStreamOptions = {}): Promise<ReadableStream<Uint8Array>> {
   const handle = await open(path, "r");
   let position = offset;
   const end = offset + length;
+  const { reusedBufferBytes, onRead } = options;
+  const reused = reusedBufferBytes === undefined ? undefined : [new Uint8Array(reusedBufferBytes), new Uint8Array(reusedBufferBytes)];
+  let turn = 0;
+  const nextBuffer = (): Uint8Array => {
+    if (reused === undefined) {
+      const fresh = new Uint8Array(Math.min(READ_CHUNK_BYTES, end - position));
+      noteFreshBuffer(fresh.byteLength);
+      return fresh;
+    }
+    turn ^= 1;
+    const buffer = reused[turn] as Uint8Array;
+    return buffer.byteLength <= end - position ? buffer : buffer.subarray(0, end - position);
+  };
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
         try {
-          const buffer = new Uint8Array(Math.min(READ_CHUNK_BYTES, end - position));
-          noteFreshBuffer(buffer.byteLength);
+          const buffer = nextBuffer();
           const { bytesRead } = buffer.byteLength === 0 ? { bytesRead: 0 } : await handle.read(buffer, 0, buffer.byteLength, position);
           if (bytesRead === 0) {
             await handle.close();
@@ -98,6 +122,7 @@ export async function fileReadableStream(path: string, offset = 0, length = Numb
           }
           position += bytesRead;
           controller.enqueue(bytesRead === buffer.byteLength ? buffer : buffer.subarray(0, bytesRead));
+          onRead?.(position - offset);
         } catch (error) {
           await handle.close().catch(() => undefined);
           controller.error(error);

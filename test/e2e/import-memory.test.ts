@@ -75,6 +75,15 @@ async function twoLetterFile(path: string, size: number): Promise<RandomFile> {
   return { path, ...(await hashFile(path)) };
 }
 
+/** The run succeeded, left `file` of the expected size, and stayed within both bounds. */
+async function expectBounded(result: Peak, file: string): Promise<void> {
+  expect(result.code, result.stderr).toBe(0);
+  expect((await stat(file)).size).toBe(ROOTFS_BYTES);
+  expect(result.anonBytes).toBeGreaterThan(0);
+  expect(result.anonBytes).toBeLessThan(ANON_LIMIT_BYTES);
+  expect(result.totalBytes).toBeLessThan(TOTAL_LIMIT_BYTES);
+}
+
 describe("import and fetch from an archive keep their memory bounded whatever the archive size (built binary)", () => {
   let work: string;
   let rootfs: RandomFile;
@@ -105,22 +114,14 @@ describe("import and fetch from an archive keep their memory bounded whatever th
     it(`of ${name}`, async () => {
       const store = join(work, `store-${name}`);
       const result = await peakMemoryOf(["--store-path", store, "import", join(work, name), "--quiet"]);
-      expect(result.code, result.stderr).toBe(0);
-      expect((await stat(join(store, "blobs", "sha256", rootfs.digest.slice("sha256:".length)))).size).toBe(ROOTFS_BYTES);
-      expect(result.anonBytes).toBeGreaterThan(0);
-      expect(result.anonBytes).toBeLessThan(ANON_LIMIT_BYTES);
-      expect(result.totalBytes).toBeLessThan(TOTAL_LIMIT_BYTES);
+      await expectBounded(result, join(store, "blobs", "sha256", rootfs.digest.slice("sha256:".length)));
       await rm(store, { recursive: true, force: true });
     }, 120_000);
 
     it(`and so does fetch from ${name}, read in place and checked again once spooled`, async () => {
       const output = join(work, `fetched-${name}`);
       const result = await peakMemoryOf(["fetch", `oci-archive:${join(work, name)}`, "-o", output, "--quiet"]);
-      expect(result.code, result.stderr).toBe(0);
-      expect((await stat(join(output, "rootfs"))).size).toBe(ROOTFS_BYTES);
-      expect(result.anonBytes).toBeGreaterThan(0);
-      expect(result.anonBytes).toBeLessThan(ANON_LIMIT_BYTES);
-      expect(result.totalBytes).toBeLessThan(TOTAL_LIMIT_BYTES);
+      await expectBounded(result, join(output, "rootfs"));
       await rm(output, { recursive: true, force: true });
     }, 120_000);
   }
@@ -133,22 +134,14 @@ describe("import and fetch from an archive keep their memory bounded whatever th
   it("of a compressible .tar.xz with the WebAssembly decoder", async () => {
     const store = join(work, "store-wasm");
     const result = await peakMemoryOf(["--store-path", store, "import", "--xz-decoder", "wasm", join(work, "letters.tar.xz"), "--quiet"]);
-    expect(result.code, result.stderr).toBe(0);
-    expect((await stat(join(store, "blobs", "sha256", letters.digest.slice("sha256:".length)))).size).toBe(ROOTFS_BYTES);
-    expect(result.anonBytes).toBeGreaterThan(0);
-    expect(result.anonBytes).toBeLessThan(ANON_LIMIT_BYTES);
-    expect(result.totalBytes).toBeLessThan(TOTAL_LIMIT_BYTES);
+    await expectBounded(result, join(store, "blobs", "sha256", letters.digest.slice("sha256:".length)));
     await rm(store, { recursive: true, force: true });
   }, 180_000);
 
   it("and so does fetch from it where no xz program exists (the WebAssembly decoder)", async () => {
     const output = join(work, "fetched-wasm");
     const result = await peakMemoryOf(["fetch", `oci-archive:${join(work, "letters.tar.xz")}`, "-o", output, "--quiet"], "/nonexistent");
-    expect(result.code, result.stderr).toBe(0);
-    expect((await stat(join(output, "rootfs"))).size).toBe(ROOTFS_BYTES);
-    expect(result.anonBytes).toBeGreaterThan(0);
-    expect(result.anonBytes).toBeLessThan(ANON_LIMIT_BYTES);
-    expect(result.totalBytes).toBeLessThan(TOTAL_LIMIT_BYTES);
+    await expectBounded(result, join(output, "rootfs"));
     await rm(output, { recursive: true, force: true });
   }, 180_000);
 });
