@@ -66,6 +66,16 @@ describe("readFileRange", () => {
     expect(total).toBe(2 * MiB + 5);
   });
 
+  it("reads a small range (a manifest, a config) into ordinary memory of its size, with no pool to give back to", async () => {
+    const content = await readFileRange(file, 4096, 3000);
+    expect(content.release).toBeUndefined();
+    expect(content.alignment).toBeUndefined();
+    const chunks: Uint8Array[] = [];
+    await drain(content.stream, (chunk) => chunks.push(chunk));
+    expect(chunks.map((chunk) => chunk.buffer.byteLength)).toEqual([3000]);
+    expect(sha(Buffer.concat(chunks))).toBe(sha(bytes.subarray(4096, 7096)));
+  });
+
   it("fails at once for a missing file", async () => {
     await expect(readFileRange(join(dir, "missing"), 0, 10)).rejects.toMatchObject({ code: "ENOENT" });
   });
