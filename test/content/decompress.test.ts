@@ -35,9 +35,8 @@ async function slowDigestOf(stream: ReadableStream<Uint8Array>): Promise<{ hex: 
 describe("the WebAssembly xz decoder", () => {
   // The decoder's input is read into two buffers used in turn: if either were refilled while the
   // decoder still held bytes of it (a read-ahead), the output would differ from the original or
-  // fail to decode. Runs of one byte
-  // (a chunk of input yields megabytes), random stretches (stored as they are) and text between
-  // them make the decoder ask for input at every pace.
+  // fail to decode. Runs of one byte (a chunk of input yields megabytes), random stretches (stored
+  // as they are) and text between them make the decoder ask for input at every pace.
   it("gives back the exact bytes of a multi-megabyte file, and counts every compressed byte read", async () => {
     const parts: Buffer[] = [];
     for (let round = 0; round < 6; round += 1) {
