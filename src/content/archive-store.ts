@@ -9,7 +9,7 @@ import { type BlobPlace, type BlobPlacement, dropBlobs } from "./archive-placeme
 import { scanTar } from "./archive-tar.ts";
 import { sniff } from "./decompress.ts";
 import { readFileRange } from "./file-range.ts";
-import { errorCode, errorMessage } from "./fs-util.ts";
+import { errorCode, errorMessage, readFully } from "./fs-util.ts";
 import { referrersAmong } from "./index-referrers.ts";
 import { passingThrough } from "./node-web-streams.ts";
 import { type LayoutIndex, refNameOf, taggedEntry, withoutRefName } from "./layout-index.ts";
@@ -288,13 +288,7 @@ async function readRange(path: string, offset: number, length: number): Promise<
   const handle = await open(path, "r");
   try {
     const bytes = new Uint8Array(length);
-    let done = 0;
-    while (done < length) {
-      const { bytesRead } = await handle.read(bytes, done, length - done, offset + done);
-      if (bytesRead === 0) break;
-      done += bytesRead;
-    }
-    return bytes.subarray(0, done);
+    return bytes.subarray(0, await readFully(handle, bytes, offset));
   } finally {
     await handle.close();
   }

@@ -1,7 +1,7 @@
 import { open } from "node:fs/promises";
 import { OcibootError } from "../errors.ts";
 import { truncatedOrCorrupt } from "./decompress.ts";
-import { errorMessage } from "./fs-util.ts";
+import { errorMessage, readFully } from "./fs-util.ts";
 
 /** One entry of a tar file as the scan sees it: its header, and where its data lies in the file. */
 export interface TarEntry {
@@ -50,12 +50,7 @@ export async function scanTar(path: string, onEntry: (entry: TarEntry) => void):
     const read = async (position: number, length: number): Promise<Uint8Array> => {
       if (position + length > fileSize) throw truncatedOrCorrupt(path, new Error("ends inside an entry"), "it ends inside an entry");
       const bytes = new Uint8Array(length);
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await handle.read(bytes, done, length - done, position + done);
-        if (bytesRead === 0) throw truncatedOrCorrupt(path, new Error("short read"));
-        done += bytesRead;
-      }
+      if ((await readFully(handle, bytes, position)) < length) throw truncatedOrCorrupt(path, new Error("short read"));
       return bytes;
     };
     let position = 0;

@@ -79,7 +79,7 @@ export async function openDecompressed(path: string, options: DecompressOptions 
   const { XzReadableStream } = (await import("xz-decompress")).default;
   // Two input buffers in turn: a fresh one per chunk outlived collections while its output was
   // taken, was promoted and waited for a full collection (docs/archives.md, "The WebAssembly decoder").
-  const wasm = new XzReadableStream(await fileReadableStream(path, 0, Number.POSITIVE_INFINITY, { reusedBufferBytes: FEED_CHUNK_BYTES, ...(counted ? { onRead: counted } : {}) })) as ReadableStream<Uint8Array>;
+  const wasm = new XzReadableStream(await fileReadableStream(path, 0, { reusedBufferBytes: FEED_CHUNK_BYTES, ...(counted ? { onRead: counted } : {}) })) as ReadableStream<Uint8Array>;
   return { stream: cap(wasm.pipeThrough(notingFreshChunks())), compression, decoder: "wasm" };
 }
 

@@ -1,6 +1,7 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { AlignedBlockPool, DIRECT_IO_ALIGNMENT } from "../aligned-blocks.ts";
 import type { FetchedContent } from "./store.ts";
+import { readFully } from "./fs-util.ts";
 import { noteFreshBuffer } from "./young-garbage.ts";
 
 /** One read; a multiple of a WebAssembly page, so that blocks are page-aligned. */
@@ -102,11 +103,6 @@ interface BlockRead {
 async function readBlock(handle: FileHandle, pool: AlignedBlockPool | undefined, position: number, size: number): Promise<BlockRead> {
   const block = pool?.take() ?? new Uint8Array(size);
   if (pool?.lends(block) !== true) noteFreshBuffer(block.byteLength);
-  let done = 0;
-  while (done < size) {
-    const { bytesRead } = await handle.read(block, done, size - done, position + done);
-    if (bytesRead === 0) return { bytes: block.subarray(0, done), whole: false };
-    done += bytesRead;
-  }
-  return { bytes: block.subarray(0, size), whole: true };
+  const done = await readFully(handle, block.subarray(0, size), position);
+  return { bytes: block.subarray(0, done), whole: done === size };
 }

@@ -89,32 +89,30 @@ export interface FileStreamOptions {
 }
 
 /**
- * A pull-driven stream of a file's bytes from `offset` (at most `length` of them: a range of an
- * archive); the file is opened at once, so a missing file fails here.
+ * A pull-driven stream of a file's bytes from `offset` to its end (ranges of an archive are read
+ * by file-range.ts); the file is opened at once, so a missing file fails here.
  */
-export async function fileReadableStream(path: string, offset = 0, length = Number.POSITIVE_INFINITY, options: FileStreamOptions = {}): Promise<ReadableStream<Uint8Array>> {
+export async function fileReadableStream(path: string, offset = 0, options: FileStreamOptions = {}): Promise<ReadableStream<Uint8Array>> {
   const handle = await open(path, "r");
   let position = offset;
-  const end = offset + length;
   const { reusedBufferBytes, onRead } = options;
   const reused = reusedBufferBytes === undefined ? undefined : [new Uint8Array(reusedBufferBytes), new Uint8Array(reusedBufferBytes)];
   let turn = 0;
   const nextBuffer = (): Uint8Array => {
     if (reused === undefined) {
-      const fresh = new Uint8Array(Math.min(READ_CHUNK_BYTES, end - position));
+      const fresh = new Uint8Array(READ_CHUNK_BYTES);
       noteFreshBuffer(fresh.byteLength);
       return fresh;
     }
     turn ^= 1;
-    const buffer = reused[turn] as Uint8Array;
-    return buffer.byteLength <= end - position ? buffer : buffer.subarray(0, end - position);
+    return reused[turn] as Uint8Array;
   };
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
         try {
           const buffer = nextBuffer();
-          const { bytesRead } = buffer.byteLength === 0 ? { bytesRead: 0 } : await handle.read(buffer, 0, buffer.byteLength, position);
+          const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, position);
           if (bytesRead === 0) {
             await handle.close();
             controller.close();
@@ -151,16 +149,24 @@ export async function readBoundedFile(path: string, maxBytes: number): Promise<U
       throw new OcibootError("UNSAFE_CONTENT", `Cannot read ${path}: ${size} bytes is more than the ${maxBytes}-byte limit`);
     }
     const buffer = new Uint8Array(size);
-    let filled = 0;
-    while (filled < size) {
-      const { bytesRead } = await handle.read(buffer, filled, size - filled, filled);
-      if (bytesRead === 0) break;
-      filled += bytesRead;
-    }
-    return buffer.subarray(0, filled);
+    return buffer.subarray(0, await readFully(handle, buffer, 0));
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Fills `buffer` from the file's `position`, however many calls that takes; returns the bytes
+ * read, fewer than the buffer holds only where the file ends first.
+ */
+export async function readFully(handle: FileHandle, buffer: Uint8Array, position: number): Promise<number> {
+  let done = 0;
+  while (done < buffer.byteLength) {
+    const { bytesRead } = await handle.read(buffer, done, buffer.byteLength - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done;
 }
 
 /** Writes all of `bytes` at `position`, however many calls that takes. */
